@@ -1,0 +1,219 @@
+"""Double-entry ledger with two-phase transfers (hold, then post or void).
+
+Every function runs inside the caller's transaction, so that a state change and the money
+it moves commit together or not at all. Rows are updated in ascending account id, so two
+transfers never wait on each other in opposite orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bhuktani.clock import now_ms
+from bhuktani.store import Tx
+
+
+class InsufficientCredits(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Balance:
+    available_paisa: int
+    held_paisa: int
+    consumed_paisa: int
+
+
+def merchant_code(merchant_id: int) -> str:
+    return f"merchant:{merchant_id}"
+
+
+def isp_code(isp: str) -> str:
+    return f"isp:{isp}"
+
+
+FUNDING_CODE = "funding"
+
+
+async def ensure_account(
+    tx: Tx, kind: str, env: str, code: str, merchant_id: int | None = None
+) -> int:
+    row = await tx.fetchrow(
+        "SELECT id FROM accounts WHERE kind = $1 AND env = $2 AND code = $3", kind, env, code
+    )
+    if row is not None:
+        return int(row["id"])
+    row = await tx.fetchrow(
+        "INSERT INTO accounts (kind, env, code, merchant_id) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (kind, env, code) DO UPDATE SET code = EXCLUDED.code RETURNING id",
+        kind,
+        env,
+        code,
+        merchant_id,
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+async def merchant_account(tx: Tx, merchant_id: int, env: str) -> int:
+    return await ensure_account(tx, "merchant", env, merchant_code(merchant_id), merchant_id)
+
+
+async def balance(tx: Tx, account_id: int) -> Balance:
+    row = await tx.fetchrow(
+        "SELECT balance_paisa, held_paisa, consumed_paisa FROM accounts WHERE id = $1", account_id
+    )
+    assert row is not None, account_id
+    return Balance(
+        available_paisa=int(row["balance_paisa"]) - int(row["held_paisa"]),
+        held_paisa=int(row["held_paisa"]),
+        consumed_paisa=int(row["consumed_paisa"]),
+    )
+
+
+async def _insert_transfer(
+    tx: Tx,
+    kind: str,
+    debit_id: int,
+    credit_id: int,
+    amount_paisa: int,
+    *,
+    pending_id: int | None = None,
+    payment_id: int | None = None,
+    note: str | None = None,
+) -> int:
+    row = await tx.fetchrow(
+        "INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,"
+        " pending_id, payment_id, note, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " RETURNING id",
+        kind,
+        debit_id,
+        credit_id,
+        amount_paisa,
+        pending_id,
+        payment_id,
+        note,
+        now_ms(),
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+async def _move(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, *, release: bool) -> None:
+    """Post amount from debit to credit; `release` also drops the debit's hold of it."""
+    assert amount_paisa > 0
+    assert debit_id != credit_id
+    for account_id in sorted((debit_id, credit_id)):
+        if account_id == debit_id:
+            changed = await tx.execute(
+                "UPDATE accounts SET balance_paisa = balance_paisa - $2, held_paisa = held_paisa - $3"
+                " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)",
+                debit_id,
+                amount_paisa,
+                amount_paisa if release else 0,
+                0 if release else amount_paisa,
+            )
+            if changed != 1:
+                raise InsufficientCredits()
+        else:
+            changed = await tx.execute(
+                "UPDATE accounts SET balance_paisa = balance_paisa + $2 WHERE id = $1",
+                credit_id,
+                amount_paisa,
+            )
+            assert changed == 1, credit_id
+
+
+async def _consume(tx: Tx, account_id: int, amount_paisa: int) -> None:
+    """Track what a merchant has spent (negative for refunds); other accounts keep 0."""
+    await tx.execute(
+        "UPDATE accounts SET consumed_paisa = consumed_paisa + $2 WHERE id = $1 AND kind = 'merchant'",
+        account_id,
+        amount_paisa,
+    )
+
+
+async def transfer(
+    tx: Tx,
+    debit_id: int,
+    credit_id: int,
+    amount_paisa: int,
+    *,
+    payment_id: int | None = None,
+    note: str | None = None,
+) -> int:
+    """A transfer posted at once (credit loads, refunds). Raises InsufficientCredits."""
+    await _move(tx, debit_id, credit_id, amount_paisa, release=False)
+    return await _insert_transfer(
+        tx, "single", debit_id, credit_id, amount_paisa, payment_id=payment_id, note=note
+    )
+
+
+async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment_id: int) -> int:
+    """Reserve credits for a payment. Raises InsufficientCredits; nothing is held then."""
+    assert amount_paisa > 0
+    changed = await tx.execute(
+        "UPDATE accounts SET held_paisa = held_paisa + $2"
+        " WHERE id = $1 AND balance_paisa - held_paisa >= $2",
+        debit_id,
+        amount_paisa,
+    )
+    if changed != 1:
+        raise InsufficientCredits()
+    return await _insert_transfer(
+        tx, "pending", debit_id, credit_id, amount_paisa, payment_id=payment_id
+    )
+
+
+async def _pending(tx: Tx, pending_id: int) -> tuple[int, int, int, int | None]:
+    row = await tx.fetchrow(
+        "SELECT kind, debit_account_id, credit_account_id, amount_paisa, payment_id"
+        " FROM transfers WHERE id = $1",
+        pending_id,
+    )
+    assert row is not None, pending_id
+    assert row["kind"] == "pending", row["kind"]
+    payment_id = row["payment_id"]
+    return (
+        int(row["debit_account_id"]),
+        int(row["credit_account_id"]),
+        int(row["amount_paisa"]),
+        None if payment_id is None else int(payment_id),
+    )
+
+
+async def post(tx: Tx, pending_id: int) -> int:
+    """Capture a hold. The unique pending_id makes a second post or void fail."""
+    debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
+    transfer_id = await _insert_transfer(
+        tx, "post", debit_id, credit_id, amount_paisa, pending_id=pending_id, payment_id=payment_id
+    )
+    await _move(tx, debit_id, credit_id, amount_paisa, release=True)
+    await _consume(tx, debit_id, amount_paisa)
+    return transfer_id
+
+
+async def void(tx: Tx, pending_id: int) -> int:
+    """Release a hold in full."""
+    debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
+    transfer_id = await _insert_transfer(
+        tx, "void", debit_id, credit_id, amount_paisa, pending_id=pending_id, payment_id=payment_id
+    )
+    changed = await tx.execute(
+        "UPDATE accounts SET held_paisa = held_paisa - $2 WHERE id = $1 AND held_paisa >= $2",
+        debit_id,
+        amount_paisa,
+    )
+    assert changed == 1, pending_id
+    return transfer_id
+
+
+async def refund(
+    tx: Tx, isp_account_id: int, merchant_account_id: int, amount_paisa: int, payment_id: int, note: str
+) -> int:
+    """Give a merchant back money an ISP reversed after a Success: a new transfer, no edit."""
+    transfer_id = await transfer(
+        tx, isp_account_id, merchant_account_id, amount_paisa, payment_id=payment_id, note=note
+    )
+    await _consume(tx, merchant_account_id, -amount_paisa)
+    return transfer_id

@@ -1,0 +1,167 @@
+"""Merchants, their tokens and their credits: what the CLI and authentication need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bhuktani import ledger
+from bhuktani.clock import now_ms
+from bhuktani.errors import ApiError
+from bhuktani.merchants import tokens
+from bhuktani.store import Database, Tx
+
+ENVS = ("test", "live")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's merchant and environment."""
+
+    merchant_id: int
+    env: str
+    services: str
+    callback_url: str | None
+
+    def may_use(self, service: str, isp: str) -> bool:
+        if self.services.strip() == "all":
+            return True
+        enabled = {s.strip() for s in self.services.split(",")}
+        return service in enabled or isp in enabled
+
+
+@dataclass(frozen=True)
+class NewMerchant:
+    merchant_id: int
+    test_token: str
+    live_token: str
+
+
+async def _issue_token(tx: Tx, merchant_id: int, env: str, key: bytes) -> str:
+    token = tokens.generate(env)
+    await tx.execute(
+        "INSERT INTO tokens (merchant_id, env, token_hash, hint, created_ms)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        merchant_id,
+        env,
+        tokens.digest(token, key),
+        tokens.hint(token),
+        now_ms(),
+    )
+    return token
+
+
+async def create(
+    db: Database,
+    name: str,
+    *,
+    key: bytes,
+    services: str = "all",
+    callback_url: str | None = None,
+    test_credits_paisa: int = 0,
+    live_credits_paisa: int = 0,
+) -> NewMerchant:
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "INSERT INTO merchants (name, services, callback_url, created_ms)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            name,
+            services,
+            callback_url,
+            now_ms(),
+        )
+        assert row is not None
+        merchant_id = int(row["id"])
+        issued = {env: await _issue_token(tx, merchant_id, env, key) for env in ENVS}
+        for env, amount in (("test", test_credits_paisa), ("live", live_credits_paisa)):
+            account_id = await ledger.merchant_account(tx, merchant_id, env)
+            if amount > 0:
+                await _load(tx, account_id, env, amount, "opening credits")
+    return NewMerchant(merchant_id, issued["test"], issued["live"])
+
+
+async def issue_token(db: Database, merchant_id: int, env: str, *, key: bytes) -> str:
+    async with db.transaction() as tx:
+        return await _issue_token(tx, merchant_id, env, key)
+
+
+async def _load(tx: Tx, account_id: int, env: str, amount_paisa: int, note: str) -> int:
+    funding = await ledger.ensure_account(tx, "funding", env, ledger.FUNDING_CODE)
+    return await ledger.transfer(tx, funding, account_id, amount_paisa, note=note)
+
+
+async def load_credits(
+    db: Database, merchant_id: int, env: str, amount_paisa: int, note: str = "credit load"
+) -> int:
+    async with db.transaction() as tx:
+        if await tx.fetchrow("SELECT id FROM merchants WHERE id = $1", merchant_id) is None:
+            raise LookupError(f"no merchant {merchant_id}")
+        account_id = await ledger.merchant_account(tx, merchant_id, env)
+        return await _load(tx, account_id, env, amount_paisa, note)
+
+
+async def set_status(db: Database, merchant_id: int, status: str) -> bool:
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE merchants SET status = $2 WHERE id = $1", merchant_id, status
+        )
+    return changed == 1
+
+
+async def revoke_token(db: Database, token: str, *, key: bytes) -> bool:
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE tokens SET status = 'revoked', revoked_ms = $2 WHERE token_hash = $1",
+            tokens.digest(token, key),
+            now_ms(),
+        )
+    return changed == 1
+
+
+async def list_all(db: Database) -> list[dict[str, object]]:
+    async with db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT m.id, m.name, m.status, m.services, m.callback_url,"
+            " t.balance_paisa - t.held_paisa AS test_available,"
+            " l.balance_paisa - l.held_paisa AS live_available"
+            " FROM merchants m"
+            " LEFT JOIN accounts t ON t.kind = 'merchant' AND t.env = 'test' AND t.merchant_id = m.id"
+            " LEFT JOIN accounts l ON l.kind = 'merchant' AND l.env = 'live' AND l.merchant_id = m.id"
+            " ORDER BY m.id"
+        )
+    return [dict(row) for row in rows]
+
+
+async def authenticate(db: Database, token: str | None, *, key: bytes) -> Principal:
+    if not token:
+        raise ApiError("1001", "Provide the token in the body or as 'Authorization: Token …'")
+    if len(token) > tokens.MAX_TOKEN_CHARS:
+        raise ApiError("1002", "Token not found")
+    token_hash = tokens.digest(token, key)
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT t.token_hash, t.env, t.status AS token_status, t.merchant_id,"
+            " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url"
+            " FROM tokens t JOIN merchants m ON m.id = t.merchant_id WHERE t.token_hash = $1",
+            token_hash,
+        )
+    if row is None or not tokens.same(str(row["token_hash"]), token_hash):
+        raise ApiError("1002", "Token not found")
+    if row["token_status"] == "revoked":
+        raise ApiError("1003", "The token was revoked")
+    if row["token_status"] == "disabled":
+        raise ApiError("1004", "The token is disabled")
+    if row["merchant_status"] == "deleted":
+        raise ApiError("1005", "The merchant account is deleted")
+    if row["merchant_status"] == "disabled":
+        raise ApiError("1006", "The merchant account is inactive")
+    expires_ms = row["expires_ms"]
+    if expires_ms is not None and int(expires_ms) <= now_ms():
+        raise ApiError("1007", "The merchant account has expired")
+    env = str(row["env"])
+    assert env == tokens.env_of(token), "a token's stored environment follows its prefix"
+    return Principal(
+        merchant_id=int(row["merchant_id"]),
+        env=env,
+        services=str(row["services"]),
+        callback_url=row["callback_url"],
+    )

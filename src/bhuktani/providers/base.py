@@ -1,0 +1,103 @@
+"""What every provider (one ISP billing protocol) offers the flows, and what it returns.
+
+A payment is pending by default: only an explicit answer from the ISP is final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Duration:
+    code: str
+    title: str
+    amount_paisa: int
+    days: int
+
+
+@dataclass(frozen=True)
+class Package:
+    title: str
+    code: int
+    durations: tuple[Duration, ...]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    username: str
+    customer_id: str
+    full_name: str
+    current_plan: str
+    days_remaining: int
+    has_due: bool
+    accept_advance_payment: bool
+    packages: tuple[Package, ...]
+
+    def current_package(self) -> Package | None:
+        return next((p for p in self.packages if p.title == self.current_plan), None)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    isp: str
+    username: str
+    # The sandbox keeps one copy of its subscribers per merchant; live ISPs ignore it.
+    merchant_id: int
+
+
+@dataclass(frozen=True)
+class Order:
+    """A payment as the ISP sees it; payment_id is the ISP-side idempotency key."""
+
+    payment_id: int
+    merchant_id: int
+    isp: str
+    username: str
+    package_code: int | None
+    package_title: str
+    duration_code: str
+    days: int
+    amount_paisa: int
+
+
+@dataclass(frozen=True)
+class Paid:
+    receipt: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+    # Set when the ISP refused one field of the request (1011 rather than 1021).
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Unknown:
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotFound:
+    pass
+
+
+PayResult = Paid | Refused | Unknown
+StatusResult = Paid | Refused | NotFound | Unknown
+
+
+class ProviderUnavailable(Exception):
+    """The ISP could not answer a look-up; nothing was charged."""
+
+
+class Provider(Protocol):
+    # How long after a payment was sent a NotFound from this ISP can be trusted as final.
+    settle_window_s: float
+
+    async def lookup(self, query: Lookup) -> Subscriber | None: ...
+
+    async def pay(self, order: Order) -> PayResult: ...
+
+    async def status(self, order: Order) -> StatusResult: ...

@@ -1,0 +1,83 @@
+"""Subscribers as JSON: the snapshot a session keeps, and the ISP protocol's body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bhuktani.providers.base import Duration, Package, Subscriber
+
+
+def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "username": subscriber.username,
+        "customer_id": subscriber.customer_id,
+        "full_name": subscriber.full_name,
+        "current_plan": subscriber.current_plan,
+        "days_remaining": subscriber.days_remaining,
+        "has_due": subscriber.has_due,
+        "accept_advance_payment": subscriber.accept_advance_payment,
+        "packages": [
+            {
+                "title": package.title,
+                "code": package.code,
+                "durations": [
+                    {
+                        "code": d.code,
+                        "title": d.title,
+                        "amount_paisa": d.amount_paisa,
+                        "days": d.days,
+                    }
+                    for d in package.durations
+                ],
+            }
+            for package in subscriber.packages
+        ],
+    }
+
+
+def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
+    """Read a subscriber; raises KeyError, TypeError or ValueError on a malformed body."""
+    packages = tuple(
+        Package(
+            title=_str(p["title"]),
+            code=_int(p["code"]),
+            durations=tuple(
+                Duration(
+                    code=_str(d["code"]),
+                    title=_str(d["title"]),
+                    amount_paisa=_int(d["amount_paisa"]),
+                    days=_int(d["days"]),
+                )
+                for d in p["durations"]
+            ),
+        )
+        for p in data["packages"]
+    )
+    return Subscriber(
+        username=_str(data["username"]),
+        customer_id=_str(data["customer_id"]),
+        full_name=_str(data["full_name"]),
+        current_plan=_str(data["current_plan"]),
+        days_remaining=_int(data["days_remaining"]),
+        has_due=_bool(data["has_due"]),
+        accept_advance_payment=_bool(data["accept_advance_payment"]),
+        packages=packages,
+    )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value

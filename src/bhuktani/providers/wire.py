@@ -1,0 +1,87 @@
+"""Field types shared by the service groups' request models: the documents' loose types
+(numbers as strings and the reverse, keys with spaces) read in one place."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from bhuktani import money
+from bhuktani.errors import ApiError, FieldErrors, validation_error
+
+REFERENCE_PATTERN = r"^[A-Za-z0-9_.:-]{1,50}$"
+_REFERENCE = re.compile(REFERENCE_PATTERN)
+MAX_ID = 2**63 - 1
+
+
+def _amount(value: Any) -> int:
+    try:
+        return money.to_paisa(value)
+    except money.AmountError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _loose_int(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+        return int(value.strip())
+    return value
+
+
+def _loose_str(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _reference(value: Any) -> Any:
+    if isinstance(value, str) and not _REFERENCE.match(value):
+        raise ValueError("Reference must be 1 to 50 characters of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+AmountPaisa = Annotated[int, BeforeValidator(_amount)]
+LooseId = Annotated[int, BeforeValidator(_loose_int), Field(ge=0, le=MAX_ID, strict=True)]
+LooseCode = Annotated[str, BeforeValidator(_loose_str), Field(min_length=1, max_length=32)]
+Reference = Annotated[str, BeforeValidator(_reference), Field(max_length=50)]
+Username = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class WireModel(BaseModel):
+    """A request body: unknown keys ignored, `session id` read as `session_id`."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+    token: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscore_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                (key.strip().replace(" ", "_") if isinstance(key, str) else key): value
+                for key, value in data.items()
+            }
+        return data
+
+
+M = TypeVar("M", bound=WireModel)
+
+
+def reference_present(data: dict[str, Any]) -> None:
+    """1012 comes before any other validation error, as the documents list it."""
+    if data.get("reference") in (None, ""):
+        raise ApiError("1012", "Send a unique 'reference' with the request")
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: FieldErrors = {}
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, []).append(message)
+        raise validation_error(errors) from None

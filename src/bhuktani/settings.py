@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, read from `BHUKTANI_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BHUKTANI_", extra="ignore")
+
+    database_url: str = "sqlite:///./bhuktani.db"
+    # Keys the token hash. Tokens carry 120+ random bits, so the key is defence in depth:
+    # set it in production so that a copy of the database alone cannot check tokens.
+    token_hash_key: SecretStr = SecretStr("bhuktani-development-key")
+
+    session_ttl_s: int = 30 * 60
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+
+    # Reconciliation of payments left Processing.
+    reconciler_enabled: bool = True
+    reconcile_poll_s: float = 1.0
+    reconcile_batch: int = 50
+    reconcile_lease_s: int = 60
+    # Delay before the n-th status question, the last one repeating.
+    reconcile_backoff_s: list[float] = [2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600]
+    # Past this age a payment still unknown is flagged for an operator, never guessed.
+    reconcile_flag_after_s: int = 24 * 3600
+
+    # The in-process sandbox (TEST tokens).
+    sandbox_slow_delay_s: float = 10.0
+    sandbox_settle_window_s: float = 5.0
+
+    # Service slugs (group or ISP) an operator has put in maintenance: 1019.
+    maintenance: list[str] = []
+
+    # LIVE ISP systems. Unset base URL: the provider is not available in LIVE (1018).
+    hashcnet_v2_base_url: str = ""
+    hashcnet_v2_api_key: SecretStr = SecretStr("")
+    arrownet_base_url: str = ""
+    arrownet_api_key: SecretStr = SecretStr("")
+    isp_connect_timeout_s: float = 2.0
+    isp_timeout_s: float = 5.0
+    isp_max_connections: int = 200
+    # A NotFound from a live ISP is final only this long after the payment was sent.
+    isp_settle_window_s: float = 120.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""PostgreSQL through asyncpg: a pool of connections, one transaction per `transaction()`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from bhuktani.store.base import CheckViolation, Row, UniqueViolation
+
+
+def _rowcount(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresTx:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._conn.fetchrow(sql, *args)
+        return row
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        rows: Sequence[Row] = await self._conn.fetch(sql, *args)
+        return rows
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._conn.execute(sql, *args)
+        return _rowcount(status)
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        assert pool is not None
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTx]:
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    yield PostgresTx(conn)
+            except asyncpg.UniqueViolationError as exc:
+                raise UniqueViolation(str(exc)) from exc
+            except asyncpg.CheckViolationError as exc:
+                raise CheckViolation(str(exc)) from exc
+
+    async def ping(self) -> bool:
+        try:
+            async with self._pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,166 @@
+"""Table metadata: the source of the Alembic migrations. Queries are plain SQL in store/."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("services", Text, nullable=False, server_default="all"),
+    Column("callback_url", String(2000)),
+    Column("expires_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    CheckConstraint("status IN ('active', 'disabled', 'deleted')", name="merchant_status"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # The first characters of the token, so that an operator can tell tokens apart.
+    Column("hint", String(16), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger),
+    CheckConstraint("env IN ('test', 'live')", name="token_env"),
+    CheckConstraint("status IN ('active', 'revoked', 'disabled')", name="token_status"),
+    Index("tokens_merchant", "merchant_id"),
+)
+
+# Double-entry accounts. balance_paisa is credits minus debits posted; held_paisa is the sum
+# of pending debits. Merchant accounts may never promise more than they hold.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("merchant_id", BigInteger),
+    Column("code", String(64), nullable=False),
+    Column("balance_paisa", BigInteger, nullable=False, server_default="0"),
+    Column("held_paisa", BigInteger, nullable=False, server_default="0"),
+    Column("consumed_paisa", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("kind", "env", "code", name="accounts_identity"),
+    CheckConstraint("kind IN ('merchant', 'isp', 'funding', 'fees')", name="account_kind"),
+    CheckConstraint("held_paisa >= 0", name="account_held_not_negative"),
+    CheckConstraint(
+        "kind <> 'merchant' OR balance_paisa - held_paisa >= 0",
+        name="merchant_available_not_negative",
+    ),
+)
+
+# Append-only. A pending transfer is closed by exactly one post or void transfer naming it.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("debit_account_id", BigInteger, nullable=False),
+    Column("credit_account_id", BigInteger, nullable=False),
+    Column("amount_paisa", BigInteger, nullable=False),
+    Column("pending_id", BigInteger, unique=True),
+    Column("payment_id", BigInteger),
+    Column("note", String(500)),
+    Column("created_ms", BigInteger, nullable=False),
+    CheckConstraint("amount_paisa > 0", name="transfer_amount_positive"),
+    CheckConstraint("kind IN ('single', 'pending', 'post', 'void')", name="transfer_kind"),
+    Index("transfers_payment", "payment_id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("isp", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("reference", String(50)),
+    Column("offer_json", Text, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("payment_id", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("reference", String(50), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("isp", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("package_code", String(32)),
+    Column("duration_code", String(32), nullable=False),
+    Column("days", Integer, nullable=False),
+    Column("amount_paisa", BigInteger, nullable=False),
+    Column("session_id", BigInteger),
+    Column("state", String(16), nullable=False),
+    Column("isp_status", String(32), nullable=False, server_default="Sent"),
+    Column("detail", String(500), nullable=False, server_default=""),
+    Column("hold_transfer_id", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("next_check_ms", BigInteger),
+    Column("lease_until_ms", BigInteger, nullable=False, server_default="0"),
+    Column("checks", Integer, nullable=False, server_default="0"),
+    Column("flagged", Boolean, nullable=False, server_default="false"),
+    UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
+    CheckConstraint(
+        "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",
+        name="payment_state",
+    ),
+    Index("payments_due", "state", "next_check_ms"),
+)
+
+# The simulated ISPs of the sandbox keep their subscribers and what they applied here,
+# one copy per merchant so that no merchant sees another's test payments.
+sandbox_subscribers = Table(
+    "sandbox_subscribers",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("isp", String(64), primary_key=True),
+    Column("username", String(100), primary_key=True),
+    Column("current_plan", String(100), nullable=False),
+    Column("days_remaining", Integer, nullable=False),
+)
+
+sandbox_payments = Table(
+    "sandbox_payments",
+    metadata,
+    Column("payment_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("isp", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("amount_paisa", BigInteger, nullable=False),
+    Column("receipt", String(32), nullable=False),
+    Column("visible_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
