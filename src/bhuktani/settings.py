@@ -26,7 +26,20 @@ class Settings(BaseSettings):
     reconcile_batch: int = 50
     reconcile_lease_s: int = 60
     # Delay before the n-th status question, the last one repeating.
-    reconcile_backoff_s: list[float] = [2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600]
+    reconcile_backoff_s: list[float] = [
+        2,
+        3,
+        5,
+        10,
+        20,
+        30,
+        60,
+        120,
+        300,
+        600,
+        1800,
+        3600,
+    ]
     # Past this age a payment still unknown is flagged for an operator, never guessed.
     reconcile_flag_after_s: int = 24 * 3600
 

@@ -39,7 +39,10 @@ async def ensure_account(
     tx: Tx, kind: str, env: str, code: str, merchant_id: int | None = None
 ) -> int:
     row = await tx.fetchrow(
-        "SELECT id FROM accounts WHERE kind = $1 AND env = $2 AND code = $3", kind, env, code
+        "SELECT id FROM accounts WHERE kind = $1 AND env = $2 AND code = $3",
+        kind,
+        env,
+        code,
     )
     if row is not None:
         return int(row["id"])
@@ -61,7 +64,8 @@ async def merchant_account(tx: Tx, merchant_id: int, env: str) -> int:
 
 async def balance(tx: Tx, account_id: int) -> Balance:
     row = await tx.fetchrow(
-        "SELECT balance_paisa, held_paisa, consumed_paisa FROM accounts WHERE id = $1", account_id
+        "SELECT balance_paisa, held_paisa, consumed_paisa FROM accounts WHERE id = $1",
+        account_id,
     )
     assert row is not None, account_id
     return Balance(
@@ -145,7 +149,13 @@ async def transfer(
     """A transfer posted at once (credit loads, refunds). Raises InsufficientCredits."""
     await _move(tx, debit_id, credit_id, amount_paisa, release=False)
     return await _insert_transfer(
-        tx, "single", debit_id, credit_id, amount_paisa, payment_id=payment_id, note=note
+        tx,
+        "single",
+        debit_id,
+        credit_id,
+        amount_paisa,
+        payment_id=payment_id,
+        note=note,
     )
 
 
@@ -186,7 +196,13 @@ async def post(tx: Tx, pending_id: int) -> int:
     """Capture a hold. The unique pending_id makes a second post or void fail."""
     debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
     transfer_id = await _insert_transfer(
-        tx, "post", debit_id, credit_id, amount_paisa, pending_id=pending_id, payment_id=payment_id
+        tx,
+        "post",
+        debit_id,
+        credit_id,
+        amount_paisa,
+        pending_id=pending_id,
+        payment_id=payment_id,
     )
     await _move(tx, debit_id, credit_id, amount_paisa, release=True)
     await _consume(tx, debit_id, amount_paisa)
@@ -197,7 +213,13 @@ async def void(tx: Tx, pending_id: int) -> int:
     """Release a hold in full."""
     debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
     transfer_id = await _insert_transfer(
-        tx, "void", debit_id, credit_id, amount_paisa, pending_id=pending_id, payment_id=payment_id
+        tx,
+        "void",
+        debit_id,
+        credit_id,
+        amount_paisa,
+        pending_id=pending_id,
+        payment_id=payment_id,
     )
     changed = await tx.execute(
         "UPDATE accounts SET held_paisa = held_paisa - $2 WHERE id = $1 AND held_paisa >= $2",
@@ -209,11 +231,21 @@ async def void(tx: Tx, pending_id: int) -> int:
 
 
 async def refund(
-    tx: Tx, isp_account_id: int, merchant_account_id: int, amount_paisa: int, payment_id: int, note: str
+    tx: Tx,
+    isp_account_id: int,
+    merchant_account_id: int,
+    amount_paisa: int,
+    payment_id: int,
+    note: str,
 ) -> int:
     """Give a merchant back money an ISP reversed after a Success: a new transfer, no edit."""
     transfer_id = await transfer(
-        tx, isp_account_id, merchant_account_id, amount_paisa, payment_id=payment_id, note=note
+        tx,
+        isp_account_id,
+        merchant_account_id,
+        amount_paisa,
+        payment_id=payment_id,
+        note=note,
     )
     await _consume(tx, merchant_account_id, -amount_paisa)
     return transfer_id

@@ -90,7 +90,11 @@ async def _load(tx: Tx, account_id: int, env: str, amount_paisa: int, note: str)
 
 
 async def load_credits(
-    db: Database, merchant_id: int, env: str, amount_paisa: int, note: str = "credit load"
+    db: Database,
+    merchant_id: int,
+    env: str,
+    amount_paisa: int,
+    note: str = "credit load",
 ) -> int:
     async with db.transaction() as tx:
         if await tx.fetchrow("SELECT id FROM merchants WHERE id = $1", merchant_id) is None:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from bhuktani import money
 from bhuktani.errors import ApiError, FieldErrors, validation_error
@@ -23,7 +30,7 @@ def _amount(value: Any) -> int:
         raise ValueError(str(exc)) from None
 
 
-def _loose_int(value: Any) -> Any:
+def loose_int(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
         return int(value.strip())
     return value
@@ -41,9 +48,18 @@ def _reference(value: Any) -> Any:
     return value
 
 
-AmountPaisa = Annotated[int, BeforeValidator(_amount)]
-LooseId = Annotated[int, BeforeValidator(_loose_int), Field(ge=0, le=MAX_ID, strict=True)]
-LooseCode = Annotated[str, BeforeValidator(_loose_str), Field(min_length=1, max_length=32)]
+# The schemas say what clients may send (numbers or strings); the models keep one type.
+AmountPaisa = Annotated[int, BeforeValidator(_amount, json_schema_input_type=float | str)]
+LooseId = Annotated[
+    int,
+    BeforeValidator(loose_int, json_schema_input_type=int | str),
+    Field(ge=0, le=MAX_ID, strict=True),
+]
+LooseCode = Annotated[
+    str,
+    BeforeValidator(_loose_str, json_schema_input_type=str | int),
+    Field(min_length=1, max_length=32),
+]
 Reference = Annotated[str, BeforeValidator(_reference), Field(max_length=50)]
 Username = Annotated[str, Field(min_length=1, max_length=100)]
 

@@ -3,7 +3,7 @@ by `isp-sim`, and what a payment does to a subscriber."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 
 from bhuktani.providers.base import Duration, Order, Package, Subscriber
@@ -182,7 +182,10 @@ def refusal(subscriber: Subscriber, order: Order) -> tuple[str, str | None] | No
         return ("The subscriber's account does not accept payments", None)
     price = find_price(subscriber, order)
     if price is None:
-        return (f"No plan {order.package_title!r} for {order.duration_code!r}", "duration_code")
+        return (
+            f"No plan {order.package_title!r} for {order.duration_code!r}",
+            "duration_code",
+        )
     if price.amount_paisa != order.amount_paisa:
         return ("The amount does not match the plan price", "amount")
     return None

@@ -34,7 +34,9 @@ class SandboxProvider:
         self._slow_delay_ms = int(slow_delay_s * 1000)
         self.settle_window_s = settle_window_s
 
-    async def _current(self, tx: Tx, merchant_id: int, isp: str, username: str) -> Subscriber | None:
+    async def _current(
+        self, tx: Tx, merchant_id: int, isp: str, username: str
+    ) -> Subscriber | None:
         base = catalog.template(isp, username)
         if base is None:
             return None
@@ -48,7 +50,9 @@ class SandboxProvider:
         if row is None:
             return base
         return replace(
-            base, current_plan=str(row["current_plan"]), days_remaining=int(row["days_remaining"])
+            base,
+            current_plan=str(row["current_plan"]),
+            days_remaining=int(row["days_remaining"]),
         )
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
@@ -60,7 +64,8 @@ class SandboxProvider:
         try:
             async with self._db.transaction() as tx:
                 existing = await tx.fetchrow(
-                    "SELECT receipt FROM sandbox_payments WHERE payment_id = $1", order.payment_id
+                    "SELECT receipt FROM sandbox_payments WHERE payment_id = $1",
+                    order.payment_id,
                 )
                 if existing is not None:
                     return Paid(str(existing["receipt"]))

@@ -118,6 +118,7 @@ payments = Table(
     Column("isp", String(64), nullable=False),
     Column("username", String(100), nullable=False),
     Column("package_code", String(32)),
+    Column("package_title", String(100), nullable=False, server_default=""),
     Column("duration_code", String(32), nullable=False),
     Column("days", Integer, nullable=False),
     Column("amount_paisa", BigInteger, nullable=False),

@@ -1,0 +1,182 @@
+"""The HTTP layer: parse, call one flow, render. No business rule lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from bhuktani import __version__
+from bhuktani.api.body import parse_object, read_limited, token_of
+from bhuktani.api.middleware import RequestContext
+from bhuktani.errors import ApiError
+from bhuktani.logs import configure_logging
+from bhuktani.payments import commit as commit_flow
+from bhuktani.payments import details as details_flow
+from bhuktani.payments import gateway as gateway_mod
+from bhuktani.payments import lookup
+from bhuktani.providers.group import ServiceGroup
+from bhuktani.settings import Settings, get_settings
+from bhuktani.store import connect
+from bhuktani.workers import reconciler
+
+log = structlog.get_logger()
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    return JsonResponse(error.body(), status_code=error.http_status)
+
+
+def _json_body_schema(model: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _gateway(request: Request) -> gateway_mod.Gateway:
+    gateway: gateway_mod.Gateway = request.app.state.gateway
+    return gateway
+
+
+Flow = Callable[[gateway_mod.Gateway, ServiceGroup, dict[str, Any], str | None], Awaitable[Any]]
+
+
+def _group_route(app: FastAPI, verb: str, group: ServiceGroup, flow: Flow) -> None:
+    model = group.details_model if verb == "details" else group.commit_model
+
+    async def endpoint(request: Request) -> JsonResponse:
+        gateway = _gateway(request)
+        raw = await read_limited(request, gateway.settings.max_body_bytes)
+        data = parse_object(raw)
+        return JsonResponse(await flow(gateway, group, data, token_of(data, request)))
+
+    path = f"/api/servicegroup/{verb}/{group.slug}/"
+    name = f"{verb}_{group.slug.replace('-', '_')}"
+    extra = _json_body_schema(model)
+    app.add_api_route(path, endpoint, methods=["POST"], name=name, openapi_extra=extra)
+    app.add_api_route(
+        path.rstrip("/"),
+        endpoint,
+        methods=["POST"],
+        include_in_schema=False,
+        name=name + "_bare",
+    )
+
+
+async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
+    """Look-ups take their fields from the query string or a JSON body (the body wins)."""
+    data: dict[str, Any] = dict(request.query_params)
+    data.update(parse_object(await read_limited(request, max_bytes), required=False))
+    return data
+
+
+def _lookup_routes(app: FastAPI) -> None:
+    async def status_endpoint(request: Request) -> JsonResponse:
+        gateway = _gateway(request)
+        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        return JsonResponse(await lookup.status(gateway, data, token_of(data, request)))
+
+    async def bulk_endpoint(request: Request) -> JsonResponse:
+        gateway = _gateway(request)
+        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        return JsonResponse(await lookup.bulk_status(gateway, data, token_of(data, request)))
+
+    async def balance_endpoint(request: Request) -> JsonResponse:
+        gateway = _gateway(request)
+        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        return JsonResponse(await lookup.balance(gateway, token_of(data, request)))
+
+    for path, endpoint in (
+        ("/api/service/status/", status_endpoint),
+        ("/api/service/bulk/status/", bulk_endpoint),
+        ("/api/balance/", balance_endpoint),
+    ):
+        app.add_api_route(path, endpoint, methods=["GET"], name=path.strip("/").replace("/", "_"))
+        app.add_api_route(path.rstrip("/"), endpoint, methods=["GET"], include_in_schema=False)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        log.info("refused", code=exc.code, details=exc.details)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            error = ApiError("1010", f"Method {request.method} not allowed here", http_status=405)
+        elif exc.status_code == 404:
+            error = ApiError("1008", "Unknown service or path", http_status=404)
+        else:
+            error = ApiError("1010", str(exc.detail), http_status=exc.status_code)
+        return error_response(error)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(ApiError("1010", "Malformed request"))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = await connect(settings.database_url)
+        gateway = gateway_mod.build(db, settings)
+        app.state.gateway = gateway
+        stop = asyncio.Event()
+        worker = None
+        if settings.reconciler_enabled:
+            worker = asyncio.create_task(reconciler.run(gateway, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            await gateway.aclose()
+
+    app = FastAPI(
+        title="bhuktani",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.add_middleware(RequestContext)
+    _install_error_handlers(app)
+    for group in gateway_mod.GROUPS.values():
+        _group_route(app, "details", group, details_flow.details)
+        _group_route(app, "commit", group, commit_flow.commit)
+    _lookup_routes(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> JsonResponse:
+        ok = await _gateway(request).db.ping()
+        body = {"status": "ok" if ok else "unavailable", "database": ok}
+        return JsonResponse(body, status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,283 @@
+"""The operator's commands. Each reads the database from BHUKTANI_DATABASE_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bhuktani import money
+from bhuktani.merchants import service as merchants
+from bhuktani.settings import Settings, get_settings
+from bhuktani.store import Database, connect
+from bhuktani.store.migrate import upgrade
+
+T = TypeVar("T")
+app = typer.Typer(help="bhuktani: bill-payment gateway for Nepali ISPs.", no_args_is_help=True)
+merchant_app = typer.Typer(help="Create, list and disable merchants.", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+credits_app = typer.Typer(
+    help="Move credits to merchants (ledger transfers).", no_args_is_help=True
+)
+app.add_typer(merchant_app, name="merchant")
+app.add_typer(token_app, name="token")
+app.add_typer(credits_app, name="credits")
+console = Console()
+
+
+def _with_db(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def main() -> T:
+        db = await connect(settings.database_url)
+        try:
+            return await fn(db, settings)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def _key(settings: Settings) -> bytes:
+    return settings.token_hash_key.get_secret_value().encode()
+
+
+def _paisa(rupees: str, *, allow_zero: bool = False) -> int:
+    if allow_zero and rupees.strip() in ("0", "0.0", "0.00"):
+        return 0
+    try:
+        return money.to_paisa(rupees)
+    except money.AmountError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    url = get_settings().database_url
+    upgrade(url)
+    console.print(f"database at head: {_redact(url)}")
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}@{host}"
+    return url
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    reconciler: Annotated[
+        bool, typer.Option(help="Run the reconciler inside the server processes.")
+    ] = True,
+) -> None:
+    """Serve the API (applies pending migrations first)."""
+    import uvicorn
+
+    upgrade(get_settings().database_url)
+    # Worker processes build their settings from the environment.
+    os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
+    get_settings.cache_clear()
+    uvicorn.run(
+        "bhuktani.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # look-ups carry tokens in query strings; we log paths only
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the reconciler alone, for deployments with several API hosts."""
+    from bhuktani.logs import configure_logging
+    from bhuktani.payments import gateway as gateway_mod
+    from bhuktani.workers import reconciler
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        db = await connect(settings.database_url)
+        gateway = gateway_mod.build(db, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await reconciler.run(gateway, stop)
+        finally:
+            await gateway.aclose()
+
+    upgrade(settings.database_url)
+    asyncio.run(main())
+
+
+@app.command("isp-sim")
+def isp_sim(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="BHUKTANI_ISP_SIM_API_KEY", help="Required bearer key."),
+    ] = None,
+    slow_delay_s: Annotated[float, typer.Option(help="How long slow-user takes.")] = 10.0,
+) -> None:
+    """Serve the simulated ISPs of the sandbox over HTTP (the ISP protocol of the README)."""
+    from bhuktani.sandbox import isp_sim as sim
+
+    console.print(f"isp-sim on http://{host}:{port}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(sim.serve(host, port, api_key=api_key, slow_delay_s=slow_delay_s))
+
+
+@merchant_app.command("create")
+def merchant_create(
+    name: str,
+    credits: Annotated[str, typer.Option(help="LIVE credits in rupees.")] = "0",
+    test_credits: Annotated[str, typer.Option(help="TEST credits in rupees.")] = "1000000",
+    services: Annotated[str, typer.Option(help="'all' or comma separated slugs.")] = "all",
+    callback_url: Annotated[str | None, typer.Option(help="Where delivery callbacks go.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+) -> None:
+    """Create a merchant with a TEST and a LIVE token (shown once)."""
+    live_paisa = _paisa(credits, allow_zero=True)
+    test_paisa = _paisa(test_credits, allow_zero=True)
+
+    async def run(db: Database, settings: Settings) -> merchants.NewMerchant:
+        return await merchants.create(
+            db,
+            name,
+            key=_key(settings),
+            services=services,
+            callback_url=callback_url,
+            test_credits_paisa=test_paisa,
+            live_credits_paisa=live_paisa,
+        )
+
+    created = _with_db(run)
+    result = {
+        "merchant_id": created.merchant_id,
+        "test_token": created.test_token,
+        "live_token": created.live_token,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    console.print(f"merchant {created.merchant_id} created; tokens are shown only now:")
+    console.print(f"  TEST token: {created.test_token}")
+    console.print(f"  LIVE token: {created.live_token}")
+
+
+@merchant_app.command("list")
+def merchant_list() -> None:
+    """List merchants and their available credits."""
+    rows: list[dict[str, Any]] = _with_db(lambda db, _: merchants.list_all(db))
+    table = Table("id", "name", "status", "services", "test available", "live available")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["name"]),
+            str(row["status"]),
+            str(row["services"]),
+            money.format_rupees(int(row["test_available"] or 0)),
+            money.format_rupees(int(row["live_available"] or 0)),
+        )
+    console.print(table)
+
+
+@merchant_app.command("disable")
+def merchant_disable(merchant_id: int) -> None:
+    """Disable a merchant: its tokens get 1006 from now on."""
+    if not _with_db(lambda db, _: merchants.set_status(db, merchant_id, "disabled")):
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} disabled")
+
+
+@merchant_app.command("enable")
+def merchant_enable(merchant_id: int) -> None:
+    """Enable a disabled merchant again."""
+    if not _with_db(lambda db, _: merchants.set_status(db, merchant_id, "active")):
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} enabled")
+
+
+@token_app.command("revoke")
+def token_revoke(token: str) -> None:
+    """Revoke a token: it gets 1003 from now on."""
+    if not _with_db(lambda db, settings: merchants.revoke_token(db, token, key=_key(settings))):
+        console.print("no such token")
+        raise typer.Exit(1)
+    console.print("token revoked")
+
+
+@token_app.command("create")
+def token_create(
+    merchant_id: int,
+    env: Annotated[str, typer.Option(help="test or live.")] = "test",
+) -> None:
+    """Issue a new token for a merchant (shown once)."""
+    if env not in merchants.ENVS:
+        raise typer.BadParameter("env must be test or live")
+    token = _with_db(
+        lambda db, settings: merchants.issue_token(db, merchant_id, env, key=_key(settings))
+    )
+    console.print(token)
+
+
+@credits_app.command("load")
+def credits_load(
+    merchant_id: int,
+    amount: str,
+    env: Annotated[str, typer.Option(help="live or test.")] = "live",
+    note: Annotated[str, typer.Option(help="Why, for the books.")] = "credit load",
+) -> None:
+    """Load credits: a ledger transfer from the operator's funding account."""
+    if env not in merchants.ENVS:
+        raise typer.BadParameter("env must be live or test")
+    amount_paisa = _paisa(amount)
+    try:
+        _with_db(lambda db, _: merchants.load_credits(db, merchant_id, env, amount_paisa, note))
+    except LookupError as exc:
+        console.print(str(exc))
+        raise typer.Exit(1) from None
+    console.print(f"loaded {money.format_rupees(amount_paisa)} to merchant {merchant_id} ({env})")
+
+
+@app.command()
+def demo(
+    base_url: Annotated[str, typer.Option(help="Where the server will listen.")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Make the demo merchant if there is none, issue it a TEST token, print curls."""
+    from bhuktani.demo import ensure_demo, render_curls
+
+    token = _with_db(lambda db, settings: ensure_demo(db, key=_key(settings)))
+    console.print(render_curls(base_url, token), highlight=False, markup=False)
+
+
+def main() -> None:
+    app()

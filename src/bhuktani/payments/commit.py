@@ -1,0 +1,113 @@
+"""A commit call: pay the ISP for a plan, in the three steps of DESIGN.md."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from bhuktani.clock import now_ms
+from bhuktani.errors import ApiError, field_error
+from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.payments import records, sessions
+from bhuktani.payments.details import lookup_subscriber
+from bhuktani.payments.gateway import Gateway
+from bhuktani.providers.base import (
+    Order,
+    PayResult,
+    Provider,
+    Refused,
+    Subscriber,
+    Unknown,
+)
+from bhuktani.providers.group import CommitQuery, CommitView, ServiceGroup
+
+log = structlog.get_logger()
+
+
+async def _subscriber(
+    gateway: Gateway, group: ServiceGroup, principal: Principal, query: CommitQuery
+) -> tuple[str, Subscriber, int | None]:
+    """The ISP, the subscriber as priced, and the session the commit spends, if any."""
+    if query.session_id is not None:
+        session = await sessions.load(gateway.db, principal, group.slug, query.session_id)
+        gateway.check_service(principal, group.slug, session.isp)
+        return session.isp, session.subscriber, session.id
+    assert query.isp is not None and query.username is not None
+    gateway.check_service(principal, group.slug, query.isp)
+    provider = gateway.provider(principal.env, group.slug)
+    subscriber = await lookup_subscriber(provider, principal, query.isp, query.username)
+    return query.isp, subscriber, None
+
+
+async def _pay(provider: Provider, order: Order, timeout_s: float) -> PayResult:
+    """The ISP call. Whatever goes wrong here leaves the outcome unknown, never failed."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await provider.pay(order)
+    except TimeoutError:
+        return Unknown("no answer from the ISP in time")
+    except Exception as exc:  # an adapter bug must not lose a held payment
+        log.exception("isp_pay_crashed", payment_id=order.payment_id)
+        return Unknown(f"adapter error: {type(exc).__name__}")
+
+
+def _refusal_error(refusal: Refused) -> ApiError:
+    if refusal.field:
+        return field_error(refusal.field, refusal.reason, code="1011")
+    return ApiError("1021", refusal.reason)
+
+
+async def commit(
+    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    settings = gateway.settings
+    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    query = group.parse_commit(data)
+    structlog.contextvars.bind_contextvars(reference=query.reference)
+    await records.refuse_duplicate(gateway.db, principal, query.reference)
+    isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
+    package, duration = group.choose(subscriber, query)
+    provider = gateway.provider(principal.env, group.slug)
+    order = Order(
+        payment_id=sessions.random_id(),
+        merchant_id=principal.merchant_id,
+        isp=isp,
+        username=subscriber.username,
+        package_code=query.package_code,
+        package_title=package.title,
+        duration_code=duration.code,
+        days=duration.days,
+        amount_paisa=duration.amount_paisa,
+    )
+    # Until step 3 has run, the reconciler leaves the payment to this request.
+    grace_ms = int((settings.isp_timeout_s * 2 + 5) * 1000)
+    await records.open_payment(
+        gateway.db,
+        principal,
+        group.slug,
+        order,
+        query.reference,
+        session_id,
+        first_check_ms=now_ms() + grace_ms,
+    )
+    structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
+    result = await _pay(provider, order, settings.isp_timeout_s + 1)
+    log.info("isp_pay", outcome=type(result).__name__, isp=isp)
+    first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
+    settled = await records.settle(
+        gateway.db, order.payment_id, result, next_check_ms=first_check_ms
+    )
+    if settled.state == "Failed":
+        raise _refusal_error(settled.refusal or Refused(settled.detail))
+    return group.render_commit(
+        CommitView(
+            state=settled.state,
+            payment_id=settled.payment_id,
+            receipt=settled.detail,
+            amount_paisa=settled.amount_paisa,
+            available_paisa=settled.available_paisa,
+        )
+    )

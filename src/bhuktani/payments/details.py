@@ -1,0 +1,54 @@
+"""A details call: who is the subscriber and what can be paid (one flow per API call)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from bhuktani.errors import ApiError, client_error
+from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.payments import sessions
+from bhuktani.payments.gateway import Gateway
+from bhuktani.providers.base import Lookup, Provider, ProviderUnavailable, Subscriber
+from bhuktani.providers.group import ServiceGroup
+
+log = structlog.get_logger()
+
+
+async def lookup_subscriber(
+    provider: Provider, principal: Principal, isp: str, username: str
+) -> Subscriber:
+    try:
+        subscriber = await provider.lookup(Lookup(isp, username, principal.merchant_id))
+    except ProviderUnavailable as exc:
+        log.warning("isp_lookup_failed", isp=isp, reason=str(exc))
+        raise ApiError("1018", "The ISP did not answer the look-up; try again") from None
+    if subscriber is None:
+        raise client_error("Username not found")
+    return subscriber
+
+
+async def details(
+    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    query = group.parse_details(data)
+    if query.reference:
+        structlog.contextvars.bind_contextvars(reference=query.reference)
+    gateway.check_service(principal, group.slug, query.isp)
+    provider = gateway.provider(principal.env, group.slug)
+    subscriber = await lookup_subscriber(provider, principal, query.isp, query.username)
+    session_id = None
+    if group.uses_sessions:
+        session_id = await sessions.open_session(
+            gateway.db,
+            principal,
+            group.slug,
+            query.isp,
+            subscriber,
+            query.reference,
+            gateway.settings.session_ttl_s,
+        )
+    return group.render_details(subscriber, session_id)

@@ -1,0 +1,84 @@
+"""Everything a flow needs, built once per process: the database, the service groups and
+the providers of each environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bhuktani.errors import ApiError
+from bhuktani.merchants.service import Principal
+from bhuktani.providers.arrownet.schema import Arrownet
+from bhuktani.providers.base import Provider
+from bhuktani.providers.group import ServiceGroup
+from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
+from bhuktani.sandbox.inprocess import SandboxProvider
+from bhuktani.settings import Settings
+from bhuktani.store import Database
+
+GROUPS: dict[str, ServiceGroup] = {group.slug: group for group in (HashcnetV2(), Arrownet())}
+
+
+@dataclass
+class Gateway:
+    db: Database
+    settings: Settings
+    sandbox: Provider
+    live: dict[str, Provider] = field(default_factory=dict)
+
+    @property
+    def token_key(self) -> bytes:
+        return self.settings.token_hash_key.get_secret_value().encode()
+
+    def provider(self, env: str, group: str) -> Provider:
+        if env == "test":
+            return self.sandbox
+        provider = self.live.get(group)
+        if provider is None:
+            raise ApiError("1018", f"The {group} service is not available for LIVE tokens yet")
+        return provider
+
+    def check_service(self, principal: Principal, group: str, isp: str) -> None:
+        if not principal.may_use(group, isp):
+            raise ApiError("1008", f"The service {isp!r} is not enabled for this account")
+        if group in self.settings.maintenance or isp in self.settings.maintenance:
+            raise ApiError("1019", f"The service {isp!r} is in maintenance; try again later")
+
+    async def aclose(self) -> None:
+        for provider in self.live.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+        await self.db.close()
+
+
+def live_providers(settings: Settings) -> dict[str, Provider]:
+    configured = {
+        "hashcnet-v2": (settings.hashcnet_v2_base_url, settings.hashcnet_v2_api_key),
+        "arrownet": (settings.arrownet_base_url, settings.arrownet_api_key),
+    }
+    if not any(base_url for base_url, _ in configured.values()):
+        return {}
+    from bhuktani.providers.isp_http import IspHttpProvider
+
+    return {
+        group: IspHttpProvider(
+            group=group,
+            base_url=base_url,
+            api_key=api_key.get_secret_value(),
+            connect_timeout_s=settings.isp_connect_timeout_s,
+            timeout_s=settings.isp_timeout_s,
+            max_connections=settings.isp_max_connections,
+            settle_window_s=settings.isp_settle_window_s,
+        )
+        for group, (base_url, api_key) in configured.items()
+        if base_url
+    }
+
+
+def build(db: Database, settings: Settings) -> Gateway:
+    sandbox = SandboxProvider(
+        db,
+        slow_delay_s=settings.sandbox_slow_delay_s,
+        settle_window_s=settings.sandbox_settle_window_s,
+    )
+    return Gateway(db=db, settings=settings, sandbox=sandbox, live=live_providers(settings))

@@ -1,0 +1,159 @@
+"""Look-ups of section 5: a payment's status, many at once, and the balance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from bhuktani import ledger, money
+from bhuktani.errors import ApiError, field_error
+from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.payments.gateway import Gateway
+from bhuktani.store import Row, Tx
+
+MAX_BULK_REFERENCES = 100
+MAX_REFERENCE_CHARS = 50
+
+
+def _detail(row: Row) -> str:
+    state = row["state"]
+    if state == "Success":
+        return f"Transaction successful; ISP receipt {row['detail']}"
+    if state == "Processing":
+        return "Awaiting confirmation from the ISP"
+    return str(row["detail"])
+
+
+async def _refunds(tx: Tx, payment_id: int) -> Sequence[Row]:
+    return await tx.fetch(
+        "SELECT amount_paisa, note, created_ms FROM transfers"
+        " WHERE payment_id = $1 AND kind = 'single' ORDER BY id",
+        payment_id,
+    )
+
+
+def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:
+    refunded_paisa = sum(int(r["amount_paisa"]) for r in refunds)
+    return {
+        "status": True,
+        "state": row["state"],
+        "original_status": row["isp_status"],
+        "details": _detail(row),
+        "reference": row["reference"],
+        "response_id": int(row["id"]),
+        "amount": money.to_rupees(int(row["amount_paisa"])),
+        "refunded": refunded_paisa > 0,
+        "refunded_amount": money.to_rupees(refunded_paisa),
+        "refunds": [
+            {
+                "created_at": _iso(int(r["created_ms"])),
+                "remarks": r["note"] or "",
+                "amount": money.to_rupees(int(r["amount_paisa"])),
+            }
+            for r in refunds
+        ],
+    }
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+async def _payments(tx: Tx, principal: Principal, references: Sequence[str]) -> dict[str, Row]:
+    found: dict[str, Row] = {}
+    for reference in references:
+        row = await tx.fetchrow(
+            "SELECT id, reference, state, isp_status, detail, amount_paisa FROM payments"
+            " WHERE merchant_id = $1 AND env = $2 AND reference = $3",
+            principal.merchant_id,
+            principal.env,
+            reference,
+        )
+        if row is not None:
+            found[reference] = row
+    return found
+
+
+def _invalid_reference() -> ApiError:
+    return ApiError("002", "No payment with this reference for this token")
+
+
+async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
+    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    reference = data.get("reference")
+    if reference in (None, ""):
+        raise ApiError("1012", "Send the 'reference' to look up")
+    if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_CHARS:
+        raise _invalid_reference()
+    structlog.contextvars.bind_contextvars(reference=reference)
+    async with gateway.db.transaction() as tx:
+        row = (await _payments(tx, principal, [reference])).get(reference)
+        if row is None:
+            raise _invalid_reference()
+        refunds = await _refunds(tx, int(row["id"]))
+    return _render(row, refunds)
+
+
+def _parse_references(data: dict[str, Any]) -> list[str]:
+    raw = data.get("references")
+    if raw in (None, ""):
+        raise ApiError("1012", "Send 'references', comma separated")
+    if not isinstance(raw, str):
+        raise field_error("references", "References must be a comma separated string")
+    references = [r.strip() for r in raw.split(",")]
+    if len(references) > MAX_BULK_REFERENCES:
+        raise field_error("references", f"At most {MAX_BULK_REFERENCES} references at once")
+    if any(not r or len(r) > MAX_REFERENCE_CHARS for r in references):
+        raise field_error("references", "Each reference is 1 to 50 characters")
+    length = data.get("reference_length")
+    try:
+        count = int(str(length))
+    except ValueError:
+        raise field_error("reference_length", "reference_length must be a number") from None
+    if count != len(references):
+        raise field_error(
+            "reference_length",
+            f"reference_length {count} but {len(references)} references sent",
+        )
+    return references
+
+
+async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
+    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    references = _parse_references(data)
+    detail: list[dict[str, Any]] = []
+    async with gateway.db.transaction() as tx:
+        found = await _payments(tx, principal, references)
+        for reference in references:
+            row = found.get(reference)
+            if row is None:
+                detail.append(
+                    {
+                        "reference": reference,
+                        "state": "Error",
+                        "details": "Invalid reference",
+                    }
+                )
+                continue
+            entry = _render(row, await _refunds(tx, int(row["id"])))
+            del entry["status"]
+            detail.append(entry)
+    return {"status": True, "message": "Success", "detail": detail}
+
+
+async def balance(gateway: Gateway, token: str | None) -> dict[str, Any]:
+    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    async with gateway.db.transaction() as tx:
+        account = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
+        current = await ledger.balance(tx, account)
+    return {
+        "credits_consumed": money.to_rupees(current.consumed_paisa),
+        "credits_available": money.to_rupees(current.available_paisa),
+    }

@@ -1,0 +1,278 @@
+"""The payment's two short transactions around the ISP call (DESIGN.md):
+
+1. `open_payment`: claim the reference, claim the session, hold the credits, Processing;
+2. (the ISP call, with no transaction open);
+3. `settle`: post the hold (Success) or void it (Failed), or keep it for the reconciler.
+
+`settle` only moves a payment that is still Processing, so the commit and the reconciler
+may race to settle one payment and exactly one of them moves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bhuktani import ledger
+from bhuktani.clock import now_ms
+from bhuktani.errors import ApiError, client_error
+from bhuktani.merchants.service import Principal
+from bhuktani.payments import sessions
+from bhuktani.providers.base import NotFound, Order, Paid, Refused, StatusResult
+from bhuktani.store import Database, Row, Tx, UniqueViolation
+
+FINAL_STATES = ("Success", "Failed", "Error", "Expired")
+
+
+@dataclass(frozen=True)
+class Settled:
+    state: str
+    payment_id: int
+    detail: str
+    amount_paisa: int
+    available_paisa: int
+    # Set when the ISP refused the payment: the reason and the field it named.
+    refusal: Refused | None = None
+
+
+async def _by_reference(tx: Tx, principal: Principal, reference: str) -> Row | None:
+    return await tx.fetchrow(
+        "SELECT id, state FROM payments WHERE merchant_id = $1 AND env = $2 AND reference = $3",
+        principal.merchant_id,
+        principal.env,
+        reference,
+    )
+
+
+def _duplicate(row: Row) -> ApiError:
+    return ApiError(
+        "1013",
+        "A payment with this reference exists; its outcome is in error_data",
+        error_data={"id": int(row["id"]), "state": str(row["state"])},
+    )
+
+
+async def refuse_duplicate(db: Database, principal: Principal, reference: str) -> None:
+    """A retried commit learns the first one's outcome before anything else is checked."""
+    async with db.transaction() as tx:
+        existing = await _by_reference(tx, principal, reference)
+    if existing is not None:
+        raise _duplicate(existing)
+
+
+async def open_payment(
+    db: Database,
+    principal: Principal,
+    service: str,
+    order: Order,
+    reference: str,
+    session_id: int | None,
+    *,
+    first_check_ms: int,
+) -> None:
+    """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
+    process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
+    try:
+        async with db.transaction() as tx:
+            existing = await _by_reference(tx, principal, reference)
+            if existing is not None:
+                raise _duplicate(existing)
+            now = now_ms()
+            await tx.execute(
+                "INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,"
+                " package_code, package_title, duration_code, days, amount_paisa, session_id, state,"
+                " next_check_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                " $9, $10, $11, $12, $13, 'Processing', $14, $15, $15)",
+                order.payment_id,
+                principal.merchant_id,
+                principal.env,
+                reference,
+                service,
+                order.isp,
+                order.username,
+                None if order.package_code is None else str(order.package_code),
+                order.package_title,
+                order.duration_code,
+                order.days,
+                order.amount_paisa,
+                session_id,
+                first_check_ms,
+                now,
+            )
+            if session_id is not None and not await sessions.claim(
+                tx, session_id, order.payment_id
+            ):
+                raise client_error("Session already used for a payment")
+            # The hot balance row is locked last, for the shortest time.
+            merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
+            isp_id = await ledger.ensure_account(
+                tx, "isp", principal.env, ledger.isp_code(order.isp)
+            )
+            try:
+                hold_id = await ledger.hold(
+                    tx, merchant_id, isp_id, order.amount_paisa, order.payment_id
+                )
+            except ledger.InsufficientCredits:
+                available = (await ledger.balance(tx, merchant_id)).available_paisa
+                raise ApiError(
+                    "1016",
+                    f"Available credits {available / 100:.2f} do not cover the amount",
+                ) from None
+            await tx.execute(
+                "UPDATE payments SET hold_transfer_id = $2 WHERE id = $1",
+                order.payment_id,
+                hold_id,
+            )
+    except UniqueViolation:
+        # Another request claimed the reference between our check and our insert.
+        async with db.transaction() as tx:
+            existing = await _by_reference(tx, principal, reference)
+        if existing is None:
+            raise
+        raise _duplicate(existing) from None
+
+
+async def _available(tx: Tx, merchant_id: int, env: str) -> int:
+    account = await ledger.merchant_account(tx, merchant_id, env)
+    return (await ledger.balance(tx, account)).available_paisa
+
+
+def _settled(row: Row, available_paisa: int, refusal: Refused | None = None) -> Settled:
+    return Settled(
+        state=str(row["state"]),
+        payment_id=int(row["id"]),
+        detail=str(row["detail"]),
+        amount_paisa=int(row["amount_paisa"]),
+        available_paisa=available_paisa,
+        refusal=refusal,
+    )
+
+
+PAYMENT_COLUMNS = (
+    "id, merchant_id, env, state, detail, amount_paisa, hold_transfer_id, session_id, checks"
+)
+
+
+async def settle(
+    db: Database,
+    payment_id: int,
+    result: StatusResult,
+    *,
+    next_check_ms: int,
+    not_found_is_final: bool = False,
+) -> Settled:
+    """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE",
+            payment_id,
+        )
+        assert row is not None, payment_id
+        merchant_id, env = int(row["merchant_id"]), str(row["env"])
+        if row["state"] != "Processing":
+            return _settled(row, await _available(tx, merchant_id, env))
+        hold_id = row["hold_transfer_id"]
+        assert hold_id is not None, "every Processing payment has a hold"
+        now = now_ms()
+        if isinstance(result, Paid):
+            await ledger.post(tx, int(hold_id))
+            state, isp_status, detail = "Success", "Paid", result.receipt
+        elif isinstance(result, Refused) or (isinstance(result, NotFound) and not_found_is_final):
+            await ledger.void(tx, int(hold_id))
+            if row["session_id"] is not None:
+                await sessions.release(tx, int(row["session_id"]), payment_id)
+            if isinstance(result, Refused):
+                state, isp_status, detail = "Failed", "Refused", result.reason
+            else:
+                state, isp_status, detail = (
+                    "Failed",
+                    "NotFound",
+                    "The ISP never received the payment",
+                )
+        else:
+            isp_status = "NotFound" if isinstance(result, NotFound) else "Unknown"
+            await tx.execute(
+                "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
+                " lease_until_ms = 0 WHERE id = $1",
+                payment_id,
+                isp_status,
+                next_check_ms,
+                now,
+            )
+            return _settled(row, await _available(tx, merchant_id, env))
+        changed = await tx.execute(
+            "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
+            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing'",
+            payment_id,
+            state,
+            isp_status,
+            detail[:500],
+            now,
+        )
+        assert changed == 1, payment_id
+        final = await tx.fetchrow(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id
+        )
+        assert final is not None
+        refusal = result if isinstance(result, Refused) else None
+        return _settled(final, await _available(tx, merchant_id, env), refusal)
+
+
+@dataclass(frozen=True)
+class Due:
+    payment_id: int
+    env: str
+    service: str
+    order: Order
+    created_ms: int
+    checks: int
+
+
+async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]:
+    """Lease Processing payments whose next check is due. On PostgreSQL, SKIP LOCKED lets
+    several workers claim at once without ever claiming the same payment."""
+    now = now_ms()
+    async with db.transaction() as tx:
+        rows = await tx.fetch(
+            "UPDATE payments SET lease_until_ms = $2, checks = checks + 1 WHERE id IN ("
+            " SELECT id FROM payments WHERE state = 'Processing' AND next_check_ms <= $1"
+            " AND lease_until_ms <= $1 ORDER BY next_check_ms LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, merchant_id, env, service, isp, username, package_code, package_title,"
+            " duration_code, days, amount_paisa, created_ms, checks",
+            now,
+            now + lease_ms,
+            limit,
+        )
+    return [
+        Due(
+            payment_id=int(row["id"]),
+            env=str(row["env"]),
+            service=str(row["service"]),
+            created_ms=int(row["created_ms"]),
+            checks=int(row["checks"]),
+            order=Order(
+                payment_id=int(row["id"]),
+                merchant_id=int(row["merchant_id"]),
+                isp=str(row["isp"]),
+                username=str(row["username"]),
+                package_code=None if row["package_code"] is None else int(row["package_code"]),
+                package_title=str(row["package_title"]),
+                duration_code=str(row["duration_code"]),
+                days=int(row["days"]),
+                amount_paisa=int(row["amount_paisa"]),
+            ),
+        )
+        for row in rows
+    ]
+
+
+async def flag(db: Database, payment_id: int) -> None:
+    """Past the reconciliation window: an operator decides, the hold stays."""
+    async with db.transaction() as tx:
+        await tx.execute(
+            "UPDATE payments SET flagged = $2, next_check_ms = NULL, updated_ms = $3"
+            " WHERE id = $1 AND state = 'Processing'",
+            payment_id,
+            True,
+            now_ms(),
+        )

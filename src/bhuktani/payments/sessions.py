@@ -1,0 +1,110 @@
+"""Sessions of details calls: the prices a merchant was shown, bound to its merchant,
+environment, service, ISP and username; expiring, and spent by one payment."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from bhuktani.clock import now_ms
+from bhuktani.errors import client_error
+from bhuktani.merchants.service import Principal
+from bhuktani.providers.base import Subscriber
+from bhuktani.providers.codec import subscriber_from_json, subscriber_to_json
+from bhuktani.store import Database, Tx, UniqueViolation
+
+# Ids are random below 2**53 (exact in any JSON client), so they say nothing about volume.
+ID_LIMIT = 2**53
+ID_ATTEMPTS = 5
+
+
+def random_id() -> int:
+    return 1 + secrets.randbelow(ID_LIMIT - 1)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    isp: str
+    username: str
+    subscriber: Subscriber
+
+
+async def open_session(
+    db: Database,
+    principal: Principal,
+    service: str,
+    isp: str,
+    subscriber: Subscriber,
+    reference: str | None,
+    ttl_s: int,
+) -> int:
+    offer = json.dumps(subscriber_to_json(subscriber), separators=(",", ":"))
+    now = now_ms()
+    for _ in range(ID_ATTEMPTS):
+        session_id = random_id()
+        try:
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
+                    " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                    " $9, $10)",
+                    session_id,
+                    principal.merchant_id,
+                    principal.env,
+                    service,
+                    isp,
+                    subscriber.username,
+                    reference,
+                    offer,
+                    now + ttl_s * 1000,
+                    now,
+                )
+            return session_id
+        except UniqueViolation:
+            continue
+    raise RuntimeError("could not draw a free session id")
+
+
+async def load(db: Database, principal: Principal, service: str, session_id: int) -> Session:
+    """The session if it is this merchant's, in this environment and service, and usable."""
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT merchant_id, env, service, isp, username, offer_json, expires_ms, payment_id"
+            " FROM sessions WHERE id = $1",
+            session_id,
+        )
+    if (
+        row is None
+        or int(row["merchant_id"]) != principal.merchant_id
+        or row["env"] != principal.env
+        or row["service"] != service
+    ):
+        raise client_error("Invalid session")
+    if row["payment_id"] is not None:
+        raise client_error("Session already used for a payment")
+    if int(row["expires_ms"]) <= now_ms():
+        raise client_error("Session expired; fetch the details again")
+    subscriber = subscriber_from_json(json.loads(str(row["offer_json"])))
+    return Session(session_id, str(row["isp"]), str(row["username"]), subscriber)
+
+
+async def claim(tx: Tx, session_id: int, payment_id: int) -> bool:
+    """Bind the session to this payment; False if another payment took it first."""
+    changed = await tx.execute(
+        "UPDATE sessions SET payment_id = $2 WHERE id = $1 AND payment_id IS NULL AND expires_ms > $3",
+        session_id,
+        payment_id,
+        now_ms(),
+    )
+    return changed == 1
+
+
+async def release(tx: Tx, session_id: int, payment_id: int) -> None:
+    """A failed payment gives its session back, so the merchant can pay again with it."""
+    await tx.execute(
+        "UPDATE sessions SET payment_id = NULL WHERE id = $1 AND payment_id = $2",
+        session_id,
+        payment_id,
+    )

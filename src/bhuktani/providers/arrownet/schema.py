@@ -1,0 +1,111 @@
+"""Arrownet: request models and response shapes of seeds/arrownet.md. No sessions: a
+commit names the subscriber and is priced from the ISP's current answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from bhuktani import money
+from bhuktani.errors import field_error
+from bhuktani.providers.base import Duration, Package, Subscriber
+from bhuktani.providers.group import CommitQuery, CommitView, DetailsQuery, message_for
+from bhuktani.providers.wire import (
+    AmountPaisa,
+    Reference,
+    Username,
+    WireModel,
+    loose_int,
+    parse,
+    reference_present,
+)
+from bhuktani.sandbox.catalog import ARROWNET
+
+DURATIONS_MONTHS = (1, 3, 6, 12)
+Months = Annotated[int, BeforeValidator(loose_int), Field(strict=True)]
+
+
+class DetailsRequest(WireModel):
+    username: Username
+    reference: Reference | None = None
+
+
+class CommitRequest(WireModel):
+    reference: Reference
+    username: Username
+    amount: AmountPaisa
+    duration: Months
+
+
+class Arrownet:
+    slug = ARROWNET
+    uses_sessions = False
+    details_model = DetailsRequest
+    commit_model = CommitRequest
+
+    def isps(self) -> tuple[str, ...]:
+        return (ARROWNET,)
+
+    def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
+        request = parse(DetailsRequest, data)
+        return DetailsQuery(isp=ARROWNET, username=request.username, reference=request.reference)
+
+    def render_details(self, subscriber: Subscriber, session_id: int | None) -> dict[str, Any]:
+        current = subscriber.current_package()
+        return {
+            "status": True,
+            "plan_details": [
+                {"duration": int(d.code), "amount": money.format_rupees(d.amount_paisa)}
+                for d in (current.durations if current else ())
+                if d.code.isdigit()
+            ],
+            "days_remaining": subscriber.days_remaining,
+            "current_plan": subscriber.current_plan,
+            "accept_advance_payment": subscriber.accept_advance_payment,
+            "has_due": subscriber.has_due,
+            "full_name": subscriber.full_name,
+        }
+
+    def parse_commit(self, data: dict[str, Any]) -> CommitQuery:
+        reference_present(data)
+        request = parse(CommitRequest, data)
+        if request.duration not in DURATIONS_MONTHS:
+            raise field_error("duration", "Duration must be one of 1, 3, 6 or 12 months")
+        return CommitQuery(
+            reference=request.reference,
+            amount_paisa=request.amount,
+            duration_code=str(request.duration),
+            isp=ARROWNET,
+            username=request.username,
+        )
+
+    def choose(self, subscriber: Subscriber, query: CommitQuery) -> tuple[Package, Duration]:
+        package = subscriber.current_package()
+        duration = next(
+            (d for d in (package.durations if package else ()) if d.code == query.duration_code),
+            None,
+        )
+        if package is None or duration is None:
+            raise field_error("duration", f"No {query.duration_code}-month price for this plan")
+        if duration.amount_paisa != query.amount_paisa:
+            raise field_error(
+                "amount",
+                f"Amount {money.format_rupees(query.amount_paisa)} does not match the plan price"
+                f" {money.format_rupees(duration.amount_paisa)}",
+            )
+        return package, duration
+
+    def render_commit(self, view: CommitView) -> dict[str, Any]:
+        return {
+            "status": True,
+            "message": message_for(view.state),
+            "detail": "Transaction successful"
+            if view.state == "Success"
+            else "Transaction pending",
+            "extra_data": {},
+            "state": view.state,
+            "id": view.payment_id,
+            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_available": money.to_rupees(view.available_paisa),
+        }

@@ -1,0 +1,105 @@
+"""Resolves payments left Processing by asking their ISP, on a bounded backoff schedule.
+
+Only the ISP's explicit answer settles a payment: Paid posts the hold, Refused voids it,
+NotFound voids it once the ISP's settle window has passed (before that, the payment may
+still be on its way). Unknown keeps asking; past the flag window the payment is left held
+for an operator, never refunded by guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from bhuktani.clock import now_ms
+from bhuktani.errors import ApiError
+from bhuktani.payments import records
+from bhuktani.payments.gateway import Gateway
+from bhuktani.providers.base import NotFound, StatusResult, Unknown
+
+log = structlog.get_logger()
+
+
+def backoff_ms(schedule_s: list[float], checks: int) -> int:
+    """The delay before the next question, after `checks` questions; the last one repeats."""
+    assert schedule_s, "the backoff schedule is never empty"
+    index = min(max(checks, 0), len(schedule_s) - 1)
+    return int(schedule_s[index] * 1000)
+
+
+async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
+    try:
+        provider = gateway.provider(due.env, due.service)
+        async with asyncio.timeout(gateway.settings.isp_timeout_s + 1):
+            return await provider.status(due.order)
+    except ApiError as exc:
+        return Unknown(exc.details)
+    except TimeoutError:
+        return Unknown("no answer from the ISP in time")
+    except Exception as exc:  # an adapter bug must not stop the reconciler
+        log.exception("isp_status_crashed", payment_id=due.payment_id)
+        return Unknown(type(exc).__name__)
+
+
+async def resolve(gateway: Gateway, due: records.Due) -> str:
+    settings = gateway.settings
+    result = await _ask(gateway, due)
+    age_s = (now_ms() - due.created_ms) / 1000
+    settle_window_s = (
+        gateway.sandbox.settle_window_s
+        if due.env == "test"
+        else gateway.live[due.service].settle_window_s
+        if due.service in gateway.live
+        else settings.isp_settle_window_s
+    )
+    pending = isinstance(result, Unknown) or (
+        isinstance(result, NotFound) and age_s < settle_window_s
+    )
+    if pending and age_s >= settings.reconcile_flag_after_s:
+        await records.flag(gateway.db, due.payment_id)
+        log.warning("payment_flagged", payment_id=due.payment_id, age_s=round(age_s))
+        return "Flagged"
+    settled = await records.settle(
+        gateway.db,
+        due.payment_id,
+        result,
+        next_check_ms=now_ms() + backoff_ms(settings.reconcile_backoff_s, due.checks),
+        not_found_is_final=age_s >= settle_window_s,
+    )
+    log.info(
+        "reconciled",
+        payment_id=due.payment_id,
+        answer=type(result).__name__,
+        state=settled.state,
+        checks=due.checks,
+    )
+    return settled.state
+
+
+async def run_once(gateway: Gateway) -> int:
+    settings = gateway.settings
+    due = await records.claim_due(
+        gateway.db,
+        limit=settings.reconcile_batch,
+        lease_ms=settings.reconcile_lease_s * 1000,
+    )
+    if due:
+        await asyncio.gather(*(resolve(gateway, d) for d in due))
+    return len(due)
+
+
+async def run(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Until stop is set; a failing round is logged and retried, never fatal."""
+    poll_s = gateway.settings.reconcile_poll_s
+    while not stop.is_set():
+        try:
+            claimed = await run_once(gateway)
+        except Exception:
+            log.exception("reconciler_round_failed")
+            claimed = 0
+        if claimed >= gateway.settings.reconcile_batch:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=poll_s)
