@@ -41,8 +41,8 @@ class CommitRequest(WireModel):
 class Arrownet:
     slug = ARROWNET
     uses_sessions = False
-    details_model = DetailsRequest
-    commit_model = CommitRequest
+    details_model: type[WireModel] = DetailsRequest
+    commit_model: type[WireModel] = CommitRequest
 
     def isps(self) -> tuple[str, ...]:
         return (ARROWNET,)

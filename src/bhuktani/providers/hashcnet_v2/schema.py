@@ -54,8 +54,8 @@ def _plan_title(duration: Duration) -> str:
 class HashcnetV2:
     slug = HASHCNET_V2
     uses_sessions = True
-    details_model = DetailsRequest
-    commit_model = CommitRequest
+    details_model: type[WireModel] = DetailsRequest
+    commit_model: type[WireModel] = CommitRequest
 
     def isps(self) -> tuple[str, ...]:
         return HASHCNET_ISPS

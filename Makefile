@@ -1,0 +1,47 @@
+# The front door: `make run` serves a ready sandbox, `make test` proves it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export BHUKTANI_DATABASE_URL ?= sqlite:///./bhuktani.db
+export BHUKTANI_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install dev run test test-sqlite lint clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+run: install
+	$(BIN)/bhuktani migrate
+	$(BIN)/bhuktani demo --base-url http://$(HOST):$(PORT)
+	$(BIN)/bhuktani serve --host $(HOST) --port $(PORT)
+
+lint: dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+# The whole suite on SQLite and on the PostgreSQL of BHUKTANI_TEST_POSTGRES_URL.
+test: lint
+	$(BIN)/pytest
+
+# Without PostgreSQL, by explicit choice.
+test-sqlite: dev
+	BHUKTANI_TEST_DATABASES=sqlite $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) bhuktani.db bhuktani.db-wal bhuktani.db-shm .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from bhuktani.cli import main
+
+main()
