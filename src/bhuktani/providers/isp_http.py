@@ -1,0 +1,237 @@
+"""The LIVE provider: an ISP billing system spoken to over our ISP protocol (the contract
+`isp-sim` serves), one instance per service group.
+
+A payment is pending by default: only an explicit `paid` or `refused` answer is final, and
+everything else - a timeout, a dropped connection, a 5xx, an unreadable body - is Unknown,
+for the reconciler to settle by asking `status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bhuktani.providers import codec
+from bhuktani.providers.base import (
+    Lookup,
+    NotFound,
+    Order,
+    Paid,
+    PayResult,
+    ProviderUnavailable,
+    Refused,
+    StatusResult,
+    Subscriber,
+    Unknown,
+)
+
+# An answer larger than this is not one of ours: read no further, treat it as unreadable.
+MAX_ANSWER_BYTES = 256 * 1024
+# Reasons travel into our records and to merchants; an ISP's essay is cut short.
+MAX_REASON_CHARS = 200
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    body: dict[str, Any] | None  # None unless the body is a JSON object
+
+
+class _NoAnswer(Exception):
+    """The ISP gave no HTTP answer; the text names the fault, never the request."""
+
+
+class IspHttpProvider:
+    def __init__(
+        self,
+        group: str,
+        base_url: str,
+        api_key: str,
+        connect_timeout_s: float,
+        timeout_s: float,
+        max_connections: int,
+        settle_window_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not group or "/" in group:
+            raise ValueError("group must be a service group slug")
+        if connect_timeout_s <= 0 or timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if settle_window_s < 0:
+            raise ValueError("settle_window_s must not be negative")
+        self._group = group
+        self.settle_window_s = settle_window_s
+        # httpx bounds each phase (connect, each read, each write); this bounds the whole
+        # exchange, so an ISP trickling bytes cannot hold a payment open indefinitely.
+        self._deadline_s = connect_timeout_s + timeout_s
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                # Compressed answers could inflate past MAX_ANSWER_BYTES chunk by chunk.
+                "Accept-Encoding": "identity",
+                "User-Agent": "bhuktani",
+            },
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        path = f"{self._service(query.isp)}/subscribers/{_segment(query.username)}"
+        try:
+            answer = await self._exchange("GET", path)
+        except _NoAnswer as exc:
+            raise ProviderUnavailable(str(exc)) from None
+        if answer.status_code == 404 and _is_not_found(answer.body):
+            return None
+        if answer.status_code != 200 or answer.body is None:
+            raise ProviderUnavailable(f"the ISP answered the look-up with {_describe(answer)}")
+        try:
+            return codec.subscriber_from_json(answer.body)
+        except (KeyError, TypeError, ValueError):
+            raise ProviderUnavailable("the ISP's subscriber could not be read") from None
+
+    async def pay(self, order: Order) -> PayResult:
+        try:
+            answer = await self._exchange(
+                "POST", f"{self._service(order.isp)}/payments", _json(order)
+            )
+        except _NoAnswer as exc:
+            return Unknown(str(exc))
+        return _pay_result(answer, order.payment_id)
+
+    async def status(self, order: Order) -> StatusResult:
+        path = f"{self._service(order.isp)}/payments/{order.payment_id}"
+        try:
+            answer = await self._exchange("GET", path)
+        except _NoAnswer as exc:
+            return Unknown(str(exc))
+        return _status_result(answer, order.payment_id)
+
+    def _service(self, isp: str) -> str:
+        return f"/{_segment(self._group)}/{_segment(isp)}"
+
+    async def _exchange(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> _Answer:
+        """One request and its answer, read within the deadline and a size limit."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                async with self._client.stream(method, path, json=payload) as response:
+                    raw = await _read_bounded(response)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise _NoAnswer(f"the ISP did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            # Only the class name: httpx messages can carry the URL, and a URL can carry
+            # credentials.
+            raise _NoAnswer(f"no answer from the ISP ({type(exc).__name__})") from None
+        return _Answer(response.status_code, _json_object(raw))
+
+
+# The ISP's answers, mapped to ours.
+
+
+def _pay_result(answer: _Answer, payment_id: int) -> PayResult:
+    body = answer.body
+    if answer.status_code == 200 and body is not None and body.get("status") == "paid":
+        return _paid(body, payment_id)
+    if answer.status_code == 422 and body is not None and body.get("status") == "refused":
+        return _refused(body)
+    return Unknown(f"the ISP answered the payment with {_describe(answer)}")
+
+
+def _status_result(answer: _Answer, payment_id: int) -> StatusResult:
+    body = answer.body
+    if answer.status_code == 404 and _is_not_found(body):
+        return NotFound()
+    if answer.status_code == 200 and body is not None and body.get("status") == "paid":
+        return _paid(body, payment_id)
+    if answer.status_code == 200 and body is not None and body.get("status") == "refused":
+        return _refused(body)
+    if answer.status_code == 200 and body is not None and body.get("status") == "pending":
+        return Unknown("the ISP is still processing the payment")
+    return Unknown(f"the ISP answered the status question with {_describe(answer)}")
+
+
+def _paid(body: dict[str, Any], payment_id: int) -> Paid | Unknown:
+    receipt = body.get("receipt")
+    if not isinstance(receipt, str) or not receipt:
+        return Unknown("the ISP said paid without a receipt")
+    echoed = body.get("payment_id", payment_id)
+    if echoed != payment_id:
+        # A paid answer for another payment says nothing about this one.
+        return Unknown("the ISP answered for another payment")
+    return Paid(receipt)
+
+
+def _refused(body: dict[str, Any]) -> Refused:
+    reason = body.get("reason")
+    field = body.get("field")
+    return Refused(
+        reason=_short(reason) if isinstance(reason, str) and reason else "Refused by the ISP",
+        field=_short(field) if isinstance(field, str) and field else None,
+    )
+
+
+def _is_not_found(body: dict[str, Any] | None) -> bool:
+    return body is not None and body.get("status") == "not_found"
+
+
+def _describe(answer: _Answer) -> str:
+    readable = "a JSON body" if answer.body is not None else "an unreadable body"
+    return f"HTTP {answer.status_code} and {readable}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _json(order: Order) -> dict[str, Any]:
+    return {
+        "payment_id": order.payment_id,
+        "username": order.username,
+        "package_code": order.package_code,
+        "package_title": order.package_title,
+        "duration_code": order.duration_code,
+        "days": order.days,
+        "amount_paisa": order.amount_paisa,
+    }
+
+
+async def _read_bounded(response: httpx.Response) -> bytes | None:
+    """The body, or None when it is larger than any answer of ours."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
