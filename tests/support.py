@@ -137,25 +137,15 @@ def wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout_s: flo
 
 @contextmanager
 def running_server(
-    db_url: str, log_path: Path, *, workers: int = 1, **env: str
+    db_url: str, log_path: Path, *, workers: int = 1, reconciler: bool = True, **env: str
 ) -> Iterator[Server]:
     """`bhuktani serve` in its own process, as an operator starts it."""
     port = free_port()
+    command = [sys.executable, "-m", "bhuktani", "serve", "--port", str(port)]
+    command += ["--workers", str(workers), "--reconciler" if reconciler else "--no-reconciler"]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bhuktani",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env=fast_env(db_url, **env),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+            command, env=fast_env(db_url, **env), stdout=log_file, stderr=subprocess.STDOUT
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

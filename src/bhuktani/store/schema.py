@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -132,7 +133,7 @@ payments = Table(
     Column("next_check_ms", BigInteger),
     Column("lease_until_ms", BigInteger, nullable=False, server_default="0"),
     Column("checks", Integer, nullable=False, server_default="0"),
-    Column("flagged", Boolean, nullable=False, server_default="false"),
+    Column("flagged", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
         "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",

@@ -83,7 +83,7 @@ def upgrade() -> None:
         sa.Column("next_check_ms", sa.BigInteger(), nullable=True),
         sa.Column("lease_until_ms", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("checks", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("flagged", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("flagged", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.CheckConstraint(
             "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",
             name="payment_state",

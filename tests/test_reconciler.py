@@ -1,0 +1,215 @@
+"""The reconciler: it finishes payments that a crash or an unclear ISP answer left
+Processing, only on an explicit answer, and several workers never claim one payment."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bhuktani.clock import now_ms
+from bhuktani.merchants.service import Principal
+from bhuktani.payments import gateway as gateway_mod
+from bhuktani.payments import records
+from bhuktani.payments.sessions import random_id
+from bhuktani.providers.base import Order
+from bhuktani.store import Database, connect
+from bhuktani.workers import reconciler
+from tests.support import (
+    assert_books_balance,
+    eventually,
+    fast_env,
+    fast_settings,
+    new_merchant,
+    running_server,
+)
+
+
+def order_for(merchant_id: int, username: str) -> Order:
+    return Order(
+        payment_id=random_id(),
+        merchant_id=merchant_id,
+        isp="arrownet",
+        username=username,
+        package_code=None,
+        package_title="50Mbps",
+        duration_code="1",
+        days=30,
+        amount_paisa=169_500,
+    )
+
+
+async def open_held(db: Database, merchant_id: int, username: str) -> Order:
+    """Step 1 of a commit and nothing after it: the process died before the ISP call
+    answered. The payment is due for a check at once."""
+    order = order_for(merchant_id, username)
+    principal = Principal(merchant_id, "test", "all", None)
+    await records.open_payment(
+        db, principal, "arrownet", order, f"r-{uuid.uuid4().hex[:12]}", None, first_check_ms=0
+    )
+    return order
+
+
+async def state_of(db: Database, payment_id: int) -> tuple[str, bool]:
+    async with db.transaction() as tx:
+        row = await tx.fetchrow("SELECT state, flagged FROM payments WHERE id = $1", payment_id)
+    assert row is not None
+    return str(row["state"]), bool(row["flagged"])
+
+
+async def available(db: Database, merchant_id: int) -> int:
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT balance_paisa - held_paisa AS a FROM accounts"
+            " WHERE kind = 'merchant' AND env = 'test' AND merchant_id = $1",
+            merchant_id,
+        )
+    assert row is not None
+    return int(row["a"])
+
+
+async def reconcile_until_final(gateway: gateway_mod.Gateway, payment_id: int) -> str:
+    for _ in range(100):
+        await reconciler.run_once(gateway)
+        state, _ = await state_of(gateway.db, payment_id)
+        if state != "Processing":
+            return state
+        await asyncio.sleep(0.05)
+    return "Processing"
+
+
+async def test_crash_before_the_isp_call_ends_failed_and_refunded(db_url: str) -> None:
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, fast_settings(db_url))
+    merchant = await new_merchant(db)
+    before = await available(db, merchant.merchant_id)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+    assert await available(db, merchant.merchant_id) == before - order.amount_paisa
+    assert await reconcile_until_final(gateway, order.payment_id) == "Failed"
+    assert await available(db, merchant.merchant_id) == before
+    await assert_books_balance(db)
+    await gateway.aclose()
+
+
+async def test_crash_after_the_isp_applied_it_ends_success(db_url: str) -> None:
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, fast_settings(db_url))
+    merchant = await new_merchant(db)
+    before = await available(db, merchant.merchant_id)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+    # The ISP took the payment; our answer was lost with the process.
+    await gateway.sandbox.pay(order)
+    assert await reconcile_until_final(gateway, order.payment_id) == "Success"
+    assert await available(db, merchant.merchant_id) == before - order.amount_paisa
+    await assert_books_balance(db)
+    await gateway.aclose()
+
+
+async def test_not_found_inside_the_settle_window_is_not_final(db_url: str) -> None:
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, fast_settings(db_url, sandbox_settle_window_s=3600))
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "lost-user")
+    await reconciler.run_once(gateway)
+    assert await state_of(db, order.payment_id) == ("Processing", False)
+    await assert_books_balance(db)
+    await gateway.aclose()
+
+
+async def test_unknown_past_the_window_is_flagged_and_keeps_its_hold(db_url: str) -> None:
+    settings = fast_settings(
+        db_url, sandbox_slow_delay_s=3600, sandbox_settle_window_s=3600, reconcile_flag_after_s=0
+    )
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, settings)
+    merchant = await new_merchant(db)
+    before = await available(db, merchant.merchant_id)
+    order = await open_held(db, merchant.merchant_id, "slow-user")
+    await gateway.sandbox.pay(order)  # applied, but the ISP reports it unknown for an hour
+    await reconciler.run_once(gateway)
+    assert await state_of(db, order.payment_id) == ("Processing", True)
+    assert await available(db, merchant.merchant_id) == before - order.amount_paisa
+    # Flagged payments wait for an operator: the reconciler no longer picks them up.
+    assert await reconciler.run_once(gateway) == 0
+    await assert_books_balance(db)
+    await gateway.aclose()
+
+
+async def test_concurrent_workers_never_claim_the_same_payment(db_url: str) -> None:
+    setup = await connect(db_url)
+    merchant = await new_merchant(setup)
+    orders = [await open_held(setup, merchant.merchant_id, "lost-user") for _ in range(40)]
+    ours = {o.payment_id for o in orders}
+    workers = [await connect(db_url) for _ in range(4)]
+
+    async def claim_all(db: Database) -> list[int]:
+        claimed: list[int] = []
+        for _ in range(20):
+            claimed += [d.payment_id for d in await records.claim_due(db, limit=3, lease_ms=60_000)]
+        return claimed
+
+    results = await asyncio.gather(*(claim_all(db) for db in workers))
+    claimed = [payment_id for result in results for payment_id in result if payment_id in ours]
+    assert len(claimed) == len(set(claimed)), "a payment was claimed twice"
+    assert set(claimed) == ours, "every due payment was claimed"
+    for db in workers:
+        await db.close()
+    await setup.close()
+
+
+async def test_lease_expiry_lets_another_worker_take_over(db_url: str) -> None:
+    db = await connect(db_url)
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "lost-user")
+    first = await records.claim_due(db, limit=1000, lease_ms=1)
+    assert order.payment_id in {d.payment_id for d in first}
+    await asyncio.sleep(0.01)
+    # The first worker died holding the lease; once it expires the payment is claimable.
+    again = await records.claim_due(db, limit=1000, lease_ms=60_000)
+    assert order.payment_id in {d.payment_id for d in again}
+    assert now_ms() > 0
+    await db.close()
+
+
+async def test_a_separate_worker_process_settles_what_serve_left_processing(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Scaled out: `serve --no-reconciler` answers, `bhuktani worker` reconciles."""
+    db = await connect(db_url)
+    merchant = await new_merchant(db)
+    with running_server(db_url, tmp_path / "serve.log", reconciler=False) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            body = {
+                "token": merchant.test_token,
+                "username": "flaky-user",
+                "amount": "1695.00",
+                "duration": 1,
+                "reference": "worker-1",
+            }
+            response = await http.post("/api/servicegroup/commit/arrownet/", json=body)
+            assert response.json()["state"] == "Processing"
+            payment_id = response.json()["id"]
+            await asyncio.sleep(0.5)
+            assert await state_of(db, payment_id) == ("Processing", False), "serve left it"
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "bhuktani", "worker"],
+                env=fast_env(db_url),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+
+                async def settled() -> bool:
+                    return (await state_of(db, payment_id))[0] == "Success"
+
+                await eventually(settled, timeout_s=20)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(timeout=10) == 0, "the worker stops cleanly on SIGTERM"
+    await assert_books_balance(db)
+    await db.close()
