@@ -276,7 +276,7 @@ def demo(
     from bhuktani.demo import ensure_demo, render_curls
 
     token = _with_db(lambda db, settings: ensure_demo(db, key=_key(settings)))
-    console.print(render_curls(base_url, token), highlight=False, markup=False)
+    typer.echo(render_curls(base_url, token))
 
 
 def main() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database
 
@@ -26,66 +24,60 @@ async def ensure_demo(db: Database, *, key: bytes) -> str:
     return await merchants.issue_token(db, int(row["id"]), "test", key=key)
 
 
-def _curl(base_url: str, path: str, body: dict[str, object]) -> str:
-    return (
-        f"curl -s -X POST {base_url}{path} -H 'Content-Type: application/json' \\\n"
-        f"  -d '{json.dumps(body)}'"
-    )
+def _post(base_url: str, path: str, body: str) -> str:
+    return f"curl -s -w '\\n' -X POST {base_url}{path} -H 'Content-Type: application/json' \\\n  -d '{body}'"
 
 
 def render_curls(base_url: str, token: str) -> str:
-    lines = [
-        "Demo merchant ready. Its TEST token (shown once):",
-        f"  {token}",
-        "",
-        "1. HashCNet V2 details (note the session_id it returns):",
-        _curl(
-            base_url,
-            "/api/servicegroup/details/hashcnet-v2/",
-            {
-                "token": token,
-                "reference": "demo-details-1",
-                "username": "jeetenaug4",
-                "service_slug": "vns",
-            },
-        ),
-        "",
-        "2. HashCNet V2 payment (put the session_id from step 1; use a new reference each time):",
-        _curl(
-            base_url,
-            "/api/servicegroup/commit/hashcnet-v2/",
-            {
-                "token": token,
-                "reference": "demo-pay-1",
-                "session_id": 0,
-                "package_code": 9,
-                "duration_code": "1",
-                "amount": 999.0,
-            },
-        ),
-        "",
-        "3. Arrownet details:",
-        _curl(
-            base_url,
-            "/api/servicegroup/details/arrownet/",
-            {"token": token, "username": "Pradhanang"},
-        ),
-        "",
-        "4. Arrownet payment:",
-        _curl(
-            base_url,
-            "/api/servicegroup/commit/arrownet/",
-            {
-                "token": token,
-                "username": "Pradhanang",
-                "amount": "1695.00",
-                "duration": 1,
-                "reference": "demo-pay-2",
-            },
-        ),
-        "",
-        "Look-ups:",
-        f"curl -s '{base_url}/api/service/status/?reference=demo-pay-2' -H 'Authorization: Token {token}'",
-        f"curl -s '{base_url}/api/balance' -H 'Authorization: Token {token}'",
-    ]
-    return "\n".join(lines)
+    """Shell lines to paste as they are: each call's reference is made unique with the
+    clock, and the HashCNet V2 session id goes from the details call to the payment."""
+    fresh = "'\"$REF\"'"
+    new_ref = "REF=demo-$(date +%s%N)"
+    pick_session = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session_id\"])'"
+    hashcnet_details = _post(
+        base_url,
+        "/api/servicegroup/details/hashcnet-v2/",
+        f'{{"token": "{token}", "reference": "{fresh}", "username": "jeetenaug4",'
+        ' "service_slug": "vns"}',
+    )
+    return "\n".join(
+        [
+            "Demo merchant ready. Its TEST token (shown once):",
+            f"  {token}",
+            "",
+            "# 1. HashCNet V2 details",
+            new_ref,
+            hashcnet_details,
+            "",
+            "# 2. HashCNet V2 payment (a new session from step 1's call, then the payment)",
+            new_ref,
+            f"SESSION=$({hashcnet_details} | {pick_session})",
+            _post(
+                base_url,
+                "/api/servicegroup/commit/hashcnet-v2/",
+                f'{{"token": "{token}", "reference": "{fresh}", "session_id": \'"$SESSION"\','
+                ' "package_code": 9, "duration_code": "1", "amount": 999.00}',
+            ),
+            "",
+            "# 3. Arrownet details",
+            _post(
+                base_url,
+                "/api/servicegroup/details/arrownet/",
+                f'{{"token": "{token}", "username": "Pradhanang"}}',
+            ),
+            "",
+            "# 4. Arrownet payment",
+            new_ref,
+            _post(
+                base_url,
+                "/api/servicegroup/commit/arrownet/",
+                f'{{"token": "{token}", "username": "Pradhanang", "amount": "1695.00",'
+                f' "duration": 1, "reference": "{fresh}"}}',
+            ),
+            "",
+            "# Look-ups: the last payment by its reference, and the balance",
+            f'curl -s "{base_url}/api/service/status/?reference=$REF"'
+            f" -H 'Authorization: Token {token}'",
+            f"curl -s -w '\\n' '{base_url}/api/balance' -H 'Authorization: Token {token}'",
+        ]
+    )
