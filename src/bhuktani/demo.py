@@ -76,7 +76,7 @@ def render_curls(base_url: str, token: str) -> str:
             ),
             "",
             "# Look-ups: the last payment by its reference, and the balance",
-            f'curl -s "{base_url}/api/service/status/?reference=$REF"'
+            f'curl -s -w "\\n" "{base_url}/api/service/status/?reference=$REF"'
             f" -H 'Authorization: Token {token}'",
             f"curl -s -w '\\n' '{base_url}/api/balance' -H 'Authorization: Token {token}'",
         ]
