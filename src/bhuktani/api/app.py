@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from bhuktani import __version__
-from bhuktani.api.body import parse_object, read_limited, token_of
+from bhuktani.api.body import parse_object, read_limited, token_of, underscored
 from bhuktani.api.middleware import RequestContext
 from bhuktani.errors import ApiError
 from bhuktani.logs import configure_logging
@@ -83,7 +83,7 @@ def _group_route(app: FastAPI, verb: str, group: ServiceGroup, flow: Flow) -> No
 
 async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
     """Look-ups take their fields from the query string or a JSON body (the body wins)."""
-    data: dict[str, Any] = dict(request.query_params)
+    data = underscored(dict(request.query_params))
     data.update(parse_object(await read_limited(request, max_bytes), required=False))
     return data
 

@@ -46,7 +46,12 @@ def parse_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
         raise ApiError("1014", "The body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError("1015", "The body must be a JSON object")
-    return data
+    return underscored(data)
+
+
+def underscored(data: dict[str, Any]) -> dict[str, Any]:
+    """The documents write `session id`; a key with spaces is the key with underscores."""
+    return {key.strip().replace(" ", "_"): value for key, value in data.items()}
 
 
 def token_of(data: dict[str, Any], request: Request) -> str | None:

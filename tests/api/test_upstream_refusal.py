@@ -1,0 +1,62 @@
+"""1011: a field valid on its own but refused by the ISP (its price changed since the
+session was shown, say). The sandbox's prices never change, so a LIVE provider that
+answers so stands in for the ISP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bhuktani.merchants.service import NewMerchant
+from bhuktani.providers.base import (
+    Lookup,
+    NotFound,
+    Order,
+    PayResult,
+    Refused,
+    StatusResult,
+    Subscriber,
+)
+from bhuktani.sandbox import catalog
+from tests.conftest import AppClient
+from tests.support import assert_books_balance, new_merchant
+
+
+@dataclass
+class PriceChangedIsp:
+    settle_window_s: float = 0.0
+
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        return catalog.template(query.isp, query.username)
+
+    async def pay(self, order: Order) -> PayResult:
+        return Refused("The plan price changed to 1795.00", "amount")
+
+    async def status(self, order: Order) -> StatusResult:
+        return NotFound()
+
+
+async def test_1011_isp_refused_field_names_it_and_releases_the_hold(
+    client: AppClient,
+) -> None:
+    client.gateway.live["arrownet"] = PriceChangedIsp()
+    merchant: NewMerchant = await new_merchant(client.gateway.db, live_rupees=10_000)
+    body = {
+        "token": merchant.live_token,
+        "username": "Pradhanang",
+        "amount": "1695.00",
+        "duration": 1,
+        "reference": "price-moved-1",
+    }
+    response = await client.post("/api/servicegroup/commit/arrownet/", json=body)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["error_code"] == "1011"
+    assert error["message"] == "Validation error"
+    assert error["error_data"] == {"amount": ["The plan price changed to 1795.00"]}
+    balance = await client.get("/api/balance", params={"token": merchant.live_token})
+    assert balance.json()["credits_available"] == 10_000.0
+    status = await client.get(
+        "/api/service/status/", params={"token": merchant.live_token, "reference": "price-moved-1"}
+    )
+    assert status.json()["state"] == "Failed"
+    await assert_books_balance(client.gateway.db)
