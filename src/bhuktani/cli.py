@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from bhuktani import money
 from bhuktani.merchants import service as merchants
+from bhuktani.sandbox.isp_sim_cli import isp_sim_command
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
@@ -29,6 +29,7 @@ credits_app = typer.Typer(
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(token_app, name="token")
 app.add_typer(credits_app, name="credits")
+app.command("isp-sim")(isp_sim_command)
 console = Console()
 
 
@@ -131,24 +132,6 @@ def worker() -> None:
 
     upgrade(settings.database_url)
     asyncio.run(main())
-
-
-@app.command("isp-sim")
-def isp_sim(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="BHUKTANI_ISP_SIM_API_KEY", help="Required bearer key."),
-    ] = None,
-    slow_delay_s: Annotated[float, typer.Option(help="How long slow-user takes.")] = 10.0,
-) -> None:
-    """Serve the simulated ISPs of the sandbox over HTTP (the ISP protocol of the README)."""
-    from bhuktani.sandbox import isp_sim as sim
-
-    console.print(f"isp-sim on http://{host}:{port}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(sim.serve(host, port, api_key=api_key, slow_delay_s=slow_delay_s))
 
 
 @merchant_app.command("create")
