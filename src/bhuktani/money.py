@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 PAISA_PER_RUPEE = 100
 # No ISP plan costs anywhere near this; a bound keeps every amount finite and small.
 MAX_AMOUNT_PAISA = 10_000_000 * PAISA_PER_RUPEE
+MAX_DIGITS = 12
 
 
 class AmountError(ValueError):
@@ -19,12 +20,16 @@ def to_paisa(value: object) -> int:
         raise AmountError("Amount must be a number")
     if isinstance(value, float):
         text = repr(value)
+    elif isinstance(value, int) and value.bit_length() > 64:
+        raise AmountError("Amount is too large")
     elif isinstance(value, (int, Decimal)):
         text = str(value)
     elif isinstance(value, str):
         text = value.strip()
         if len(text) > 20:
             raise AmountError("Amount is too long")
+        if not text.isascii():
+            raise AmountError(f"Amount {value!r} is not a number")
     else:
         raise AmountError("Amount must be a number")
     try:
@@ -33,6 +38,9 @@ def to_paisa(value: object) -> int:
         raise AmountError(f"Amount {value!r} is not a number") from None
     if not rupees.is_finite():
         raise AmountError("Amount must be finite")
+    # Checked before any arithmetic: 1e999999 would overflow the decimal context.
+    if rupees.adjusted() > MAX_DIGITS:
+        raise AmountError("Amount is too large")
     paisa = rupees * PAISA_PER_RUPEE
     if paisa != paisa.to_integral_value():
         raise AmountError("Amount has more than 2 decimal places")

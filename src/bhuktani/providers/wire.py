@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,7 +19,7 @@ from pydantic import (
 from bhuktani import money
 from bhuktani.errors import ApiError, FieldErrors, validation_error
 
-REFERENCE_PATTERN = r"^[A-Za-z0-9_.:-]{1,50}$"
+REFERENCE_PATTERN = r"[A-Za-z0-9_.:-]{1,50}"
 _REFERENCE = re.compile(REFERENCE_PATTERN)
 MAX_ID = 2**63 - 1
 
@@ -30,9 +31,19 @@ def _amount(value: Any) -> int:
         raise ValueError(str(exc)) from None
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
 def loose_int(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+    """An integer sent as a string of ASCII digits is the integer."""
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
+    return value
+
+
+def _id_range(value: int) -> int:
+    if not 0 <= value <= MAX_ID:
+        raise ValueError(f"Must be between 0 and {MAX_ID}")
     return value
 
 
@@ -43,7 +54,7 @@ def _loose_str(value: Any) -> Any:
 
 
 def _reference(value: Any) -> Any:
-    if isinstance(value, str) and not _REFERENCE.match(value):
+    if isinstance(value, str) and not _REFERENCE.fullmatch(value):
         raise ValueError("Reference must be 1 to 50 characters of A-Z a-z 0-9 _ . : -")
     return value
 
@@ -53,7 +64,8 @@ AmountPaisa = Annotated[int, BeforeValidator(_amount, json_schema_input_type=flo
 LooseId = Annotated[
     int,
     BeforeValidator(loose_int, json_schema_input_type=int | str),
-    Field(ge=0, le=MAX_ID, strict=True),
+    Field(strict=True),
+    AfterValidator(_id_range),
 ]
 LooseCode = Annotated[
     str,
