@@ -68,7 +68,14 @@ async def commit(
     query = group.parse_commit(data)
     structlog.contextvars.bind_contextvars(reference=query.reference)
     await records.refuse_duplicate(gateway.db, principal, query.reference)
-    isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
+    try:
+        isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
+    except ApiError as exc:
+        if exc.code == "4000":
+            # The session may be spent by this very reference, committed an instant ago
+            # by a concurrent retry: the retry must learn that payment (1013), not 4000.
+            await records.refuse_duplicate(gateway.db, principal, query.reference)
+        raise
     package, duration = group.choose(subscriber, query)
     provider = gateway.provider(principal.env, group.slug)
     order = Order(
