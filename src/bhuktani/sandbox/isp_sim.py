@@ -4,7 +4,30 @@ adapters, their timeouts and their handling of dropped connections are tested on
 Plain asyncio rather than ASGI, because the scenarios must cut a connection without an
 answer (`flaky-user`, `lost-user`), which an ASGI server never lets an app do. The HTTP/1.1
 subset is what the adapters send: a request line, headers, a Content-Length body and
-keep-alive. Every read is bounded in size and time."""
+keep-alive. Every read is bounded in size and time.
+
+It is also a fault injector: each request of the protocol draws a fate (faults.py) from a
+seeded generator. What each fate does to the first request for a payment_id:
+
+- refuse: 422, recorded as refused; a status question or a repeat answers that refusal.
+- error_5xx: 503 and nothing decided, so a repeat may still apply the payment.
+- garbage: decided as usual (applied, unless the ISP's own rules refuse it), then a 200
+  whose body is the real answer cut in half: the ISP did it, but the answer that says so
+  is unreadable. The nastiest case, and a sloppy parser would find "paid" in it.
+- drop_before: the connection drops and nothing is decided.
+- drop_after: decided as usual, then the connection drops.
+
+The latency is spent after the ISP decides and before it answers, so a timeout never
+means "not applied". A repeat of a payment_id already decided draws as a status question
+or a look-up does: latency, 503, garbage or a drop, never a new decision, so no fault
+applies a payment twice or changes a recorded outcome. The catalog's scenario users keep
+their own behaviour and draw nothing, so the sandbox's scenarios stay deterministic; a
+status question about a payment the ISP never saw cannot tell whose it was, so it draws.
+/healthz and the /_sim routes draw nothing: they are the harness's view of the truth.
+
+`/_sim/faults` shows (GET) and replaces (PUT) the settings, restarting the draws from the
+seed given; `/_sim/stats` counts the fates drawn since; `/_sim/applied` lists every payment
+the ISP applied, to compare with the gateway's books."""
 
 from __future__ import annotations
 
@@ -16,6 +39,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
@@ -24,6 +48,7 @@ from bhuktani.providers import codec
 from bhuktani.providers.base import Order, Subscriber
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
+from bhuktani.sandbox.faults import Draw, Fate, FaultPlan, Faults
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +66,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _TARGET = re.compile(r"^/[\x21-\x7e]*$")
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
+FAULT_REFUSAL = "Refused by the ISP (isp-sim fault)"
 
 
 @dataclass(frozen=True)
@@ -55,16 +81,17 @@ class Request:
 @dataclass(frozen=True)
 class Reply:
     status: int
-    body: dict[str, Any]
-    # Applied before the answer is written: `slow-user` answers late.
+    body: dict[str, Any] | bytes  # bytes are sent as they are: a garbled answer
+    # Applied before the answer is written: `slow-user` answers late, and so does latency.
     delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class Drop:
-    """Cut the connection without answering."""
+    """Cut the connection without answering, after a delay."""
 
     why: str
+    delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,7 @@ class IspSimulator:
         api_key: str | None = None,
         slow_delay_s: float = 10.0,
         max_payments: int = MAX_PAYMENTS,
+        faults: Faults | None = None,
     ) -> None:
         if slow_delay_s < 0:
             raise ValueError("slow_delay_s must not be negative")
@@ -110,6 +138,16 @@ class IspSimulator:
         # Open connections, so that stop() can end keep-alive ones that would outlive it.
         self.connections: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        self.plan = FaultPlan(faults or Faults())
+
+    @property
+    def faults(self) -> Faults:
+        return self.plan.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """New settings, and the draws restarted from their seed."""
+        self.plan = FaultPlan(faults)
+        log.info("isp-sim faults: %s", json.dumps(faults.to_json()))
 
     def handle(self, request: Request) -> Reply | Drop:
         try:
@@ -126,12 +164,21 @@ class IspSimulator:
         match request.method, segments:
             case "GET", ["_sim", "applied"]:
                 return self.applied()
+            case "GET", ["_sim", "faults"]:
+                return Reply(200, self.faults.to_json())
+            case "PUT", ["_sim", "faults"]:
+                self.set_faults(_parse_faults(request.body))
+                return Reply(200, self.faults.to_json())
+            case "GET", ["_sim", "stats"]:
+                return Reply(200, self.plan.stats())
             case "GET", [group, isp, "subscribers", username] if _known(group, isp):
-                return self.lookup(group, isp, username)
+                if _is_scenario(username):
+                    return self.lookup(group, isp, username)
+                return self._query(lambda: self.lookup(group, isp, username), "look-up")
             case "POST", [group, isp, "payments"] if _known(group, isp):
                 return self.pay(group, isp, _parse_order(isp, request.body))
             case "GET", [group, isp, "payments", payment_id] if _known(group, isp):
-                return self.payment_status(group, isp, _parse_id(payment_id))
+                return self._status(group, isp, _parse_id(payment_id))
         # Not {"status": "not_found"}: a wrong URL must not read as "no such subscriber".
         return Reply(404, {"error": "unknown_route"})
 
@@ -154,6 +201,34 @@ class IspSimulator:
         return Reply(200, codec.subscriber_to_json(subscriber))
 
     def pay(self, group: str, isp: str, order: Order) -> Reply | Drop:
+        if _is_scenario(order.username):
+            return self._pay_scenario(group, isp, order)
+        existing = self._payments.get((group, order.payment_id))
+        if existing is not None:
+            return self._query(lambda: _decided(existing), f"repeat of payment {order.payment_id}")
+        draw = self.plan.payment()
+        refusal = (FAULT_REFUSAL, None) if draw.fate is Fate.REFUSE else None
+
+        def settle() -> Reply:
+            record = self._settle(group, isp, order, refusal)
+            return (
+                Reply(503, {"error": "too_many_payments"}) if record is None else _decided(record)
+            )
+
+        return _disturb(draw, settle, f"payment {order.payment_id}")
+
+    def _status(self, group: str, isp: str, payment_id: int) -> Reply | Drop:
+        record = self._payments.get((group, payment_id))
+        if record is not None and _is_scenario(record.username):
+            return self.payment_status(group, isp, payment_id)
+        return self._query(
+            lambda: self.payment_status(group, isp, payment_id), f"status of payment {payment_id}"
+        )
+
+    def _query(self, answer: Callable[[], Reply], what: str) -> Reply | Drop:
+        return _disturb(self.plan.query(), answer, what)
+
+    def _pay_scenario(self, group: str, isp: str, order: Order) -> Reply | Drop:
         behaviour = catalog.behaviour(order.username)
         if behaviour is Behaviour.LOST:
             return Drop("lost-user: the payment never reaches the ISP")
@@ -190,21 +265,28 @@ class IspSimulator:
         ]
         return Reply(200, {"payments": payments})
 
-    def _settle(self, group: str, isp: str, order: Order) -> Record | None:
+    def _settle(
+        self, group: str, isp: str, order: Order, forced: tuple[str, str | None] | None = None
+    ) -> Record | None:
         """The payment's one outcome: the first one for its payment_id, never applied twice.
-        No await between the check and the write, so concurrent repeats cannot both apply."""
+        No await between the check and the write, so concurrent repeats cannot both apply.
+        `forced` is a refusal (reason, field) drawn as a fault, taken whatever the order."""
         key = (group, order.payment_id)
         existing = self._payments.get(key)
         if existing is not None:
             return existing
         if len(self._payments) >= self._max_payments:
             return None
-        record = self._outcome(group, isp, order)
+        record = self._outcome(group, isp, order, forced)
         self._payments[key] = record
         return record
 
-    def _outcome(self, group: str, isp: str, order: Order) -> Record:
+    def _outcome(
+        self, group: str, isp: str, order: Order, forced: tuple[str, str | None] | None
+    ) -> Record:
         refused = Record(order.payment_id, group, isp, order.username, order.amount_paisa, None)
+        if forced is not None:
+            return replace(refused, reason=forced[0], field=forced[1])
         subscriber = self.current(group, isp, order.username)
         if subscriber is None:
             return replace(refused, reason="Username not found", field="username")
@@ -222,6 +304,41 @@ def _known(group: str, isp: str) -> bool:
     return group in (catalog.HASHCNET_V2, catalog.ARROWNET) and isp in catalog.isps(group)
 
 
+def _is_scenario(username: str) -> bool:
+    return catalog.normalise(username) in catalog.SCENARIOS
+
+
+def _disturb(draw: Draw, answer: Callable[[], Reply], what: str) -> Reply | Drop:
+    """The answer as the drawn fate delivers it. `answer` decides a payment when called, so
+    it is called exactly for the fates that apply: never for a 503 or a drop before."""
+    if draw.fate is not Fate.NORMAL:
+        log.info("isp-sim fault %s on %s", draw.fate.value, what)
+    match draw.fate:
+        case Fate.ERROR_5XX:
+            return Reply(503, {"error": "unavailable"}, delay_s=draw.delay_s)
+        case Fate.DROP_BEFORE:
+            return Drop(f"{what}: dropped before the ISP did anything", draw.delay_s)
+        case Fate.DROP_AFTER:
+            answer()
+            return Drop(f"{what}: decided, then dropped", draw.delay_s)
+        case Fate.GARBAGE:
+            return Reply(200, _garbled(answer()), delay_s=draw.delay_s)
+    reply = answer()
+    return replace(reply, delay_s=reply.delay_s + draw.delay_s)
+
+
+def _garbled(reply: Reply) -> bytes:
+    """The first half of the real answer: a strict prefix of a JSON object is never JSON."""
+    body = _body_bytes(reply.body)
+    return body[: max(1, len(body) // 2)]
+
+
+def _decided(record: Record) -> Reply:
+    if record.receipt is None:
+        return Reply(422, _refused_json(record))
+    return Reply(200, _paid_json(record))
+
+
 def _paid_json(record: Record) -> dict[str, Any]:
     return {"status": "paid", "receipt": record.receipt, "payment_id": record.payment_id}
 
@@ -236,6 +353,13 @@ def _segments(target: str) -> list[str]:
         return [unquote(s, errors="strict") for s in path.split("/")[1:]]
     except UnicodeDecodeError:
         raise BadRequest(400, "the path is not UTF-8") from None
+
+
+def _parse_faults(body: bytes) -> Faults:
+    try:
+        return Faults.from_json(json.loads(body))
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(400, f"bad fault settings: {exc}") from None
 
 
 def _parse_id(text: str) -> int:
@@ -372,8 +496,14 @@ def _keep_alive(version: str, headers: dict[str, str]) -> bool:
     return "close" not in tokens
 
 
+def _body_bytes(body: dict[str, Any] | bytes) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
-    body = json.dumps(reply.body, separators=(",", ":")).encode()
+    body = _body_bytes(reply.body)
     try:
         phrase = http.HTTPStatus(reply.status).phrase
     except ValueError:
@@ -400,7 +530,7 @@ async def _answer(sim: IspSimulator, request: Request) -> Reply | Drop:
         # A bug in the simulator must show as a 500, not as a network fault it did not mean.
         log.exception("isp-sim failed on %s %s", request.method, request.target)
         return Reply(500, {"error": "internal"})
-    if isinstance(outcome, Reply) and outcome.delay_s > 0:
+    if outcome.delay_s > 0:
         await asyncio.sleep(outcome.delay_s)
     return outcome
 
@@ -452,10 +582,15 @@ async def serve_connection(
 
 
 async def start(
-    host: str, port: int, *, api_key: str | None = None, slow_delay_s: float = 10.0
+    host: str,
+    port: int,
+    *,
+    api_key: str | None = None,
+    slow_delay_s: float = 10.0,
+    faults: Faults | None = None,
 ) -> tuple[asyncio.Server, IspSimulator]:
     """A listening simulator; port 0 picks a free port (see server.sockets)."""
-    sim = IspSimulator(api_key=api_key, slow_delay_s=slow_delay_s)
+    sim = IspSimulator(api_key=api_key, slow_delay_s=slow_delay_s, faults=faults)
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_connection(sim, reader, writer)
@@ -481,9 +616,10 @@ async def serve(
     api_key: str | None,
     slow_delay_s: float,
     ready: asyncio.Event | None = None,
+    faults: Faults | None = None,
 ) -> None:
     """Serve until cancelled."""
-    server, sim = await start(host, port, api_key=api_key, slow_delay_s=slow_delay_s)
+    server, sim = await start(host, port, api_key=api_key, slow_delay_s=slow_delay_s, faults=faults)
     try:
         if ready is not None:
             ready.set()

@@ -1,0 +1,103 @@
+"""isp-sim's own HTTP handling, over a raw socket and on the simulator directly; what the
+adapter makes of its answers is in tests/providers/test_isp_http.py, its faults in
+test_isp_sim_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bhuktani.sandbox import isp_sim
+from tests.sandbox.conftest import API_KEY, Sim
+
+pytestmark = pytest.mark.asyncio
+
+
+async def exchange(sim: Sim, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_sim_answers_healthz_without_a_key(sim: Sim) -> None:
+    answer = await exchange(sim, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b'{"status":"ok"}')
+
+
+async def test_sim_refuses_a_wrong_key(sim: Sim) -> None:
+    request = b"GET /_sim/applied HTTP/1.0\r\nAuthorization: Bearer nope\r\n\r\n"
+    answer = await exchange(sim, request)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert answer.endswith(b'{"error":"unauthorized"}')
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", b"505"),
+        (b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
+        (b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
+        (b"POST /healthz HTTP/1.1\r\nContent-Length: 70000\r\n\r\n", b"413"),
+        (b"POST /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"501"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"431"),
+        (b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 100 + b"\r\n", b"431"),
+    ],
+)
+async def test_sim_answers_malformed_http_and_closes(
+    sim: Sim, request_bytes: bytes, status: bytes
+) -> None:
+    answer = await exchange(sim, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"Connection: close\r\n" in answer
+
+
+async def test_sim_refuses_a_malformed_payment_body(sim: Sim) -> None:
+    body = b'{"payment_id": "41"}'
+    request = (
+        b"POST /hashcnet-v2/vns/payments HTTP/1.1\r\nAuthorization: Bearer "
+        + API_KEY.encode()
+        + b"\r\nConnection: close\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    answer = await exchange(sim, request)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"payment_id must be a non-negative integer" in answer
+
+
+async def test_simulator_drops_a_lost_payment_without_applying_it() -> None:
+    simulator = isp_sim.IspSimulator()
+    request = isp_sim.Request(
+        method="POST",
+        target="/arrownet/arrownet/payments",
+        headers={},
+        body=(
+            b'{"payment_id": 1, "username": "lost-user", "package_code": 1,'
+            b' "package_title": "50Mbps", "duration_code": "1", "days": 30,'
+            b' "amount_paisa": 169500}'
+        ),
+        keep_alive=True,
+    )
+    assert isinstance(simulator.handle(request), isp_sim.Drop)
+    assert simulator.applied().body == {"payments": []}
+
+
+async def test_serve_runs_until_cancelled() -> None:
+    ready = asyncio.Event()
+    serving = asyncio.create_task(
+        isp_sim.serve("127.0.0.1", 0, api_key=None, slow_delay_s=0.0, ready=ready)
+    )
+    await asyncio.wait_for(ready.wait(), timeout=5)
+    assert not serving.done()
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
