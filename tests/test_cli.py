@@ -130,7 +130,14 @@ async def test_merchant_create_json_prints_id_and_both_tokens_on_its_last_line(
 ) -> None:
     first, second = await asyncio.gather(create_merchant(db_url), create_merchant(db_url))
     for created in (first, second):
-        assert set(created) == {"merchant_id", "test_token", "live_token", "name"}
+        assert set(created) == {
+            "merchant_id",
+            "test_token",
+            "live_token",
+            "callback_secret",
+            "name",
+        }
+        assert created["callback_secret"].startswith("whsec_")
         assert type(created["merchant_id"]) is int
         assert TEST_TOKEN.match(created["test_token"]), created["test_token"]
         live = created["live_token"]

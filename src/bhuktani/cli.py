@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bhuktani import money
+from bhuktani.callbacks.urls import UnsafeUrl
 from bhuktani.merchants import service as merchants
 from bhuktani.sandbox.isp_sim_cli import isp_sim_command
 from bhuktani.settings import Settings, get_settings
@@ -29,6 +30,8 @@ credits_app = typer.Typer(
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(token_app, name="token")
 app.add_typer(credits_app, name="credits")
+callbacks_app = typer.Typer(help="Delivery callbacks: attempts and retries.", no_args_is_help=True)
+app.add_typer(callbacks_app, name="callbacks")
 app.command("isp-sim")(isp_sim_command)
 console = Console()
 
@@ -82,7 +85,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     reconciler: Annotated[
-        bool, typer.Option(help="Run the reconciler inside the server processes.")
+        bool,
+        typer.Option(help="Run the background workers (reconciler, callbacks) inside the server."),
     ] = True,
 ) -> None:
     """Serve the API (applies pending migrations first)."""
@@ -91,6 +95,7 @@ def serve(
     upgrade(get_settings().database_url)
     # Worker processes build their settings from the environment.
     os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
+    os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
     get_settings.cache_clear()
     uvicorn.run(
         "bhuktani.api.app:create_app",
@@ -108,9 +113,10 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run the reconciler alone, for deployments with several API hosts."""
+    """Run the background workers (reconciler, callbacks) apart from the API hosts."""
     from bhuktani.logs import configure_logging
     from bhuktani.payments import gateway as gateway_mod
+    from bhuktani.workers import callbacks as callback_worker
     from bhuktani.workers import reconciler
 
     settings = get_settings()
@@ -126,7 +132,7 @@ def worker() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await reconciler.run(gateway, stop)
+            await asyncio.gather(reconciler.run(gateway, stop), callback_worker.run(gateway, stop))
         finally:
             await gateway.aclose()
 
@@ -158,18 +164,50 @@ def merchant_create(
             live_credits_paisa=live_paisa,
         )
 
-    created = _with_db(run)
+    try:
+        created = _with_db(run)
+    except UnsafeUrl as exc:
+        raise typer.BadParameter(str(exc), param_hint="--callback-url") from None
     result = {
         "merchant_id": created.merchant_id,
         "test_token": created.test_token,
         "live_token": created.live_token,
+        "callback_secret": created.callback_secret,
     }
     if as_json:
         typer.echo(json.dumps(result))
         return
-    console.print(f"merchant {created.merchant_id} created; tokens are shown only now:")
-    console.print(f"  TEST token: {created.test_token}")
-    console.print(f"  LIVE token: {created.live_token}")
+    typer.echo(f"merchant {created.merchant_id} created; these are shown only now:")
+    typer.echo(f"  TEST token:      {created.test_token}")
+    typer.echo(f"  LIVE token:      {created.live_token}")
+    typer.echo(f"  callback secret: {created.callback_secret}")
+
+
+@merchant_app.command("rotate-secret")
+def merchant_rotate_secret(merchant_id: int) -> None:
+    """Issue a new callback signing secret (shown once); the old one stops at once."""
+    secret = _with_db(lambda db, _: merchants.rotate_callback_secret(db, merchant_id))
+    if secret is None:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    typer.echo(secret)
+
+
+@merchant_app.command("set-callback")
+def merchant_set_callback(
+    merchant_id: int,
+    url: Annotated[str, typer.Argument(help="The callback URL, or 'none' to stop callbacks.")],
+) -> None:
+    """Set where a merchant's delivery callbacks go."""
+    target = None if url == "none" else url
+    try:
+        changed = _with_db(lambda db, _: merchants.set_callback_url(db, merchant_id, target))
+    except UnsafeUrl as exc:
+        raise typer.BadParameter(str(exc), param_hint="URL") from None
+    if not changed:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} callbacks go to {target or 'nowhere'}")
 
 
 @merchant_app.command("list")
@@ -247,6 +285,60 @@ def credits_load(
         console.print(str(exc))
         raise typer.Exit(1) from None
     console.print(f"loaded {money.format_rupees(amount_paisa)} to merchant {merchant_id} ({env})")
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int):
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@callbacks_app.command("list")
+def callbacks_list(
+    reference: Annotated[str | None, typer.Option(help="Only this payment reference.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Show callbacks and every attempt made to deliver them."""
+    from bhuktani.callbacks import outbox
+
+    rows = _with_db(lambda db, _: outbox.listing(db, reference))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table("id", "merchant", "env", "reference", "status", "attempts", "next", "last")
+    for row in rows:
+        attempts = row["attempt_log"]
+        assert isinstance(attempts, list)
+        last = attempts[-1] if attempts else None
+        last_text = "-"
+        if last is not None:
+            outcome = last["http_status"] or last["error"]
+            last_text = f"{_when(last['attempted_ms'])} {outcome} {last['latency_ms']}ms"
+        table.add_row(
+            str(row["id"]),
+            str(row["merchant_id"]),
+            str(row["env"]),
+            str(row["reference"]),
+            str(row["status"]),
+            str(row["attempts"]),
+            _when(row["next_attempt_ms"]),
+            last_text,
+        )
+    console.print(table)
+
+
+@callbacks_app.command("retry")
+def callbacks_retry(callback_id: int) -> None:
+    """Send a callback again now (the deliverer in serve or worker picks it up)."""
+    from bhuktani.callbacks import outbox
+
+    if not _with_db(lambda db, _: outbox.retry_now(db, callback_id)):
+        console.print(f"no callback {callback_id}")
+        raise typer.Exit(1)
+    console.print(f"callback {callback_id} is due now")
 
 
 @app.command()

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # Past this age a payment still unknown is flagged for an operator, never guessed.
     reconcile_flag_after_s: int = 24 * 3600
 
+    # Delivery callbacks: the delay before each retry; past the last one (about 24 h in
+    # all) a callback that was never acknowledged is given up, its attempts on record.
+    callbacks_enabled: bool = True
+    callback_backoff_s: list[float] = (
+        [60.0, 300.0, 300.0] + [600.0] * 5 + [3600.0] * 5 + [21600.0] * 3
+    )
+    callback_timeout_s: float = 10.0
+    callback_poll_s: float = 1.0
+    callback_batch: int = 50
+    callback_lease_s: int = 60
+
     # The in-process sandbox (TEST tokens).
     sandbox_slow_delay_s: float = 10.0
     sandbox_settle_window_s: float = 5.0

@@ -26,6 +26,7 @@ from bhuktani.payments import lookup
 from bhuktani.providers.group import ServiceGroup
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import connect
+from bhuktani.workers import callbacks as callback_worker
 from bhuktani.workers import reconciler
 
 log = structlog.get_logger()
@@ -147,15 +148,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateway = gateway_mod.build(db, settings)
         app.state.gateway = gateway
         stop = asyncio.Event()
-        worker = None
+        workers = []
         if settings.reconciler_enabled:
-            worker = asyncio.create_task(reconciler.run(gateway, stop))
+            workers.append(asyncio.create_task(reconciler.run(gateway, stop)))
+        if settings.callbacks_enabled:
+            workers.append(asyncio.create_task(callback_worker.run(gateway, stop)))
         try:
             yield
         finally:
             stop.set()
-            if worker is not None:
-                await worker
+            await asyncio.gather(*workers)
             await gateway.aclose()
 
     app = FastAPI(

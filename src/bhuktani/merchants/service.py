@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bhuktani import ledger
+from bhuktani.callbacks import signing, urls
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
 from bhuktani.merchants import tokens
@@ -34,6 +35,7 @@ class NewMerchant:
     merchant_id: int
     test_token: str
     live_token: str
+    callback_secret: str = ""
 
 
 async def _issue_token(tx: Tx, merchant_id: int, env: str, key: bytes) -> str:
@@ -60,13 +62,17 @@ async def create(
     test_credits_paisa: int = 0,
     live_credits_paisa: int = 0,
 ) -> NewMerchant:
+    if callback_url is not None:
+        urls.check_syntax(callback_url)
+    secret = signing.new_secret()
     async with db.transaction() as tx:
         row = await tx.fetchrow(
-            "INSERT INTO merchants (name, services, callback_url, created_ms)"
-            " VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO merchants (name, services, callback_url, callback_secret, created_ms)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
             name,
             services,
             callback_url,
+            secret,
             now_ms(),
         )
         assert row is not None
@@ -76,7 +82,27 @@ async def create(
             account_id = await ledger.merchant_account(tx, merchant_id, env)
             if amount > 0:
                 await _load(tx, account_id, env, amount, "opening credits")
-    return NewMerchant(merchant_id, issued["test"], issued["live"])
+    return NewMerchant(merchant_id, issued["test"], issued["live"], secret)
+
+
+async def rotate_callback_secret(db: Database, merchant_id: int) -> str | None:
+    """A new signing secret, in force for every callback sent from now on."""
+    secret = signing.new_secret()
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE merchants SET callback_secret = $2 WHERE id = $1", merchant_id, secret
+        )
+    return secret if changed == 1 else None
+
+
+async def set_callback_url(db: Database, merchant_id: int, url: str | None) -> bool:
+    if url is not None:
+        urls.check_syntax(url)
+    async with db.transaction() as tx:
+        changed = await tx.execute(
+            "UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url
+        )
+    return changed == 1
 
 
 async def issue_token(db: Database, merchant_id: int, env: str, *, key: bytes) -> str:

@@ -10,20 +10,12 @@ import structlog
 from bhuktani import ledger, money
 from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.payments import records
 from bhuktani.payments.gateway import Gateway
 from bhuktani.store import Row, Tx
 
 MAX_BULK_REFERENCES = 100
 MAX_REFERENCE_CHARS = 50
-
-
-def _detail(row: Row) -> str:
-    state = row["state"]
-    if state == "Success":
-        return f"Transaction successful; ISP receipt {row['detail']}"
-    if state == "Processing":
-        return "Awaiting confirmation from the ISP"
-    return str(row["detail"])
 
 
 async def _refunds(tx: Tx, payment_id: int) -> Sequence[Row]:
@@ -40,7 +32,7 @@ def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:
         "status": True,
         "state": row["state"],
         "original_status": row["isp_status"],
-        "details": _detail(row),
+        "details": records.describe(row),
         "reference": row["reference"],
         "response_id": int(row["id"]),
         "amount": money.to_rupees(int(row["amount_paisa"])),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bhuktani import ledger
+from bhuktani.callbacks import outbox
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, client_error
 from bhuktani.merchants.service import Principal
@@ -149,8 +150,19 @@ def _settled(row: Row, available_paisa: int, refusal: Refused | None = None) -> 
 
 
 PAYMENT_COLUMNS = (
-    "id, merchant_id, env, state, detail, amount_paisa, hold_transfer_id, session_id, checks"
+    "id, merchant_id, env, reference, state, isp_status, detail, amount_paisa,"
+    " hold_transfer_id, session_id, checks"
 )
+
+
+def describe(row: Row) -> str:
+    """A payment's outcome in words, as look-ups and callbacks tell it."""
+    state = row["state"]
+    if state == "Success":
+        return f"Transaction successful; ISP receipt {row['detail']}"
+    if state == "Processing":
+        return "Awaiting confirmation from the ISP"
+    return str(row["detail"])
 
 
 async def settle(
@@ -160,8 +172,11 @@ async def settle(
     *,
     next_check_ms: int,
     not_found_is_final: bool = False,
+    notify: bool = False,
 ) -> Settled:
-    """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold."""
+    """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold.
+    With notify (the merchant was told Processing), a final state queues a callback in
+    the same transaction."""
     async with db.transaction() as tx:
         row = await tx.fetchrow(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE",
@@ -214,6 +229,8 @@ async def settle(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id
         )
         assert final is not None
+        if notify:
+            await outbox.enqueue(tx, final, state=state, detail=describe(final))
         refusal = result if isinstance(result, Refused) else None
         return _settled(final, await _available(tx, merchant_id, env), refusal)
 

@@ -30,6 +30,8 @@ merchants = Table(
     Column("status", String(16), nullable=False, server_default="active"),
     Column("services", Text, nullable=False, server_default="all"),
     Column("callback_url", String(2000)),
+    # Signs delivery callbacks; shown to the merchant once, at creation or rotation.
+    Column("callback_secret", String(64)),
     Column("expires_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
     CheckConstraint("status IN ('active', 'disabled', 'deleted')", name="merchant_status"),
@@ -165,4 +167,58 @@ sandbox_payments = Table(
     Column("receipt", String(32), nullable=False),
     Column("visible_ms", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+)
+
+# The outbox of delivery callbacks (DLR): written in the transaction that makes a payment
+# final, so a crash cannot lose one; sent at least once by the deliverer.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("payment_id", BigInteger, nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_ms", BigInteger),
+    Column("lease_until_ms", BigInteger, nullable=False, server_default="0"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    CheckConstraint("status IN ('pending', 'delivered', 'expired')", name="callback_status"),
+    Index("callbacks_due", "status", "next_attempt_ms"),
+    Index("callbacks_payment", "payment_id"),
+)
+
+callback_attempts = Table(
+    "callback_attempts",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("callback_id", BigInteger, nullable=False),
+    Column("attempted_ms", BigInteger, nullable=False),
+    Column("http_status", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", String(200)),
+    Index("callback_attempts_callback", "callback_id"),
+)
+
+# Every operator action on a payment, with who, why and how much: the ledger moves money,
+# this says why it moved.
+operator_actions = Table(
+    "operator_actions",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("payment_id", BigInteger, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("amount_paisa", BigInteger),
+    Column("transfer_id", BigInteger),
+    Column("operator", String(100), nullable=False),
+    Column("note", String(500), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    CheckConstraint(
+        "action IN ('resolve_success', 'resolve_failed', 'refund')", name="action_kind"
+    ),
+    Index("operator_actions_payment", "payment_id"),
 )

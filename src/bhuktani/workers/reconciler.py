@@ -67,6 +67,7 @@ async def resolve(gateway: Gateway, due: records.Due) -> str:
         result,
         next_check_ms=now_ms() + backoff_ms(settings.reconcile_backoff_s, due.checks),
         not_found_is_final=age_s >= settle_window_s,
+        notify=True,
     )
     log.info(
         "reconciled",
