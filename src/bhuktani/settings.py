@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     isp_max_connections: int = 200
     # A NotFound from a live ISP is final only this long after the payment was sent.
     isp_settle_window_s: float = 120.0
+    # Circuit breaker: this many upstream failures in a row degrade an ISP (1018, no
+    # money held) until a probe after the cool-down succeeds.
+    isp_breaker_failures: int = 5
+    isp_breaker_cooldown_s: float = 30.0
 
 
 @lru_cache(maxsize=1)

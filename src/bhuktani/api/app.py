@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from bhuktani import __version__
+from bhuktani import __version__, metrics
 from bhuktani.api.body import parse_object, read_limited, token_of, underscored
 from bhuktani.api.middleware import RequestContext
 from bhuktani.errors import ApiError
@@ -177,8 +177,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> JsonResponse:
-        ok = await _gateway(request).db.ping()
-        body = {"status": "ok" if ok else "unavailable", "database": ok}
+        """200 while the database answers; a degraded ISP shows in `isps`, not in the
+        status, because the gateway still serves every other ISP."""
+        gateway = _gateway(request)
+        ok = await gateway.db.ping()
+        isps = {f"live:{isp}": state for isp, state in gateway.breakers.snapshot().items()}
+        body = {"status": "ok" if ok else "unavailable", "database": ok, "isps": isps}
         return JsonResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        body = metrics.render(_gateway(request).breakers)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     return app

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from bhuktani import metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal, authenticate
@@ -37,7 +38,7 @@ async def _subscriber(
     assert query.isp is not None and query.username is not None
     gateway.check_service(principal, group.slug, query.isp)
     provider = gateway.provider(principal.env, group.slug)
-    subscriber = await lookup_subscriber(provider, principal, query.isp, query.username)
+    subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
     return query.isp, subscriber, None
 
 
@@ -89,6 +90,7 @@ async def commit(
         days=duration.days,
         amount_paisa=duration.amount_paisa,
     )
+    gateway.check_upstream(principal.env, isp)
     # Until step 3 has run, the reconciler leaves the payment to this request.
     grace_ms = int((settings.isp_timeout_s * 2 + 5) * 1000)
     await records.open_payment(
@@ -102,11 +104,13 @@ async def commit(
     )
     structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
     result = await _pay(provider, order, settings.isp_timeout_s + 1)
+    gateway.record_upstream(principal.env, isp, ok=not isinstance(result, Unknown))
     log.info("isp_pay", outcome=type(result).__name__, isp=isp)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
         gateway.db, order.payment_id, result, next_check_ms=first_check_ms
     )
+    metrics.PAYMENTS.labels(env=principal.env, service=group.slug, state=settled.state).inc()
     if settled.state == "Failed":
         raise _refusal_error(settled.refusal or Refused(settled.detail))
     return group.render_commit(

@@ -17,13 +17,16 @@ log = structlog.get_logger()
 
 
 async def lookup_subscriber(
-    provider: Provider, principal: Principal, isp: str, username: str
+    gateway: Gateway, provider: Provider, principal: Principal, isp: str, username: str
 ) -> Subscriber:
+    gateway.check_upstream(principal.env, isp)
     try:
         subscriber = await provider.lookup(Lookup(isp, username, principal.merchant_id))
     except ProviderUnavailable as exc:
+        gateway.record_upstream(principal.env, isp, ok=False)
         log.warning("isp_lookup_failed", isp=isp, reason=str(exc))
         raise ApiError("1018", "The ISP did not answer the look-up; try again") from None
+    gateway.record_upstream(principal.env, isp, ok=True)
     if subscriber is None:
         raise client_error("Username not found")
     return subscriber
@@ -39,7 +42,7 @@ async def details(
         structlog.contextvars.bind_contextvars(reference=query.reference)
     gateway.check_service(principal, group.slug, query.isp)
     provider = gateway.provider(principal.env, group.slug)
-    subscriber = await lookup_subscriber(provider, principal, query.isp, query.username)
+    subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
     session_id = None
     if group.uses_sessions:
         session_id = await sessions.open_session(

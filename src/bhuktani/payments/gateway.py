@@ -9,6 +9,7 @@ from bhuktani.errors import ApiError
 from bhuktani.merchants.service import Principal
 from bhuktani.providers.arrownet.schema import Arrownet
 from bhuktani.providers.base import Provider
+from bhuktani.providers.breaker import Breaker, Breakers
 from bhuktani.providers.group import ServiceGroup
 from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
 from bhuktani.sandbox.inprocess import SandboxProvider
@@ -24,6 +25,8 @@ class Gateway:
     settings: Settings
     sandbox: Provider
     live: dict[str, Provider] = field(default_factory=dict)
+    # LIVE ISPs only: the sandbox never degrades.
+    breakers: Breakers = field(default_factory=lambda: Breakers(5, 30.0))
 
     @property
     def token_key(self) -> bytes:
@@ -36,6 +39,24 @@ class Gateway:
         if provider is None:
             raise ApiError("1018", f"The {group} service is not available for LIVE tokens yet")
         return provider
+
+    def breaker(self, env: str, isp: str) -> Breaker | None:
+        return self.breakers.of(isp) if env == "live" else None
+
+    def check_upstream(self, env: str, isp: str) -> None:
+        """Fail fast, before any money is held, while the ISP is degraded."""
+        breaker = self.breaker(env, isp)
+        if breaker is not None and not breaker.allow():
+            raise ApiError("1018", f"The ISP {isp!r} is not answering; try again later")
+
+    def record_upstream(self, env: str, isp: str, *, ok: bool) -> None:
+        breaker = self.breaker(env, isp)
+        if breaker is None:
+            return
+        if ok:
+            breaker.succeeded()
+        else:
+            breaker.failed()
 
     def check_service(self, principal: Principal, group: str, isp: str) -> None:
         if not principal.may_use(group, isp):
@@ -81,4 +102,10 @@ def build(db: Database, settings: Settings) -> Gateway:
         slow_delay_s=settings.sandbox_slow_delay_s,
         settle_window_s=settings.sandbox_settle_window_s,
     )
-    return Gateway(db=db, settings=settings, sandbox=sandbox, live=live_providers(settings))
+    return Gateway(
+        db=db,
+        settings=settings,
+        sandbox=sandbox,
+        live=live_providers(settings),
+        breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
+    )

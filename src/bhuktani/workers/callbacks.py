@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import structlog
 
+from bhuktani import metrics
 from bhuktani.callbacks import multipart, outbox, signing, urls
 from bhuktani.clock import now_ms
 from bhuktani.payments.gateway import Gateway
@@ -77,6 +78,7 @@ async def send(gateway: Gateway, http: httpx.AsyncClient, due: outbox.Due) -> st
         error=error,
         next_attempt_ms=next_attempt_ms(settings.callback_backoff_s, due.attempts),
     )
+    metrics.CALLBACK_ATTEMPTS.labels(outcome=status).inc()
     log.info(
         "callback_attempt",
         callback_id=due.id,

@@ -13,6 +13,7 @@ import contextlib
 
 import structlog
 
+from bhuktani import metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
 from bhuktani.payments import records
@@ -46,6 +47,9 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
 async def resolve(gateway: Gateway, due: records.Due) -> str:
     settings = gateway.settings
     result = await _ask(gateway, due)
+    metrics.RECONCILED.labels(answer=type(result).__name__).inc()
+    # A status answer is a probe too: an explicit one shows the ISP is back.
+    gateway.record_upstream(due.env, due.order.isp, ok=not isinstance(result, Unknown))
     age_s = (now_ms() - due.created_ms) / 1000
     settle_window_s = (
         gateway.sandbox.settle_window_s
