@@ -22,6 +22,8 @@ from bhuktani.store import Database
 
 # Reconciliation compressed from minutes to fractions of a second.
 FAST = {
+    # Tests revoke and disable and expect it at once; tests/test_auth_cache.py tests the cache.
+    "auth_cache_s": 0,
     "reconcile_poll_s": 0.05,
     "reconcile_backoff_s": [0.1, 0.1, 0.2, 0.3, 0.5],
     "sandbox_slow_delay_s": 0.4,
@@ -69,6 +71,9 @@ async def new_merchant(
 async def assert_books_balance(db: Database) -> None:
     """The ledger's invariants (DESIGN.md), recomputed from the append-only transfers."""
     async with db.transaction() as tx:
+        if db.dialect == "postgresql":
+            # One snapshot for all the reads below, while reconcilers keep settling.
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         total = await tx.fetchrow("SELECT COALESCE(SUM(balance_paisa), 0) AS s FROM accounts")
         assert total is not None and int(total["s"]) == 0, "the ledger sums to zero"
         accounts = await tx.fetch(

@@ -9,7 +9,7 @@ import structlog
 
 from bhuktani import ledger, money
 from bhuktani.errors import ApiError, field_error
-from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.merchants.service import Principal
 from bhuktani.payments import records
 from bhuktani.payments.gateway import Gateway
 from bhuktani.store import Row, Tx
@@ -75,7 +75,7 @@ def _invalid_reference() -> ApiError:
 
 
 async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
-    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    principal = await gateway.authenticate(token)
     structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
     reference = data.get("reference")
     if reference in (None, ""):
@@ -83,12 +83,14 @@ async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> d
     if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_CHARS:
         raise _invalid_reference()
     structlog.contextvars.bind_contextvars(reference=reference)
-    async with gateway.db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> dict[str, Any]:
         row = (await _payments(tx, principal, [reference])).get(reference)
         if row is None:
             raise _invalid_reference()
-        refunds = await _refunds(tx, int(row["id"]))
-    return _render(row, refunds)
+        return _render(row, await _refunds(tx, int(row["id"])))
+
+    return await gateway.db.run(_tx)
 
 
 def _parse_references(data: dict[str, Any]) -> list[str]:
@@ -116,11 +118,12 @@ def _parse_references(data: dict[str, Any]) -> list[str]:
 
 
 async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
-    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    principal = await gateway.authenticate(token)
     structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
     references = _parse_references(data)
     detail: list[dict[str, Any]] = []
-    async with gateway.db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> None:
         found = await _payments(tx, principal, references)
         for reference in references:
             row = found.get(reference)
@@ -136,15 +139,20 @@ async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None)
             entry = _render(row, await _refunds(tx, int(row["id"])))
             del entry["status"]
             detail.append(entry)
+
+    await gateway.db.run(_tx)
     return {"status": True, "message": "Success", "detail": detail}
 
 
 async def balance(gateway: Gateway, token: str | None) -> dict[str, Any]:
-    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    principal = await gateway.authenticate(token)
     structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
-    async with gateway.db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> ledger.Balance:
         account = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
-        current = await ledger.balance(tx, account)
+        return await ledger.balance(tx, account)
+
+    current = await gateway.db.run(_tx)
     return {
         "credits_consumed": money.to_rupees(current.consumed_paisa),
         "credits_available": money.to_rupees(current.available_paisa),

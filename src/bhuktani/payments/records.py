@@ -55,8 +55,7 @@ def _duplicate(row: Row) -> ApiError:
 
 async def refuse_duplicate(db: Database, principal: Principal, reference: str) -> None:
     """A retried commit learns the first one's outcome before anything else is checked."""
-    async with db.transaction() as tx:
-        existing = await _by_reference(tx, principal, reference)
+    existing = await db.run(lambda tx: _by_reference(tx, principal, reference))
     if existing is not None:
         raise _duplicate(existing)
 
@@ -74,7 +73,8 @@ async def open_payment(
     """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
     process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
     try:
-        async with db.transaction() as tx:
+
+        async def _tx(tx: Tx) -> None:
             existing = await _by_reference(tx, principal, reference)
             if existing is not None:
                 raise _duplicate(existing)
@@ -124,10 +124,11 @@ async def open_payment(
                 order.payment_id,
                 hold_id,
             )
+
+        await db.run(_tx)
     except UniqueViolation:
         # Another request claimed the reference between our check and our insert.
-        async with db.transaction() as tx:
-            existing = await _by_reference(tx, principal, reference)
+        existing = await db.run(lambda tx: _by_reference(tx, principal, reference))
         if existing is None:
             raise
         raise _duplicate(existing) from None
@@ -177,7 +178,8 @@ async def settle(
     """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold.
     With notify (the merchant was told Processing), a final state queues a callback in
     the same transaction."""
-    async with db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> Settled:
         row = await tx.fetchrow(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE",
             payment_id,
@@ -234,6 +236,8 @@ async def settle(
         refusal = result if isinstance(result, Refused) else None
         return _settled(final, await _available(tx, merchant_id, env), refusal)
 
+    return await db.run(_tx)
+
 
 @dataclass(frozen=True)
 class Due:
@@ -249,7 +253,8 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
     """Lease Processing payments whose next check is due. On PostgreSQL, SKIP LOCKED lets
     several workers claim at once without ever claiming the same payment."""
     now = now_ms()
-    async with db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> Sequence[Row]:
         rows = await tx.fetch(
             "UPDATE payments SET lease_until_ms = $2, checks = checks + 1 WHERE id IN ("
             " SELECT id FROM payments WHERE state = 'Processing' AND next_check_ms <= $1"
@@ -260,6 +265,9 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
             now + lease_ms,
             limit,
         )
+        return rows
+
+    rows = await db.run(_tx)
     return [
         Due(
             payment_id=int(row["id"]),
@@ -285,7 +293,8 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
 
 async def flag(db: Database, payment_id: int) -> None:
     """Past the reconciliation window: an operator decides, the hold stays."""
-    async with db.transaction() as tx:
+
+    async def _tx(tx: Tx) -> None:
         await tx.execute(
             "UPDATE payments SET flagged = $2, next_check_ms = NULL, updated_ms = $3"
             " WHERE id = $1 AND state = 'Processing'",
@@ -293,3 +302,5 @@ async def flag(db: Database, payment_id: int) -> None:
             True,
             now_ms(),
         )
+
+    await db.run(_tx)

@@ -12,7 +12,7 @@ from bhuktani.errors import client_error
 from bhuktani.merchants.service import Principal
 from bhuktani.providers.base import Subscriber
 from bhuktani.providers.codec import subscriber_from_json, subscriber_to_json
-from bhuktani.store import Database, Tx, UniqueViolation
+from bhuktani.store import Database, Tx, UniqueViolation, execute, query_row
 
 # Ids are random below 2**53 (exact in any JSON client), so they say nothing about volume.
 ID_LIMIT = 2**53
@@ -45,22 +45,22 @@ async def open_session(
     for _ in range(ID_ATTEMPTS):
         session_id = random_id()
         try:
-            async with db.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
-                    " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                    " $9, $10)",
-                    session_id,
-                    principal.merchant_id,
-                    principal.env,
-                    service,
-                    isp,
-                    subscriber.username,
-                    reference,
-                    offer,
-                    now + ttl_s * 1000,
-                    now,
-                )
+            await execute(
+                db,
+                "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
+                " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                " $9, $10)",
+                session_id,
+                principal.merchant_id,
+                principal.env,
+                service,
+                isp,
+                subscriber.username,
+                reference,
+                offer,
+                now + ttl_s * 1000,
+                now,
+            )
             return session_id
         except UniqueViolation:
             continue
@@ -69,12 +69,12 @@ async def open_session(
 
 async def load(db: Database, principal: Principal, service: str, session_id: int) -> Session:
     """The session if it is this merchant's, in this environment and service, and usable."""
-    async with db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT merchant_id, env, service, isp, username, offer_json, expires_ms, payment_id"
-            " FROM sessions WHERE id = $1",
-            session_id,
-        )
+    row = await query_row(
+        db,
+        "SELECT merchant_id, env, service, isp, username, offer_json, expires_ms, payment_id"
+        " FROM sessions WHERE id = $1",
+        session_id,
+    )
     if (
         row is None
         or int(row["merchant_id"]) != principal.merchant_id

@@ -21,7 +21,7 @@ from bhuktani.providers.base import (
 )
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
-from bhuktani.store import Database, Tx, UniqueViolation
+from bhuktani.store import Database, Tx, UniqueViolation, query_row
 
 
 def new_receipt() -> str:
@@ -56,13 +56,15 @@ class SandboxProvider:
         )
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
-        async with self._db.transaction() as tx:
-            return await self._current(tx, query.merchant_id, query.isp, query.username)
+        return await self._db.run(
+            lambda tx: self._current(tx, query.merchant_id, query.isp, query.username)
+        )
 
     async def _apply(self, order: Order, visible_ms: int) -> PayResult:
         """Apply the payment once per payment_id, as an idempotent ISP does."""
         try:
-            async with self._db.transaction() as tx:
+
+            async def _tx(tx: Tx) -> PayResult:
                 existing = await tx.fetchrow(
                     "SELECT receipt FROM sandbox_payments WHERE payment_id = $1",
                     order.payment_id,
@@ -103,6 +105,8 @@ class SandboxProvider:
                     now_ms(),
                 )
                 return Paid(receipt)
+
+            return await self._db.run(_tx)
         except UniqueViolation:
             # The same payment applied concurrently: the ISP keeps the first.
             return await self._apply(order, visible_ms)
@@ -120,11 +124,11 @@ class SandboxProvider:
         return result
 
     async def status(self, order: Order) -> StatusResult:
-        async with self._db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT receipt, visible_ms FROM sandbox_payments WHERE payment_id = $1",
-                order.payment_id,
-            )
+        row = await query_row(
+            self._db,
+            "SELECT receipt, visible_ms FROM sandbox_payments WHERE payment_id = $1",
+            order.payment_id,
+        )
         if row is None:
             return NotFound()
         if int(row["visible_ms"]) > now_ms():

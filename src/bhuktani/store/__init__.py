@@ -1,8 +1,30 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from bhuktani.store.base import CheckViolation, Database, Row, Tx, UniqueViolation
 
-__all__ = ["CheckViolation", "Database", "Row", "Tx", "UniqueViolation", "connect"]
+__all__ = [
+    "CheckViolation",
+    "Database",
+    "Row",
+    "Tx",
+    "UniqueViolation",
+    "connect",
+    "execute",
+    "query",
+    "query_row",
+]
+
+
+async def query_row(db: Database, sql: str, *args: Any) -> Row | None:
+    """One statement in a transaction of its own."""
+    return await db.run(lambda tx: tx.fetchrow(sql, *args))
+
+
+async def query(db: Database, sql: str, *args: Any) -> Sequence[Row]:
+    return await db.run(lambda tx: tx.fetch(sql, *args))
 
 
 async def connect(url: str) -> Database:
@@ -15,3 +37,7 @@ async def connect(url: str) -> Database:
 
         return await PostgresDatabase.connect(url)
     raise ValueError("database URL must start with sqlite:/// or postgresql://")
+
+
+async def execute(db: Database, sql: str, *args: Any) -> int:
+    return await db.run(lambda tx: tx.execute(sql, *args))

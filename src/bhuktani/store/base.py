@@ -6,9 +6,9 @@ rewrites the few spellings that differ (parameters and row locks) once per state
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 Row = Mapping[str, Any]
 
@@ -21,13 +21,16 @@ class CheckViolation(Exception):
     """A check constraint refused the write; the transaction is rolled back."""
 
 
+T = TypeVar("T")
+
+
 class Tx(Protocol):
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+    def fetchrow(self, sql: str, *args: Any) -> Awaitable[Row | None]: ...
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
+    def fetch(self, sql: str, *args: Any) -> Awaitable[Sequence[Row]]: ...
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; return the number of rows it changed."""
+    def execute(self, sql: str, *args: Any) -> Awaitable[int]:
+        """Run a statement; the awaitable gives the number of rows it changed."""
         ...
 
 
@@ -35,6 +38,11 @@ class Database(Protocol):
     dialect: str
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run body in one transaction. The body awaits nothing but its own statements,
+        so an engine may run it whole in one call (SQLite: on its thread)."""
+        ...
 
     async def ping(self) -> bool: ...
 

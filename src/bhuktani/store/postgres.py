@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from bhuktani.store.base import CheckViolation, Row, UniqueViolation
+from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
+
+T = TypeVar("T")
 
 
 def _rowcount(status: str) -> int:
@@ -55,6 +57,10 @@ class PostgresDatabase:
                 raise UniqueViolation(str(exc)) from exc
             except asyncpg.CheckViolationError as exc:
                 raise CheckViolation(str(exc)) from exc
+
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self.transaction() as tx:
+            return await body(tx)
 
     async def ping(self) -> bool:
         try:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from bhuktani.store.base import CheckViolation, Row, UniqueViolation
+from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
 
 T = TypeVar("T")
 _PARAM = re.compile(r"\$(\d+)")
@@ -52,35 +52,56 @@ def _raise_typed(exc: sqlite3.IntegrityError) -> None:
         raise CheckViolation(text) from exc
 
 
-class SqliteTx:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self._db = db
+class _Ready(Generic[T]):
+    """An awaitable computed when awaited, without ever suspending: how a transaction body
+    runs whole on the SQLite thread (see SqliteDatabase.run)."""
 
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
+    __slots__ = ("_compute",)
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
-        def run(conn: sqlite3.Connection) -> list[Row]:
-            return list(conn.execute(translate(sql), args).fetchall())
+    def __init__(self, compute: Callable[[], T]) -> None:
+        self._compute = compute
 
-        return await self._db.call(run)
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            return conn.execute(translate(sql), args).rowcount
-
-        return await self._db.call(run)
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._compute()
+        yield  # a generator that returns at once
 
 
-class SqliteDatabase:
-    dialect = "sqlite"
+class ThreadTx:
+    """Statements run right here, on the SQLite thread, inside SqliteDatabase.run."""
 
-    def __init__(self, url: str) -> None:
-        self._path = sqlite_path(url)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def fetchrow(self, sql: str, *args: Any) -> _Ready[Row | None]:
+        return _Ready(lambda: self._conn.execute(translate(sql), args).fetchone())
+
+    def fetch(self, sql: str, *args: Any) -> _Ready[Sequence[Row]]:
+        return _Ready(lambda: list(self._conn.execute(translate(sql), args).fetchall()))
+
+    def execute(self, sql: str, *args: Any) -> _Ready[int]:
+        return _Ready(lambda: self._conn.execute(translate(sql), args).rowcount)
+
+
+def _drive(awaitable: Awaitable[T]) -> T:
+    steps = awaitable.__await__()
+    try:
+        next(steps)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    close = getattr(steps, "close", None)
+    if close is not None:
+        close()
+    raise RuntimeError("a transaction body awaited something other than its statements")
+
+
+class _Thread:
+    """One connection, used from one dedicated thread only."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -94,32 +115,87 @@ class SqliteDatabase:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
+    async def close(self) -> None:
+        def shut(conn: sqlite3.Connection | None) -> None:
+            if conn is not None:
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut, self._conn)
+        self._conn = None
+        self._executor.shutdown(wait=True)
+
+
+class SqliteTx:
+    """A transaction whose statements each hop to the side thread (admin paths)."""
+
+    def __init__(self, thread: _Thread) -> None:
+        self._thread = thread
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        def run(conn: sqlite3.Connection) -> list[Row]:
+            return list(conn.execute(translate(sql), args).fetchall())
+
+        return await self._thread.call(run)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(translate(sql), args).rowcount
+
+        return await self._thread.call(run)
+
+
+class SqliteDatabase:
+    """`run` executes whole transactions one after another on the main thread, so it needs
+    no lock: the thread is the queue. `transaction` (statement by statement, for admin
+    paths and tests) uses a second connection on its own thread; SQLite's write lock,
+    waited for by busy_timeout, keeps the two apart."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        path = sqlite_path(url)
+        assert path != ":memory:", "two connections must see one database: use a file"
+        self._main = _Thread(path, "sqlite-main")
+        self._side = _Thread(path, "sqlite-side")
+        self._side_lock = asyncio.Lock()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
-        async with self._lock:
-            await self.call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
+        async with self._side_lock:
+            await self._side.call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield SqliteTx(self)
+                yield SqliteTx(self._side)
             except BaseException:
-                await asyncio.shield(self.call(lambda conn: conn.execute("ROLLBACK")))
+                await asyncio.shield(self._side.call(lambda conn: conn.execute("ROLLBACK")))
                 raise
-            await asyncio.shield(self.call(lambda conn: conn.execute("COMMIT")))
+            await asyncio.shield(self._side.call(lambda conn: conn.execute("COMMIT")))
+
+    async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """The whole transaction in one call to the SQLite thread."""
+
+        def whole(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result: T = _drive(body(ThreadTx(conn)))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._main.call(whole)
 
     async def ping(self) -> bool:
         try:
-            await self.call(lambda conn: conn.execute("SELECT 1").fetchone())
+            await self._main.call(lambda conn: conn.execute("SELECT 1").fetchone())
         except sqlite3.Error:
             return False
         return True
 
     async def close(self) -> None:
-        conn = self._conn
-
-        def shut(_: sqlite3.Connection | None) -> None:
-            if conn is not None:
-                conn.close()
-
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, shut, conn)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._main.close()
+        await self._side.close()
