@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     # set it in production so that a copy of the database alone cannot check tokens.
     token_hash_key: SecretStr = SecretStr("bhuktani-development-key")
 
+    # A token's check is remembered this long: revoking a token or disabling a merchant
+    # takes effect within it. 0 checks the database on every request.
+    auth_cache_s: float = 5.0
     session_ttl_s: int = 30 * 60
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from bhuktani import ledger
@@ -9,7 +10,7 @@ from bhuktani.callbacks import signing, urls
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
 from bhuktani.merchants import tokens
-from bhuktani.store import Database, Tx
+from bhuktani.store import Database, Tx, query_row
 
 ENVS = ("test", "live")
 
@@ -161,19 +162,65 @@ async def list_all(db: Database) -> list[dict[str, object]]:
     return [dict(row) for row in rows]
 
 
-async def authenticate(db: Database, token: str | None, *, key: bytes) -> Principal:
+class AuthCache:
+    """Recent token checks, refusals included, each for ttl_s; bounded in size."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal | ApiError]] = {}
+
+    def get(self, token_hash: str) -> Principal | ApiError | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[token_hash]
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, outcome: Principal | ApiError) -> None:
+        if self._ttl_s <= 0:
+            return
+        if len(self._entries) >= self._max_entries:
+            # Dicts keep insertion order: drop the oldest.
+            del self._entries[next(iter(self._entries))]
+        self._entries[token_hash] = (time.monotonic() + self._ttl_s, outcome)
+
+
+async def authenticate(
+    db: Database, token: str | None, *, key: bytes, cache: AuthCache | None = None
+) -> Principal:
     if not token:
         raise ApiError("1001", "Provide the token in the body or as 'Authorization: Token …'")
     if len(token) > tokens.MAX_TOKEN_CHARS:
         raise ApiError("1002", "Token not found")
     token_hash = tokens.digest(token, key)
-    async with db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT t.token_hash, t.env, t.status AS token_status, t.merchant_id,"
-            " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url"
-            " FROM tokens t JOIN merchants m ON m.id = t.merchant_id WHERE t.token_hash = $1",
-            token_hash,
-        )
+    cached = cache.get(token_hash) if cache is not None else None
+    if cached is None:
+        cached = await _check(db, token, token_hash)
+        if cache is not None:
+            cache.put(token_hash, cached)
+    if isinstance(cached, ApiError):
+        raise ApiError(cached.code, cached.details)
+    return cached
+
+
+async def _check(db: Database, token: str, token_hash: str) -> Principal | ApiError:
+    try:
+        return await _lookup(db, token, token_hash)
+    except ApiError as refusal:
+        return refusal
+
+
+async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
+    row = await query_row(
+        db,
+        "SELECT t.token_hash, t.env, t.status AS token_status, t.merchant_id,"
+        " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url"
+        " FROM tokens t JOIN merchants m ON m.id = t.merchant_id WHERE t.token_hash = $1",
+        token_hash,
+    )
     if row is None or not tokens.same(str(row["token_hash"]), token_hash):
         raise ApiError("1002", "Token not found")
     if row["token_status"] == "revoked":

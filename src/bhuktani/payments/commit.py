@@ -10,7 +10,7 @@ import structlog
 from bhuktani import metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, field_error
-from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.merchants.service import Principal
 from bhuktani.payments import records, sessions
 from bhuktani.payments.details import lookup_subscriber
 from bhuktani.payments.gateway import Gateway
@@ -64,7 +64,7 @@ async def commit(
     gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
     settings = gateway.settings
-    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    principal = await gateway.authenticate(token)
     structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_commit(data)
     structlog.contextvars.bind_contextvars(reference=query.reference)

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 
 from bhuktani.errors import ApiError, client_error
-from bhuktani.merchants.service import Principal, authenticate
+from bhuktani.merchants.service import Principal
 from bhuktani.payments import sessions
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers.base import Lookup, Provider, ProviderUnavailable, Subscriber
@@ -35,7 +35,7 @@ async def lookup_subscriber(
 async def details(
     gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
-    principal = await authenticate(gateway.db, token, key=gateway.token_key)
+    principal = await gateway.authenticate(token)
     structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_details(data)
     if query.reference:

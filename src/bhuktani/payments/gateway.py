@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bhuktani.errors import ApiError
-from bhuktani.merchants.service import Principal
+from bhuktani.merchants.service import AuthCache, Principal, authenticate
 from bhuktani.providers.arrownet.schema import Arrownet
 from bhuktani.providers.base import Provider
 from bhuktani.providers.breaker import Breaker, Breakers
@@ -27,6 +27,7 @@ class Gateway:
     live: dict[str, Provider] = field(default_factory=dict)
     # LIVE ISPs only: the sandbox never degrades.
     breakers: Breakers = field(default_factory=lambda: Breakers(5, 30.0))
+    auth_cache: AuthCache | None = None
 
     @property
     def token_key(self) -> bytes:
@@ -39,6 +40,9 @@ class Gateway:
         if provider is None:
             raise ApiError("1018", f"The {group} service is not available for LIVE tokens yet")
         return provider
+
+    async def authenticate(self, token: str | None) -> Principal:
+        return await authenticate(self.db, token, key=self.token_key, cache=self.auth_cache)
 
     def breaker(self, env: str, isp: str) -> Breaker | None:
         return self.breakers.of(isp) if env == "live" else None
@@ -108,4 +112,5 @@ def build(db: Database, settings: Settings) -> Gateway:
         sandbox=sandbox,
         live=live_providers(settings),
         breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
+        auth_cache=AuthCache(settings.auth_cache_s),
     )
