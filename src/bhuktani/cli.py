@@ -15,6 +15,7 @@ from rich.table import Table
 from bhuktani import money
 from bhuktani.callbacks.urls import UnsafeUrl
 from bhuktani.merchants import service as merchants
+from bhuktani.payments.operator_cli import payment_app
 from bhuktani.sandbox.isp_sim_cli import isp_sim_command
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import Database, connect
@@ -32,6 +33,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(credits_app, name="credits")
 callbacks_app = typer.Typer(help="Delivery callbacks: attempts and retries.", no_args_is_help=True)
 app.add_typer(callbacks_app, name="callbacks")
+app.add_typer(payment_app, name="payment")
 app.command("isp-sim")(isp_sim_command)
 console = Console()
 
@@ -57,7 +59,7 @@ def _paisa(rupees: str, *, allow_zero: bool = False) -> int:
     if allow_zero and rupees.strip() in ("0", "0.0", "0.00"):
         return 0
     try:
-        return money.to_paisa(rupees)
+        return money.to_paisa(rupees, max_paisa=money.MAX_LOAD_PAISA)
     except money.AmountError as exc:
         raise typer.BadParameter(str(exc)) from None
 

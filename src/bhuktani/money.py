@@ -7,14 +7,16 @@ from decimal import Decimal, InvalidOperation
 PAISA_PER_RUPEE = 100
 # No ISP plan costs anywhere near this; a bound keeps every amount finite and small.
 MAX_AMOUNT_PAISA = 10_000_000 * PAISA_PER_RUPEE
-MAX_DIGITS = 12
+# Operator credit loads may be far larger than any one payment.
+MAX_LOAD_PAISA = 10**12 * PAISA_PER_RUPEE
+MAX_DIGITS = 15
 
 
 class AmountError(ValueError):
     pass
 
 
-def to_paisa(value: object) -> int:
+def to_paisa(value: object, *, max_paisa: int = MAX_AMOUNT_PAISA) -> int:
     """Read an amount sent as a JSON number or a string of rupees, at most 2 decimals."""
     if isinstance(value, bool) or value is None:
         raise AmountError("Amount must be a number")
@@ -46,7 +48,7 @@ def to_paisa(value: object) -> int:
         raise AmountError("Amount has more than 2 decimal places")
     if paisa <= 0:
         raise AmountError("Amount must be positive")
-    if paisa > MAX_AMOUNT_PAISA:
+    if paisa > max_paisa:
         raise AmountError("Amount is too large")
     return int(paisa)
 

@@ -1,0 +1,398 @@
+"""An operator's tools on one payment: show everything about it, resolve a flagged one,
+refund one the ISP reversed. Each change is a ledger move and an `operator_actions` row
+(who, why, how much) in one transaction: money moves by new entries, never by an edit.
+
+A payment is named by its reference, which is unique only per merchant and environment,
+so a change refuses to guess when several payments share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bhuktani import ledger, money
+from bhuktani.callbacks import outbox
+from bhuktani.clock import now_ms
+from bhuktani.payments import records, sessions
+from bhuktani.store import Database, Row, Tx
+
+MAX_NOTE_CHARS = 500
+MAX_OPERATOR_CHARS = 100
+ENVS = ("test", "live")
+OPERATOR_STATUS = "Operator"
+# What the merchant reads (status look-up, callback) once an operator decided.
+CONFIRMED_DETAIL = "confirmed by an operator"
+RELEASED_DETAIL = "The ISP never confirmed the payment; an operator released the credits"
+COLUMNS = (
+    "id, merchant_id, env, reference, service, isp, username, package_title, duration_code,"
+    " days, amount_paisa, state, isp_status, detail, hold_transfer_id, session_id, checks,"
+    " flagged, created_ms, updated_ms"
+)
+
+
+class OperatorError(Exception):
+    """The action was refused and nothing changed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which payment: a reference, narrowed by merchant and environment when given."""
+
+    reference: str
+    merchant_id: int | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    payment_id: int
+    state: str
+    transfer_id: int
+    action_id: int
+
+
+@dataclass(frozen=True)
+class Refunded:
+    payment_id: int
+    amount_paisa: int
+    refunded_paisa: int
+    left_paisa: int
+    transfer_id: int
+    action_id: int
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    text = value.strip()
+    if not text:
+        raise OperatorError(f"the {name} is required and cannot be blank")
+    if len(text) > limit:
+        raise OperatorError(f"the {name} is {len(text)} characters; at most {limit}")
+    return text
+
+
+def _describe_target(target: Target) -> str:
+    where = f"reference {target.reference!r}"
+    if target.merchant_id is not None:
+        where += f" of merchant {target.merchant_id}"
+    if target.env is not None:
+        where += f" in {target.env}"
+    return where
+
+
+async def _matching(tx: Tx, target: Target, *, lock: bool) -> Sequence[Row]:
+    if target.env is not None and target.env not in ENVS:
+        raise OperatorError("env must be test or live")
+    sql = f"SELECT {COLUMNS} FROM payments WHERE reference = $1"
+    args: list[object] = [target.reference]
+    if target.merchant_id is not None:
+        args.append(target.merchant_id)
+        sql += f" AND merchant_id = ${len(args)}"
+    if target.env is not None:
+        args.append(target.env)
+        sql += f" AND env = ${len(args)}"
+    sql += " ORDER BY created_ms, id"
+    if lock:
+        sql += " FOR UPDATE"
+    return await tx.fetch(sql, *args)
+
+
+async def _one(tx: Tx, target: Target) -> Row:
+    """The one payment named, locked until the transaction ends."""
+    rows = await _matching(tx, target, lock=True)
+    if not rows:
+        raise OperatorError(f"no payment with {_describe_target(target)}")
+    if len(rows) > 1:
+        which = ", ".join(f"merchant {r['merchant_id']} {r['env']}" for r in rows)
+        raise OperatorError(
+            f"{len(rows)} payments have {_describe_target(target)} ({which});"
+            " name one with --merchant and --env"
+        )
+    return rows[0]
+
+
+async def _record(
+    tx: Tx,
+    payment_id: int,
+    action: str,
+    *,
+    amount_paisa: int,
+    transfer_id: int,
+    operator: str,
+    note: str,
+) -> int:
+    row = await tx.fetchrow(
+        "INSERT INTO operator_actions (payment_id, action, amount_paisa, transfer_id, operator,"
+        " note, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        payment_id,
+        action,
+        amount_paisa,
+        transfer_id,
+        operator,
+        note,
+        now_ms(),
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+def _refuse_unresolvable(row: Row) -> None:
+    payment = (
+        f"payment {row['id']} ({row['reference']}, merchant {row['merchant_id']} {row['env']})"
+    )
+    if row["state"] != "Processing":
+        raise OperatorError(f"{payment} is {row['state']}: a final state never changes")
+    if not bool(row["flagged"]):
+        raise OperatorError(
+            f"{payment} is Processing but not flagged: the reconciler is still asking the ISP"
+        )
+
+
+async def resolve(
+    db: Database, target: Target, *, success: bool, note: str, operator: str
+) -> Resolved:
+    """Decide a flagged Processing payment: capture its hold (success) or release it.
+    The merchant's callback is queued in the same transaction."""
+    note = _text(note, "note", MAX_NOTE_CHARS)
+    operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
+    async with db.transaction() as tx:
+        row = await _one(tx, target)
+        _refuse_unresolvable(row)
+        payment_id = int(row["id"])
+        hold_id = row["hold_transfer_id"]
+        assert hold_id is not None, "every Processing payment has a hold"
+        state, detail = ("Success", CONFIRMED_DETAIL) if success else ("Failed", RELEASED_DETAIL)
+        # The guard against a reconciler or a second operator settling it meanwhile.
+        changed = await tx.execute(
+            "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
+            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing' AND flagged = $6",
+            payment_id,
+            state,
+            OPERATOR_STATUS,
+            detail,
+            now_ms(),
+            True,
+        )
+        if changed != 1:
+            raise OperatorError(f"payment {payment_id} changed meanwhile; nothing was done")
+        if success:
+            transfer_id = await ledger.post(tx, int(hold_id))
+        else:
+            transfer_id = await ledger.void(tx, int(hold_id))
+            if row["session_id"] is not None:
+                await sessions.release(tx, int(row["session_id"]), payment_id)
+        final = await tx.fetchrow(
+            f"SELECT {records.PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id
+        )
+        assert final is not None
+        await outbox.enqueue(tx, final, state=state, detail=records.describe(final))
+        action_id = await _record(
+            tx,
+            payment_id,
+            "resolve_success" if success else "resolve_failed",
+            amount_paisa=int(row["amount_paisa"]),
+            transfer_id=transfer_id,
+            operator=operator,
+            note=note,
+        )
+    return Resolved(payment_id, state, transfer_id, action_id)
+
+
+async def _refunded_paisa(tx: Tx, payment_id: int) -> int:
+    # Refunds are the only posted-at-once ('single') transfers naming a payment.
+    row = await tx.fetchrow(
+        "SELECT COALESCE(SUM(amount_paisa), 0) AS s FROM transfers"
+        " WHERE payment_id = $1 AND kind = 'single'",
+        payment_id,
+    )
+    assert row is not None
+    return int(row["s"])
+
+
+async def refund(
+    db: Database,
+    target: Target,
+    *,
+    amount_paisa: int | None,
+    note: str,
+    operator: str,
+) -> Refunded:
+    """Give back (part of) a Success payment the ISP reversed; by default all that is left.
+    The payment stays Success; the refund is a transfer from the ISP's account back to the
+    merchant's, and the note is the remark the merchant sees in its status look-up."""
+    note = _text(note, "note", MAX_NOTE_CHARS)
+    operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
+    if amount_paisa is not None and amount_paisa <= 0:
+        raise OperatorError("a refund amount must be positive")
+    async with db.transaction() as tx:
+        # Locked: two refunds at once see each other's and never exceed the payment.
+        row = await _one(tx, target)
+        payment_id = int(row["id"])
+        if row["state"] != "Success":
+            raise OperatorError(
+                f"payment {payment_id} is {row['state']}: only a Success payment can be refunded"
+            )
+        paid_paisa = int(row["amount_paisa"])
+        before_paisa = await _refunded_paisa(tx, payment_id)
+        left_paisa = paid_paisa - before_paisa
+        assert left_paisa >= 0, payment_id
+        if left_paisa == 0:
+            raise OperatorError(f"payment {payment_id} is already refunded in full")
+        amount = left_paisa if amount_paisa is None else amount_paisa
+        if amount > left_paisa:
+            raise OperatorError(
+                f"refund {money.format_rupees(amount)} exceeds the"
+                f" {money.format_rupees(left_paisa)} left unrefunded of payment {payment_id}"
+            )
+        hold = await tx.fetchrow(
+            "SELECT debit_account_id, credit_account_id FROM transfers WHERE id = $1",
+            row["hold_transfer_id"],
+        )
+        assert hold is not None, payment_id
+        # The accounts the payment moved money between, in the other direction.
+        transfer_id = await ledger.refund(
+            tx,
+            int(hold["credit_account_id"]),
+            int(hold["debit_account_id"]),
+            amount,
+            payment_id,
+            note,
+        )
+        action_id = await _record(
+            tx,
+            payment_id,
+            "refund",
+            amount_paisa=amount,
+            transfer_id=transfer_id,
+            operator=operator,
+            note=note,
+        )
+    refunded = before_paisa + amount
+    return Refunded(payment_id, amount, refunded, paid_paisa - refunded, transfer_id, action_id)
+
+
+async def _transfers(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT t.id, t.kind, t.amount_paisa, t.note, t.created_ms, d.code AS debit,"
+        " c.code AS credit FROM transfers t JOIN accounts d ON d.id = t.debit_account_id"
+        " JOIN accounts c ON c.id = t.credit_account_id WHERE t.payment_id = $1 ORDER BY t.id",
+        payment_id,
+    )
+    return [
+        {
+            "id": int(r["id"]),
+            "kind": str(r["kind"]),
+            "amount": money.format_rupees(int(r["amount_paisa"])),
+            "debit": str(r["debit"]),
+            "credit": str(r["credit"]),
+            "note": r["note"],
+            "created_at": _iso(r["created_ms"]),
+        }
+        for r in rows
+    ]
+
+
+async def _callbacks(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, event_id, url, status, attempts, next_attempt_ms, created_ms, delivered_ms"
+        " FROM callbacks WHERE payment_id = $1 ORDER BY id",
+        payment_id,
+    )
+    result = []
+    for r in rows:
+        attempts = await tx.fetch(
+            "SELECT attempted_ms, http_status, latency_ms, error FROM callback_attempts"
+            " WHERE callback_id = $1 ORDER BY id",
+            int(r["id"]),
+        )
+        result.append(
+            {
+                "id": int(r["id"]),
+                "event_id": str(r["event_id"]),
+                "url": str(r["url"]),
+                "status": str(r["status"]),
+                "attempts": int(r["attempts"]),
+                "next_attempt_at": _iso(r["next_attempt_ms"]),
+                "created_at": _iso(r["created_ms"]),
+                "delivered_at": _iso(r["delivered_ms"]),
+                "attempt_log": [
+                    {
+                        "attempted_at": _iso(a["attempted_ms"]),
+                        "http_status": a["http_status"],
+                        "latency_ms": int(a["latency_ms"]),
+                        "error": a["error"],
+                    }
+                    for a in attempts
+                ],
+            }
+        )
+    return result
+
+
+async def _actions(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
+    rows = await tx.fetch(
+        "SELECT id, action, amount_paisa, transfer_id, operator, note, created_ms"
+        " FROM operator_actions WHERE payment_id = $1 ORDER BY id",
+        payment_id,
+    )
+    return [
+        {
+            "id": int(r["id"]),
+            "action": str(r["action"]),
+            "amount": None
+            if r["amount_paisa"] is None
+            else money.format_rupees(int(r["amount_paisa"])),
+            "transfer_id": None if r["transfer_id"] is None else int(r["transfer_id"]),
+            "operator": str(r["operator"]),
+            "note": str(r["note"]),
+            "created_at": _iso(r["created_ms"]),
+        }
+        for r in rows
+    ]
+
+
+async def _view(tx: Tx, row: Row) -> dict[str, Any]:
+    payment_id = int(row["id"])
+    transfers = await _transfers(tx, payment_id)
+    return {
+        "id": payment_id,
+        "merchant_id": int(row["merchant_id"]),
+        "env": str(row["env"]),
+        "reference": str(row["reference"]),
+        "service": str(row["service"]),
+        "isp": str(row["isp"]),
+        "username": str(row["username"]),
+        "plan": f"{row['package_title']} ({row['days']} days)",
+        "amount": money.format_rupees(int(row["amount_paisa"])),
+        "state": str(row["state"]),
+        "isp_status": str(row["isp_status"]),
+        "flagged": bool(row["flagged"]),
+        "checks": int(row["checks"]),
+        "created_at": _iso(row["created_ms"]),
+        "updated_at": _iso(row["updated_ms"]),
+        "detail": str(row["detail"]),
+        "transfers": transfers,
+        "refunded_amount": money.format_rupees(await _refunded_paisa(tx, payment_id)),
+        "refunds": [
+            {k: t[k] for k in ("id", "amount", "note", "created_at")}
+            for t in transfers
+            if t["kind"] == "single"
+        ],
+        "callbacks": await _callbacks(tx, payment_id),
+        "operator_actions": await _actions(tx, payment_id),
+    }
+
+
+async def show(db: Database, target: Target) -> list[dict[str, Any]]:
+    """Every payment matching, oldest first, as JSON-ready values (amounts in rupees)."""
+    async with db.transaction() as tx:
+        rows = await _matching(tx, target, lock=False)
+        return [await _view(tx, row) for row in rows]
