@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bhuktani import ledger
 from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import operator, records, sessions
@@ -161,9 +162,12 @@ async def test_show_lists_the_payment_with_its_transfers(db: Database) -> None:
     assert view["created_at"] and view["updated_at"]
     kinds = [(t["kind"], t["amount"], t["debit"], t["credit"]) for t in view["transfers"]]
     merchant_code = f"merchant:{merchant.merchant_id}"
+    # The ISP's payable is sharded by payment id (ledger.ISP_SHARDS).
+    isp_code = ledger.isp_code("arrownet", made.payment_id)
+    assert isp_code.startswith("isp:arrownet/")
     assert kinds == [
-        ("pending", "1695.00", merchant_code, "isp:arrownet"),
-        ("post", "1695.00", merchant_code, "isp:arrownet"),
+        ("pending", "1695.00", merchant_code, isp_code),
+        ("post", "1695.00", merchant_code, isp_code),
     ]
     assert view["refunds"] == []
     assert view["refunded_amount"] == "0.00"

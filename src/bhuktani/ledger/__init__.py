@@ -28,8 +28,16 @@ def merchant_code(merchant_id: int) -> str:
     return f"merchant:{merchant_id}"
 
 
-def isp_code(isp: str) -> str:
-    return f"isp:{isp}"
+# Every payment to an ISP credits its account: one row for all merchants would serialise
+# them all. The ISP's payable is spread over shards, picked by payment id; the ISP owes
+# the sum of its shards.
+ISP_SHARDS = 16
+
+
+def isp_code(isp: str, payment_id: int | None = None) -> str:
+    if payment_id is None:
+        return f"isp:{isp}"
+    return f"isp:{isp}/{payment_id % ISP_SHARDS}"
 
 
 FUNDING_CODE = "funding"
@@ -103,38 +111,45 @@ async def _insert_transfer(
     return int(row["id"])
 
 
-async def _move(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, *, release: bool) -> None:
-    """Post amount from debit to credit; `release` also drops the debit's hold of it."""
+async def _move(
+    tx: Tx,
+    debit_id: int,
+    credit_id: int,
+    amount_paisa: int,
+    *,
+    release: bool,
+    consumed_paisa: int = 0,
+) -> None:
+    """Post amount from debit to credit; `release` also drops the debit's hold of it.
+    consumed_paisa is what the merchant on either side has spent by it (negative for a
+    refund), kept in the same row update so each balance row is written once."""
     assert amount_paisa > 0
     assert debit_id != credit_id
     for account_id in sorted((debit_id, credit_id)):
         if account_id == debit_id:
             changed = await tx.execute(
-                "UPDATE accounts SET balance_paisa = balance_paisa - $2, held_paisa = held_paisa - $3"
+                "UPDATE accounts SET balance_paisa = balance_paisa - $2,"
+                " held_paisa = held_paisa - $3,"
+                " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $5 ELSE 0 END"
                 " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)",
                 debit_id,
                 amount_paisa,
                 amount_paisa if release else 0,
                 0 if release else amount_paisa,
+                max(consumed_paisa, 0),
             )
             if changed != 1:
                 raise InsufficientCredits()
         else:
             changed = await tx.execute(
-                "UPDATE accounts SET balance_paisa = balance_paisa + $2 WHERE id = $1",
+                "UPDATE accounts SET balance_paisa = balance_paisa + $2,"
+                " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $3 ELSE 0 END"
+                " WHERE id = $1",
                 credit_id,
                 amount_paisa,
+                min(consumed_paisa, 0),
             )
             assert changed == 1, credit_id
-
-
-async def _consume(tx: Tx, account_id: int, amount_paisa: int) -> None:
-    """Track what a merchant has spent (negative for refunds); other accounts keep 0."""
-    await tx.execute(
-        "UPDATE accounts SET consumed_paisa = consumed_paisa + $2 WHERE id = $1 AND kind = 'merchant'",
-        account_id,
-        amount_paisa,
-    )
 
 
 async def transfer(
@@ -159,9 +174,20 @@ async def transfer(
     )
 
 
-async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment_id: int) -> int:
-    """Reserve credits for a payment. Raises InsufficientCredits; nothing is held then."""
+async def open_pending(
+    tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment_id: int
+) -> int:
+    """The pending transfer of a hold, before its balance row is touched (see reserve)."""
     assert amount_paisa > 0
+    return await _insert_transfer(
+        tx, "pending", debit_id, credit_id, amount_paisa, payment_id=payment_id
+    )
+
+
+async def reserve(tx: Tx, debit_id: int, amount_paisa: int) -> None:
+    """Hold credits on the debit account: the last statement of a hold's transaction, so
+    the hot balance row stays locked for the shortest time. Raises InsufficientCredits;
+    the caller's transaction then rolls back, and nothing is held."""
     changed = await tx.execute(
         "UPDATE accounts SET held_paisa = held_paisa + $2"
         " WHERE id = $1 AND balance_paisa - held_paisa >= $2",
@@ -170,9 +196,14 @@ async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment
     )
     if changed != 1:
         raise InsufficientCredits()
-    return await _insert_transfer(
-        tx, "pending", debit_id, credit_id, amount_paisa, payment_id=payment_id
-    )
+
+
+async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment_id: int) -> int:
+    """Reserve credits for a payment. Raises InsufficientCredits; nothing is written then,
+    even if the caller goes on with its transaction. (open_payment instead writes the
+    transfer first and the hot row last, relying on its transaction's rollback.)"""
+    await reserve(tx, debit_id, amount_paisa)
+    return await open_pending(tx, debit_id, credit_id, amount_paisa, payment_id)
 
 
 async def _pending(tx: Tx, pending_id: int) -> tuple[int, int, int, int | None]:
@@ -204,8 +235,7 @@ async def post(tx: Tx, pending_id: int) -> int:
         pending_id=pending_id,
         payment_id=payment_id,
     )
-    await _move(tx, debit_id, credit_id, amount_paisa, release=True)
-    await _consume(tx, debit_id, amount_paisa)
+    await _move(tx, debit_id, credit_id, amount_paisa, release=True, consumed_paisa=amount_paisa)
     return transfer_id
 
 
@@ -239,13 +269,21 @@ async def refund(
     note: str,
 ) -> int:
     """Give a merchant back money an ISP reversed after a Success: a new transfer, no edit."""
-    transfer_id = await transfer(
+    transfer_id = await _insert_transfer(
         tx,
+        "single",
         isp_account_id,
         merchant_account_id,
         amount_paisa,
         payment_id=payment_id,
         note=note,
     )
-    await _consume(tx, merchant_account_id, -amount_paisa)
+    await _move(
+        tx,
+        isp_account_id,
+        merchant_account_id,
+        amount_paisa,
+        release=False,
+        consumed_paisa=-amount_paisa,
+    )
     return transfer_id

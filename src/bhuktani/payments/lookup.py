@@ -90,7 +90,7 @@ async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> d
             raise _invalid_reference()
         return _render(row, await _refunds(tx, int(row["id"])))
 
-    return await gateway.db.run(_tx)
+    return await gateway.db.read(_tx)
 
 
 def _parse_references(data: dict[str, Any]) -> list[str]:
@@ -140,7 +140,7 @@ async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None)
             del entry["status"]
             detail.append(entry)
 
-    await gateway.db.run(_tx)
+    await gateway.db.read(_tx)
     return {"status": True, "message": "Success", "detail": detail}
 
 

@@ -55,7 +55,7 @@ def _duplicate(row: Row) -> ApiError:
 
 async def refuse_duplicate(db: Database, principal: Principal, reference: str) -> None:
     """A retried commit learns the first one's outcome before anything else is checked."""
-    existing = await db.run(lambda tx: _by_reference(tx, principal, reference))
+    existing = await db.read(lambda tx: _by_reference(tx, principal, reference))
     if existing is not None:
         raise _duplicate(existing)
 
@@ -78,12 +78,20 @@ async def open_payment(
             existing = await _by_reference(tx, principal, reference)
             if existing is not None:
                 raise _duplicate(existing)
+            merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
+            isp_id = await ledger.ensure_account(
+                tx, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
+            )
+            hold_id = await ledger.open_pending(
+                tx, merchant_id, isp_id, order.amount_paisa, order.payment_id
+            )
             now = now_ms()
             await tx.execute(
                 "INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,"
-                " package_code, package_title, duration_code, days, amount_paisa, session_id, state,"
-                " next_check_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                " $9, $10, $11, $12, $13, 'Processing', $14, $15, $15)",
+                " package_code, package_title, duration_code, days, amount_paisa, session_id,"
+                " hold_transfer_id, state, next_check_ms, created_ms, updated_ms) VALUES ($1, $2,"
+                " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16,"
+                " $16)",
                 order.payment_id,
                 principal.merchant_id,
                 principal.env,
@@ -97,6 +105,7 @@ async def open_payment(
                 order.days,
                 order.amount_paisa,
                 session_id,
+                hold_id,
                 first_check_ms,
                 now,
             )
@@ -105,30 +114,19 @@ async def open_payment(
             ):
                 raise client_error("Session already used for a payment")
             # The hot balance row is locked last, for the shortest time.
-            merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
-            isp_id = await ledger.ensure_account(
-                tx, "isp", principal.env, ledger.isp_code(order.isp)
-            )
             try:
-                hold_id = await ledger.hold(
-                    tx, merchant_id, isp_id, order.amount_paisa, order.payment_id
-                )
+                await ledger.reserve(tx, merchant_id, order.amount_paisa)
             except ledger.InsufficientCredits:
                 available = (await ledger.balance(tx, merchant_id)).available_paisa
                 raise ApiError(
                     "1016",
                     f"Available credits {available / 100:.2f} do not cover the amount",
                 ) from None
-            await tx.execute(
-                "UPDATE payments SET hold_transfer_id = $2 WHERE id = $1",
-                order.payment_id,
-                hold_id,
-            )
 
         await db.run(_tx)
     except UniqueViolation:
         # Another request claimed the reference between our check and our insert.
-        existing = await db.run(lambda tx: _by_reference(tx, principal, reference))
+        existing = await db.read(lambda tx: _by_reference(tx, principal, reference))
         if existing is None:
             raise
         raise _duplicate(existing) from None
@@ -191,22 +189,10 @@ async def settle(
         hold_id = row["hold_transfer_id"]
         assert hold_id is not None, "every Processing payment has a hold"
         now = now_ms()
-        if isinstance(result, Paid):
-            await ledger.post(tx, int(hold_id))
-            state, isp_status, detail = "Success", "Paid", result.receipt
-        elif isinstance(result, Refused) or (isinstance(result, NotFound) and not_found_is_final):
-            await ledger.void(tx, int(hold_id))
-            if row["session_id"] is not None:
-                await sessions.release(tx, int(row["session_id"]), payment_id)
-            if isinstance(result, Refused):
-                state, isp_status, detail = "Failed", "Refused", result.reason
-            else:
-                state, isp_status, detail = (
-                    "Failed",
-                    "NotFound",
-                    "The ISP never received the payment",
-                )
-        else:
+        final_answer = isinstance(result, (Paid, Refused)) or (
+            isinstance(result, NotFound) and not_found_is_final
+        )
+        if not final_answer:
             isp_status = "NotFound" if isinstance(result, NotFound) else "Unknown"
             await tx.execute(
                 "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
@@ -217,6 +203,12 @@ async def settle(
                 now,
             )
             return _settled(row, await _available(tx, merchant_id, env))
+        if isinstance(result, Paid):
+            state, isp_status, detail = "Success", "Paid", result.receipt
+        elif isinstance(result, Refused):
+            state, isp_status, detail = "Failed", "Refused", result.reason
+        else:
+            state, isp_status, detail = "Failed", "NotFound", "The ISP never received the payment"
         changed = await tx.execute(
             "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
             " next_check_ms = NULL WHERE id = $1 AND state = 'Processing'",
@@ -227,12 +219,16 @@ async def settle(
             now,
         )
         assert changed == 1, payment_id
-        final = await tx.fetchrow(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id
-        )
-        assert final is not None
+        final = {**dict(row), "state": state, "isp_status": isp_status, "detail": detail[:500]}
+        if state == "Failed" and row["session_id"] is not None:
+            await sessions.release(tx, int(row["session_id"]), payment_id)
         if notify:
             await outbox.enqueue(tx, final, state=state, detail=describe(final))
+        # The balance rows last: they are the hot ones.
+        if state == "Success":
+            await ledger.post(tx, int(hold_id))
+        else:
+            await ledger.void(tx, int(hold_id))
         refusal = result if isinstance(result, Refused) else None
         return _settled(final, await _available(tx, merchant_id, env), refusal)
 

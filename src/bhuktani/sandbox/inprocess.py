@@ -56,7 +56,7 @@ class SandboxProvider:
         )
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
-        return await self._db.run(
+        return await self._db.read(
             lambda tx: self._current(tx, query.merchant_id, query.isp, query.username)
         )
 

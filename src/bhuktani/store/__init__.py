@@ -19,12 +19,12 @@ __all__ = [
 
 
 async def query_row(db: Database, sql: str, *args: Any) -> Row | None:
-    """One statement in a transaction of its own."""
-    return await db.run(lambda tx: tx.fetchrow(sql, *args))
+    """One reading statement on its own."""
+    return await db.read(lambda tx: tx.fetchrow(sql, *args))
 
 
 async def query(db: Database, sql: str, *args: Any) -> Sequence[Row]:
-    return await db.run(lambda tx: tx.fetch(sql, *args))
+    return await db.read(lambda tx: tx.fetch(sql, *args))
 
 
 async def connect(url: str) -> Database:

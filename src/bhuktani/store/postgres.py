@@ -62,6 +62,10 @@ class PostgresDatabase:
         async with self.transaction() as tx:
             return await body(tx)
 
+    async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._pool.acquire() as conn:
+            return await body(PostgresTx(conn))
+
     async def ping(self) -> bool:
         try:
             async with self._pool.acquire(timeout=2) as conn:

@@ -176,9 +176,15 @@ class SqliteDatabase:
 
     async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """The whole transaction in one call to the SQLite thread."""
+        return await self._whole(body, "BEGIN IMMEDIATE")
 
+    async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        # A deferred transaction takes no write lock: other processes keep writing.
+        return await self._whole(body, "BEGIN")
+
+    async def _whole(self, body: Callable[[Tx], Awaitable[T]], begin: str) -> T:
         def whole(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(begin)
             try:
                 result: T = _drive(body(ThreadTx(conn)))
             except BaseException:
