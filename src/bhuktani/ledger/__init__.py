@@ -1,8 +1,8 @@
 """Double-entry ledger with two-phase transfers (hold, then post or void).
 
 Every function runs inside the caller's transaction, so that a state change and the money
-it moves commit together or not at all. Rows are updated in ascending account id, so two
-transfers never wait on each other in opposite orders.
+it moves commit together or not at all. Merchant balance rows, the hot ones, are always
+updated last (see _move).
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ FUNDING_CODE = "funding"
 async def ensure_account(
     tx: Tx, kind: str, env: str, code: str, merchant_id: int | None = None
 ) -> int:
+    key = ("account", kind, env, code)
+    known = tx.memo.get(key)
+    if known is not None:
+        return int(known)
     row = await tx.fetchrow(
         "SELECT id FROM accounts WHERE kind = $1 AND env = $2 AND code = $3",
         kind,
@@ -53,6 +57,8 @@ async def ensure_account(
         code,
     )
     if row is not None:
+        if key not in tx.created_here:  # committed: its id never changes
+            tx.memo[key] = int(row["id"])
         return int(row["id"])
     row = await tx.fetchrow(
         "INSERT INTO accounts (kind, env, code, merchant_id) VALUES ($1, $2, $3, $4)"
@@ -63,6 +69,7 @@ async def ensure_account(
         merchant_id,
     )
     assert row is not None
+    tx.created_here.add(key)
     return int(row["id"])
 
 
@@ -119,37 +126,49 @@ async def _move(
     *,
     release: bool,
     consumed_paisa: int = 0,
-) -> None:
+    hot: str,
+) -> int:
     """Post amount from debit to credit; `release` also drops the debit's hold of it.
     consumed_paisa is what the merchant on either side has spent by it (negative for a
-    refund), kept in the same row update so each balance row is written once."""
+    refund), kept in the same row update so each balance row is written once.
+
+    `hot` ("debit" or "credit") names the merchant's side, updated last: every
+    transaction locks merchant rows after any other account row, so two transfers never
+    wait on each other in opposite orders, and the hot row stays locked the least.
+    Returns the hot row's available balance after the move."""
     assert amount_paisa > 0
     assert debit_id != credit_id
-    for account_id in sorted((debit_id, credit_id)):
-        if account_id == debit_id:
-            changed = await tx.execute(
+    assert hot in ("debit", "credit")
+    available = -1
+    for side in ("credit", "debit") if hot == "debit" else ("debit", "credit"):
+        if side == "debit":
+            row = await tx.fetchrow(
                 "UPDATE accounts SET balance_paisa = balance_paisa - $2,"
                 " held_paisa = held_paisa - $3,"
                 " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $5 ELSE 0 END"
-                " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)",
+                " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)"
+                " RETURNING balance_paisa - held_paisa AS available",
                 debit_id,
                 amount_paisa,
                 amount_paisa if release else 0,
                 0 if release else amount_paisa,
                 max(consumed_paisa, 0),
             )
-            if changed != 1:
+            if row is None:
                 raise InsufficientCredits()
         else:
-            changed = await tx.execute(
+            row = await tx.fetchrow(
                 "UPDATE accounts SET balance_paisa = balance_paisa + $2,"
                 " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $3 ELSE 0 END"
-                " WHERE id = $1",
+                " WHERE id = $1 RETURNING balance_paisa - held_paisa AS available",
                 credit_id,
                 amount_paisa,
                 min(consumed_paisa, 0),
             )
-            assert changed == 1, credit_id
+            assert row is not None, credit_id
+        if side == hot:
+            available = int(row["available"])
+    return available
 
 
 async def transfer(
@@ -161,8 +180,9 @@ async def transfer(
     payment_id: int | None = None,
     note: str | None = None,
 ) -> int:
-    """A transfer posted at once (credit loads, refunds). Raises InsufficientCredits."""
-    await _move(tx, debit_id, credit_id, amount_paisa, release=False)
+    """A transfer posted at once (credit loads, refunds). Raises InsufficientCredits; then
+    nothing is written. Loads credit a merchant, whose row is updated last."""
+    await _move(tx, debit_id, credit_id, amount_paisa, release=False, hot="credit")
     return await _insert_transfer(
         tx,
         "single",
@@ -235,7 +255,15 @@ async def post(tx: Tx, pending_id: int) -> int:
         pending_id=pending_id,
         payment_id=payment_id,
     )
-    await _move(tx, debit_id, credit_id, amount_paisa, release=True, consumed_paisa=amount_paisa)
+    await _move(
+        tx,
+        debit_id,
+        credit_id,
+        amount_paisa,
+        release=True,
+        consumed_paisa=amount_paisa,
+        hot="debit",
+    )
     return transfer_id
 
 
@@ -285,5 +313,6 @@ async def refund(
         amount_paisa,
         release=False,
         consumed_paisa=-amount_paisa,
+        hot="credit",
     )
     return transfer_id

@@ -25,6 +25,11 @@ T = TypeVar("T")
 
 
 class Tx(Protocol):
+    # Facts that never change once committed (account ids), remembered per Database;
+    # and what this transaction created, which is not a fact until it commits.
+    memo: dict[Any, Any]
+    created_here: set[Any]
+
     def fetchrow(self, sql: str, *args: Any) -> Awaitable[Row | None]: ...
 
     def fetch(self, sql: str, *args: Any) -> Awaitable[Sequence[Row]]: ...

@@ -69,8 +69,10 @@ class _Ready(Generic[T]):
 class ThreadTx:
     """Statements run right here, on the SQLite thread, inside SqliteDatabase.run."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, memo: dict[Any, Any]) -> None:
         self._conn = conn
+        self.memo = memo
+        self.created_here: set[Any] = set()
 
     def fetchrow(self, sql: str, *args: Any) -> _Ready[Row | None]:
         return _Ready(lambda: self._conn.execute(translate(sql), args).fetchone())
@@ -128,8 +130,10 @@ class _Thread:
 class SqliteTx:
     """A transaction whose statements each hop to the side thread (admin paths)."""
 
-    def __init__(self, thread: _Thread) -> None:
+    def __init__(self, thread: _Thread, memo: dict[Any, Any]) -> None:
         self._thread = thread
+        self.memo = memo
+        self.created_here: set[Any] = set()
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
@@ -162,13 +166,14 @@ class SqliteDatabase:
         self._main = _Thread(path, "sqlite-main")
         self._side = _Thread(path, "sqlite-side")
         self._side_lock = asyncio.Lock()
+        self.memo: dict[Any, Any] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         async with self._side_lock:
             await self._side.call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield SqliteTx(self._side)
+                yield SqliteTx(self._side, self.memo)
             except BaseException:
                 await asyncio.shield(self._side.call(lambda conn: conn.execute("ROLLBACK")))
                 raise
@@ -186,7 +191,7 @@ class SqliteDatabase:
         def whole(conn: sqlite3.Connection) -> T:
             conn.execute(begin)
             try:
-                result: T = _drive(body(ThreadTx(conn)))
+                result: T = _drive(body(ThreadTx(conn, self.memo)))
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
