@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -99,6 +101,9 @@ def serve(
     os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
     os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
     get_settings.cache_clear()
+    # uvicorn drains, then re-raises the signal it stopped on; a SIGTERM'd server that
+    # drained cleanly exits 0, as supervisors expect of a graceful stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "bhuktani.api.app:create_app",
         factory=True,
@@ -129,8 +134,6 @@ def worker() -> None:
         gateway = gateway_mod.build(db, settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        import signal
-
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
