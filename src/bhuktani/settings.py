@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     arrownet_api_key: SecretStr = SecretStr("")
     isp_connect_timeout_s: float = 2.0
     isp_timeout_s: float = 5.0
-    isp_max_connections: int = 200
+    # Connections kept to each LIVE ISP: a slow ISP holds one per payment in flight.
+    isp_max_connections: int = 1024
+    # A LIVE commit without a session is priced from the ISP's answer of at most this
+    # long ago (the ISP still checks the amount). Details calls always ask afresh.
+    isp_lookup_cache_s: float = 30.0
     # A NotFound from a live ISP is final only this long after the payment was sent.
     isp_settle_window_s: float = 120.0
     # Circuit breaker: this many upstream failures in a row degrade an ISP (1018, no

@@ -11,12 +11,14 @@ from bhuktani.providers.base import (
     Lookup,
     NotFound,
     Order,
+    Paid,
     PayResult,
     Refused,
     StatusResult,
     Subscriber,
 )
 from bhuktani.sandbox import catalog
+from bhuktani.ttl_cache import TtlCache
 from tests.conftest import AppClient
 from tests.support import assert_books_balance, new_merchant
 
@@ -59,4 +61,45 @@ async def test_1011_isp_refused_field_names_it_and_releases_the_hold(
         "/api/service/status/", params={"token": merchant.live_token, "reference": "price-moved-1"}
     )
     assert status.json()["state"] == "Failed"
+    await assert_books_balance(client.gateway.db)
+
+
+@dataclass
+class CountingIsp:
+    lookups: int = 0
+    settle_window_s: float = 0.0
+
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        self.lookups += 1
+        return catalog.template(query.isp, query.username)
+
+    async def pay(self, order: Order) -> PayResult:
+        return Paid(str(order.payment_id))
+
+    async def status(self, order: Order) -> StatusResult:
+        return NotFound()
+
+
+async def test_a_live_commit_is_priced_from_a_recent_answer_not_a_second_call(
+    client: AppClient,
+) -> None:
+    """One ISP round trip per payment: a slow ISP then costs one latency, not two."""
+    isp = CountingIsp()
+    client.gateway.live["arrownet"] = isp
+    client.gateway.subscribers = TtlCache(60)
+    merchant = await new_merchant(client.gateway.db, live_rupees=10_000)
+    for n in range(3):
+        body = {
+            "token": merchant.live_token,
+            "username": "Pradhanang",
+            "amount": "1695.00",
+            "duration": 1,
+            "reference": f"cached-{n}",
+        }
+        response = await client.post("/api/servicegroup/commit/arrownet/", json=body)
+        assert response.json()["state"] == "Success", response.text
+    assert isp.lookups == 1
+    details = {"token": merchant.live_token, "username": "Pradhanang"}
+    await client.post("/api/servicegroup/details/arrownet/", json=details)
+    assert isp.lookups == 2, "a details call always asks the ISP afresh"
     await assert_books_balance(client.gateway.db)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from bhuktani import ledger
@@ -11,6 +10,7 @@ from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
 from bhuktani.merchants import tokens
 from bhuktani.store import Database, Tx, query_row
+from bhuktani.ttl_cache import TtlCache
 
 ENVS = ("test", "live")
 
@@ -162,30 +162,8 @@ async def list_all(db: Database) -> list[dict[str, object]]:
     return [dict(row) for row in rows]
 
 
-class AuthCache:
-    """Recent token checks, refusals included, each for ttl_s; bounded in size."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal | ApiError]] = {}
-
-    def get(self, token_hash: str) -> Principal | ApiError | None:
-        entry = self._entries.get(token_hash)
-        if entry is None:
-            return None
-        if entry[0] <= time.monotonic():
-            del self._entries[token_hash]
-            return None
-        return entry[1]
-
-    def put(self, token_hash: str, outcome: Principal | ApiError) -> None:
-        if self._ttl_s <= 0:
-            return
-        if len(self._entries) >= self._max_entries:
-            # Dicts keep insertion order: drop the oldest.
-            del self._entries[next(iter(self._entries))]
-        self._entries[token_hash] = (time.monotonic() + self._ttl_s, outcome)
+# Recent token checks, refusals included.
+AuthCache = TtlCache[str, "Principal | ApiError"]
 
 
 async def authenticate(

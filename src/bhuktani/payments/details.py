@@ -12,6 +12,7 @@ from bhuktani.payments import sessions
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers.base import Lookup, Provider, ProviderUnavailable, Subscriber
 from bhuktani.providers.group import ServiceGroup
+from bhuktani.sandbox.catalog import normalise
 
 log = structlog.get_logger()
 
@@ -29,6 +30,8 @@ async def lookup_subscriber(
     gateway.record_upstream(principal.env, isp, ok=True)
     if subscriber is None:
         raise client_error("Username not found")
+    if principal.env == "live":
+        gateway.subscribers.put((principal.merchant_id, isp, normalise(username)), subscriber)
     return subscriber
 
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from bhuktani.errors import ApiError
 from bhuktani.merchants.service import AuthCache, Principal, authenticate
 from bhuktani.providers.arrownet.schema import Arrownet
-from bhuktani.providers.base import Provider
+from bhuktani.providers.base import Provider, Subscriber
 from bhuktani.providers.breaker import Breaker, Breakers
 from bhuktani.providers.group import ServiceGroup
 from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
 from bhuktani.sandbox.inprocess import SandboxProvider
 from bhuktani.settings import Settings
 from bhuktani.store import Database
+from bhuktani.ttl_cache import TtlCache
 
 GROUPS: dict[str, ServiceGroup] = {group.slug: group for group in (HashcnetV2(), Arrownet())}
 
@@ -28,6 +29,10 @@ class Gateway:
     # LIVE ISPs only: the sandbox never degrades.
     breakers: Breakers = field(default_factory=lambda: Breakers(5, 30.0))
     auth_cache: AuthCache | None = None
+    # LIVE subscribers as the ISP last showed them: (merchant, isp, username) -> Subscriber.
+    subscribers: TtlCache[tuple[int, str, str], Subscriber] = field(
+        default_factory=lambda: TtlCache(0)
+    )
 
     @property
     def token_key(self) -> bytes:
@@ -113,4 +118,5 @@ def build(db: Database, settings: Settings) -> Gateway:
         live=live_providers(settings),
         breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
         auth_cache=AuthCache(settings.auth_cache_s),
+        subscribers=TtlCache(settings.isp_lookup_cache_s),
     )
