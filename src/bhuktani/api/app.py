@@ -117,7 +117,7 @@ def _lookup_routes(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        log.info("refused", code=exc.code, details=exc.details)
+        structlog.contextvars.bind_contextvars(error_code=exc.code, details=exc.details)
         return error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

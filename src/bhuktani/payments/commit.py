@@ -112,7 +112,8 @@ async def commit(
     structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
     result = await _pay(provider, order, settings.isp_timeout_s + 1)
     gateway.record_upstream(principal.env, isp, ok=not isinstance(result, Unknown))
-    log.info("isp_pay", outcome=type(result).__name__, isp=isp)
+    # Told on the request's own log line, not on one of its own: one line per request.
+    structlog.contextvars.bind_contextvars(isp=isp, isp_outcome=type(result).__name__)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
         gateway.db, order.payment_id, result, next_check_ms=first_check_ms

@@ -3,9 +3,10 @@ environment, service, ISP and username; expiring, and spent by one payment."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
+
+import orjson
 
 from bhuktani.clock import now_ms
 from bhuktani.errors import client_error
@@ -40,7 +41,7 @@ async def open_session(
     reference: str | None,
     ttl_s: int,
 ) -> int:
-    offer = json.dumps(subscriber_to_json(subscriber), separators=(",", ":"))
+    offer = orjson.dumps(subscriber_to_json(subscriber)).decode()
     now = now_ms()
     for _ in range(ID_ATTEMPTS):
         session_id = random_id()
@@ -86,7 +87,7 @@ async def load(db: Database, principal: Principal, service: str, session_id: int
         raise client_error("Session already used for a payment")
     if int(row["expires_ms"]) <= now_ms():
         raise client_error("Session expired; fetch the details again")
-    subscriber = subscriber_from_json(json.loads(str(row["offer_json"])))
+    subscriber = subscriber_from_json(orjson.loads(str(row["offer_json"])))
     return Session(session_id, str(row["isp"]), str(row["username"]), subscriber)
 
 
