@@ -7,7 +7,7 @@ export BHUKTANI_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev run test test-sqlite lint clean
+.PHONY: install dev run test test-sqlite lint clean soak
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,27 @@ lint: dev
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-# The whole suite on SQLite and on the PostgreSQL of BHUKTANI_TEST_POSTGRES_URL.
+# The whole suite on SQLite and on the PostgreSQL of BHUKTANI_TEST_POSTGRES_URL, two
+# processes at once; the long soak is `make soak`.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
 
 # Without PostgreSQL, by explicit choice.
 test-sqlite: dev
-	BHUKTANI_TEST_DATABASES=sqlite $(BIN)/pytest
+	BHUKTANI_TEST_DATABASES=sqlite $(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) bhuktani.db bhuktani.db-wal bhuktani.db-shm .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The bank test at length: thousands of payments under faults and kills, on SQLite and
+# PostgreSQL. BHUKTANI_SOAK_PAYMENTS scales it; BHUKTANI_BANK_SEED replays a run.
+.PHONY: soak
+soak: dev
+	BHUKTANI_SOAK=1 $(BIN)/pytest -m slow -s tests/test_bank.py
+
+# The benchmark against a ceiling (bench/README.md): about an hour; BENCH_QUICK=1 for a
+# two-minute pass; more options through BENCH_ARGS (see .venv/bin/python bench/run.py -h).
+.PHONY: bench
+bench: install
+	$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)

@@ -1,0 +1,630 @@
+"""The ceiling: the least a server can do for the two measured calls, on the same stack.
+
+Plain Starlette on the same uvicorn settings as `bhuktani serve` (uvloop, httptools, no
+access log, same --workers), the raw drivers (asyncpg; stdlib sqlite3 on one dedicated
+thread per process, WAL), no authentication, no validation, no logging. It does only the
+database work the measured call cannot avoid (docs/DESIGN.md), on tables of the same shape:
+
+- details (HashCNet V2): insert one session row (the offer as JSON, ~1.1 KB, as the
+  product stores it), answer the documented ~1.8 KB body with the new session_id;
+- commit (Arrownet): the hold transaction (claim the reference with a unique insert into
+  payments, hold the merchant's credits with a conditional update, insert the pending
+  transfer), then the post transaction (insert the post transfer, mark the payment
+  Success, credit one of the 16 shards of the ISP's payable, debit the merchant). In each,
+  the balance rows are updated last, the merchant's hot row very last, so their row locks
+  are held for the shortest time (the product's order since commit 18a6681). With CEILING_ISP_URL set (the slow-ISP scenario) it also
+  makes the two ISP calls the LIVE commit makes, with httpx: the subscriber look-up
+  before the hold and the payment between the two transactions.
+
+The token only picks the merchant's account (a dict loaded at start); nothing is checked.
+
+    python bench/ceiling_app.py init  TOKEN...   # tables + accounts, CEILING_DATABASE_URL
+    python bench/ceiling_app.py serve --port P --workers N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+T = TypeVar("T")
+ID_LIMIT = 2**53
+BIG_BALANCE_PAISA = 10**12 * 100
+# The ISP's payable is spread over shards picked by payment id, as the product does
+# (src/bhuktani/ledger), so that posts of different merchants do not queue on one row.
+ISP_SHARDS = 16
+
+
+def isp_code(shard: int) -> str:
+    return f"isp:arrownet/{shard}"
+
+
+# The product's session offer for jeetenaug4 (subscriber_to_json), byte for byte in size.
+OFFER_JSON = (
+    '{"username":"jeetenaug4","customer_id":"23123213","full_name":"jeetenaug4",'
+    '"current_plan":"Fiber Gold","days_remaining":314,"has_due":false,'
+    '"accept_advance_payment":true,"packages":[{"title":"Fiber Gold","code":9,"durations":['
+    '{"code":"1","title":"1 Month","amount_paisa":123200,"days":30},'
+    '{"code":"3","title":"3 Months","amount_paisa":787600,"days":90},'
+    '{"code":"6","title":"6 Months","amount_paisa":1575000,"days":180},'
+    '{"code":"12","title":"12 Months","amount_paisa":1575000,"days":360},'
+    '{"code":"custom_2","title":"15 Days","amount_paisa":163400,"days":15},'
+    '{"code":"custom_3","title":"60 Days","amount_paisa":85900,"days":60}]},'
+    '{"title":"FTTH-50Mbps","code":9,"durations":['
+    '{"code":"1","title":"1 Month","amount_paisa":99900,"days":30},'
+    '{"code":"3","title":"3 Months","amount_paisa":280000,"days":90},'
+    '{"code":"6","title":"6 Months","amount_paisa":530000,"days":180},'
+    '{"code":"12","title":"12 Months","amount_paisa":999900,"days":360},'
+    '{"code":"custom_1","title":"12M + 1 IPTV","amount_paisa":1350000,"days":360}]},'
+    '{"title":"TESTING","code":71,"durations":['
+    '{"code":"1","title":"1 Month","amount_paisa":200,"days":30}]}]}'
+)
+
+# The documented details answer (docs/API.md 3.1), session_id appended at the end.
+DETAILS_HEAD = (
+    b'{"customer_name":"jeetenaug4(23123213)","current_plan":"Fiber Gold",'
+    b'"accept_advance_payment":true,"days_remaining":314,"has_due":"false","plan_detail":['
+    b'{"duration":"1 month(s)","duration_title":"1 month","total_cost":1232.0,"duration_code":"1"},'
+    b'{"duration":"3 month(s)","duration_title":"3 months","total_cost":7876.0,"duration_code":"3"},'
+    b'{"duration":"6 month(s)","duration_title":"6 months","total_cost":15750.0,"duration_code":"6"},'
+    b'{"duration":"12 month(s)","duration_title":"12 months","total_cost":15750.0,"duration_code":"12"},'
+    b'{"duration":"custom_2 month(s)","duration_title":"15 Days","total_cost":1634.0,'
+    b'"duration_code":"custom_2"},'
+    b'{"duration":"custom_3 month(s)","duration_title":"60 Days","total_cost":859.0,'
+    b'"duration_code":"custom_3"}],"available_packages":[{"title":"Fiber Gold","package_code":9,'
+    b'"duration":[{"total_cost":1232,"duration_code":"1","duration_title":"1 Month"},'
+    b'{"total_cost":7876,"duration_code":"3","duration_title":"3 Months"},'
+    b'{"total_cost":15750,"duration_code":"6","duration_title":"6 Months"},'
+    b'{"total_cost":15750,"duration_code":"12","duration_title":"12 Months"},'
+    b'{"total_cost":1634,"duration_code":"custom_2","duration_title":"15 Days"},'
+    b'{"total_cost":859,"duration_code":"custom_3","duration_title":"60 Days"}]},'
+    b'{"title":"FTTH-50Mbps","package_code":9,"duration":['
+    b'{"total_cost":999,"duration_code":"1","duration_title":"1 Month"},'
+    b'{"total_cost":2800,"duration_code":"3","duration_title":"3 Months"},'
+    b'{"total_cost":5300,"duration_code":"6","duration_title":"6 Months"},'
+    b'{"total_cost":9999,"duration_code":"12","duration_title":"12 Months"},'
+    b'{"total_cost":13500,"duration_code":"custom_1","duration_title":"12M + 1 IPTV"}]},'
+    b'{"title":"TESTING","package_code":71,"duration":['
+    b'{"total_cost":2,"duration_code":"1","duration_title":"1 Month"}]}],"session_id":'
+)
+
+# Tables of the product's shape (src/bhuktani/store/schema.py): the same columns,
+# constraints and indexes on the rows the measured calls write.
+SCHEMA = """
+CREATE TABLE accounts (
+    id {serial} PRIMARY KEY,
+    kind VARCHAR(16) NOT NULL,
+    env VARCHAR(4) NOT NULL,
+    merchant_id BIGINT,
+    code VARCHAR(64) NOT NULL,
+    balance_paisa BIGINT NOT NULL DEFAULT 0,
+    held_paisa BIGINT NOT NULL DEFAULT 0,
+    consumed_paisa BIGINT NOT NULL DEFAULT 0,
+    CONSTRAINT accounts_identity UNIQUE (kind, env, code),
+    CONSTRAINT account_kind CHECK (kind IN ('merchant', 'isp', 'funding', 'fees')),
+    CONSTRAINT account_held_not_negative CHECK (held_paisa >= 0),
+    CONSTRAINT merchant_available_not_negative
+        CHECK (kind <> 'merchant' OR balance_paisa - held_paisa >= 0)
+);
+CREATE TABLE transfers (
+    id {serial} PRIMARY KEY,
+    kind VARCHAR(16) NOT NULL,
+    debit_account_id BIGINT NOT NULL,
+    credit_account_id BIGINT NOT NULL,
+    amount_paisa BIGINT NOT NULL,
+    pending_id BIGINT UNIQUE,
+    payment_id BIGINT,
+    note VARCHAR(500),
+    created_ms BIGINT NOT NULL,
+    CONSTRAINT transfer_amount_positive CHECK (amount_paisa > 0),
+    CONSTRAINT transfer_kind CHECK (kind IN ('single', 'pending', 'post', 'void'))
+);
+CREATE INDEX transfers_payment ON transfers (payment_id);
+CREATE TABLE sessions (
+    id BIGINT PRIMARY KEY,
+    merchant_id BIGINT NOT NULL,
+    env VARCHAR(4) NOT NULL,
+    service VARCHAR(64) NOT NULL,
+    isp VARCHAR(64) NOT NULL,
+    username VARCHAR(100) NOT NULL,
+    reference VARCHAR(50),
+    offer_json TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    payment_id BIGINT,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE payments (
+    id BIGINT PRIMARY KEY,
+    merchant_id BIGINT NOT NULL,
+    env VARCHAR(4) NOT NULL,
+    reference VARCHAR(50) NOT NULL,
+    service VARCHAR(64) NOT NULL,
+    isp VARCHAR(64) NOT NULL,
+    username VARCHAR(100) NOT NULL,
+    package_code VARCHAR(32),
+    package_title VARCHAR(100) NOT NULL DEFAULT '',
+    duration_code VARCHAR(32) NOT NULL,
+    days INTEGER NOT NULL,
+    amount_paisa BIGINT NOT NULL,
+    session_id BIGINT,
+    state VARCHAR(16) NOT NULL,
+    isp_status VARCHAR(32) NOT NULL DEFAULT 'Sent',
+    detail VARCHAR(500) NOT NULL DEFAULT '',
+    hold_transfer_id BIGINT,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    next_check_ms BIGINT,
+    lease_until_ms BIGINT NOT NULL DEFAULT 0,
+    checks INTEGER NOT NULL DEFAULT 0,
+    flagged BOOLEAN NOT NULL DEFAULT false,
+    CONSTRAINT payments_reference UNIQUE (merchant_id, env, reference),
+    CONSTRAINT payment_state CHECK
+        (state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired'))
+);
+CREATE INDEX payments_due ON payments (state, next_check_ms);
+"""
+
+# The statements, in asyncpg's $n style; SQLite gets ?n.
+INSERT_SESSION = (
+    "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
+    " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+INSERT_PAYMENT = (
+    "INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,"
+    " package_code, package_title, duration_code, days, amount_paisa, session_id, state,"
+    " next_check_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, 'arrownet', 'arrownet',"
+    " $5, NULL, $6, $7, $8, $9, NULL, 'Processing', $10, $11, $11)"
+)
+HOLD = (
+    "UPDATE accounts SET held_paisa = held_paisa + $2"
+    " WHERE id = $1 AND balance_paisa - held_paisa >= $2"
+)
+INSERT_TRANSFER = (
+    "INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,"
+    " pending_id, payment_id, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+)
+POST_DEBIT = (
+    "UPDATE accounts SET balance_paisa = balance_paisa - $2, held_paisa = held_paisa - $2,"
+    " consumed_paisa = consumed_paisa + $2 WHERE id = $1"
+    " RETURNING balance_paisa - held_paisa, consumed_paisa"
+)
+POST_CREDIT = "UPDATE accounts SET balance_paisa = balance_paisa + $2 WHERE id = $1"
+MARK_SUCCESS = (
+    "UPDATE payments SET state = 'Success', isp_status = 'Paid', detail = $2,"
+    " updated_ms = $3, next_check_ms = NULL WHERE id = $1 AND state = 'Processing'"
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def random_id() -> int:
+    return 1 + secrets.randbelow(ID_LIMIT - 1)
+
+
+def q(sql: str) -> str:
+    """$n -> ?n for sqlite3."""
+    return sql.replace("$", "?")
+
+
+class Conflict(Exception):
+    """The reference is taken, or the credits do not cover the amount."""
+
+
+# -- SQLite: one connection on one dedicated thread per process; a transaction is one
+# -- call on that thread, so a commit costs two thread hops.
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._conn is None:
+                self._conn = _sqlite_connect(self._path)
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def accounts(self) -> dict[str, int]:
+        rows = await self.call(lambda c: c.execute("SELECT code, id FROM accounts").fetchall())
+        return {str(code): int(i) for code, i in rows}
+
+    async def open_session(self, args: tuple[Any, ...]) -> None:
+        await self.call(lambda c: self._tx(c, lambda c: c.execute(q(INSERT_SESSION), args)))
+
+    async def hold(self, pay: tuple[Any, ...], debit: int, credit: int, amount: int) -> int:
+        def body(c: sqlite3.Connection) -> int:
+            try:
+                c.execute(q(INSERT_PAYMENT), pay)
+            except sqlite3.IntegrityError:
+                raise Conflict("reference taken") from None
+            if c.execute(q(HOLD), (debit, amount)).rowcount != 1:
+                raise Conflict("credits")
+            row = c.execute(
+                q(INSERT_TRANSFER), ("pending", debit, credit, amount, None, pay[0], now_ms())
+            ).fetchone()
+            return int(row[0])
+
+        return await self.call(lambda c: self._tx(c, body))
+
+    async def post(
+        self, payment_id: int, hold_id: int, debit: int, credit: int, amount: int, receipt: str
+    ) -> tuple[int, int]:
+        def body(c: sqlite3.Connection) -> tuple[int, int]:
+            c.execute(
+                q(INSERT_TRANSFER), ("post", debit, credit, amount, hold_id, payment_id, now_ms())
+            ).fetchone()
+            c.execute(q(MARK_SUCCESS), (payment_id, receipt, now_ms()))
+            c.execute(q(POST_CREDIT), (credit, amount))
+            available, consumed = c.execute(q(POST_DEBIT), (debit, amount)).fetchone()
+            return int(available), int(consumed)
+
+        return await self.call(lambda c: self._tx(c, body))
+
+    async def ping(self) -> None:
+        await self.call(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+# -- PostgreSQL: asyncpg, a pool of the product's size (2..10) per process.
+
+
+class PgStore:
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> PgStore:
+        import asyncpg
+
+        async def no_reset(conn: Any) -> None:
+            """asyncpg's default sends RESET ALL, UNLISTEN *, ... on every release, one more
+            round trip and transaction per acquire. This app leaves no session state behind
+            (no LISTEN, advisory lock, cursor or SET), so there is nothing to reset.
+            CEILING_PG_RESET=1 keeps the default."""
+
+        reset = None if os.environ.get("CEILING_PG_RESET") == "1" else no_reset
+        return cls(await asyncpg.create_pool(url, min_size=2, max_size=10, reset=reset))
+
+    async def accounts(self) -> dict[str, int]:
+        rows = await self._pool.fetch("SELECT code, id FROM accounts")
+        return {str(r["code"]): int(r["id"]) for r in rows}
+
+    async def open_session(self, args: tuple[Any, ...]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(INSERT_SESSION, *args)
+
+    async def hold(self, pay: tuple[Any, ...], debit: int, credit: int, amount: int) -> int:
+        import asyncpg
+
+        async with self._pool.acquire() as conn, conn.transaction():
+            try:
+                await conn.execute(INSERT_PAYMENT, *pay)
+            except asyncpg.UniqueViolationError:
+                raise Conflict("reference taken") from None
+            if await conn.execute(HOLD, debit, amount) != "UPDATE 1":
+                raise Conflict("credits")
+            hold_id: int = await conn.fetchval(
+                INSERT_TRANSFER, "pending", debit, credit, amount, None, pay[0], now_ms()
+            )
+            return hold_id
+
+    async def post(
+        self, payment_id: int, hold_id: int, debit: int, credit: int, amount: int, receipt: str
+    ) -> tuple[int, int]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.fetchval(
+                INSERT_TRANSFER, "post", debit, credit, amount, hold_id, payment_id, now_ms()
+            )
+            await conn.execute(MARK_SUCCESS, payment_id, receipt, now_ms())
+            await conn.execute(POST_CREDIT, credit, amount)
+            row = await conn.fetchrow(POST_DEBIT, debit, amount)
+            return int(row[0]), int(row[1])
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def open_store(url: str) -> SqliteStore | PgStore:
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    return await PgStore.connect(url)
+
+
+# -- the ISP, for the slow-ISP scenario: the two calls a LIVE Arrownet commit makes.
+
+
+class Isp:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
+        import httpx
+
+        # No cap on connections: the ceiling is what the machine allows, not a setting.
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"},
+            timeout=httpx.Timeout(timeout_s, connect=connect_s),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        )
+
+    async def price(self, username: str, amount: int) -> tuple[str, str, int]:
+        answer = await self._client.get(f"/arrownet/arrownet/subscribers/{username}")
+        body = orjson.loads(answer.content)
+        for package in body["packages"]:
+            for duration in package["durations"]:
+                if duration["amount_paisa"] == amount:
+                    return str(package["title"]), str(duration["code"]), int(duration["days"])
+        raise Conflict("no such price")
+
+    async def pay(self, payment: dict[str, Any]) -> str:
+        answer = await self._client.post(
+            "/arrownet/arrownet/payments",
+            content=orjson.dumps(payment),
+            headers={"Content-Type": "application/json"},
+        )
+        body = orjson.loads(answer.content)
+        if answer.status_code != 200 or body.get("status") != "paid":
+            raise Conflict("not paid")
+        return str(body["receipt"])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+# -- the app
+
+
+def json_response(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+REFUSED = b'{"status":false,"state":"Error","error_code":"4000","error":"client_error"}'
+
+
+def create_app() -> Starlette:
+    url = os.environ["CEILING_DATABASE_URL"]
+    isp_url = os.environ.get("CEILING_ISP_URL", "")
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await open_store(url)
+        state["store"] = store
+        state["accounts"] = await store.accounts()
+        state["isp"] = (
+            Isp(
+                isp_url,
+                os.environ.get("CEILING_ISP_KEY", ""),
+                float(os.environ.get("CEILING_ISP_TIMEOUT_S", "30")),
+                float(os.environ.get("CEILING_ISP_CONNECT_TIMEOUT_S", "2")),
+            )
+            if isp_url
+            else None
+        )
+        try:
+            yield
+        finally:
+            if state["isp"] is not None:
+                await state["isp"].aclose()
+            await store.close()
+
+    async def details(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        accounts: dict[str, int] = state["accounts"]
+        merchant = accounts[data["token"]]
+        session_id = random_id()
+        now = now_ms()
+        await state["store"].open_session(
+            (
+                session_id,
+                merchant,
+                "test",
+                "hashcnet-v2",
+                data["service_slug"],
+                data["username"],
+                data.get("reference"),
+                OFFER_JSON,
+                now + 1800 * 1000,
+                now,
+            )
+        )
+        return json_response(DETAILS_HEAD + str(session_id).encode() + b',"status":true}')
+
+    async def commit(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        accounts: dict[str, int] = state["accounts"]
+        payment_id = random_id()
+        debit, credit = accounts[data["token"]], accounts[isp_code(payment_id % ISP_SHARDS)]
+        amount = round(float(data["amount"]) * 100)
+        isp: Isp | None = state["isp"]
+        env = "live" if isp is not None else "test"
+        title, duration_code, days = "50Mbps", str(data["duration"]), 30
+        now = now_ms()
+        try:
+            if isp is not None:
+                title, duration_code, days = await isp.price(data["username"], amount)
+            pay = (
+                payment_id,
+                debit,
+                env,
+                data["reference"],
+                data["username"],
+                title,
+                duration_code,
+                days,
+                amount,
+                now + 65_000,
+                now,
+            )
+            hold_id = await state["store"].hold(pay, debit, credit, amount)
+            receipt = "ceiling"
+            if isp is not None:
+                receipt = await isp.pay(
+                    {
+                        "payment_id": payment_id,
+                        "username": data["username"],
+                        "package_code": None,
+                        "package_title": title,
+                        "duration_code": duration_code,
+                        "days": days,
+                        "amount_paisa": amount,
+                    }
+                )
+            available, consumed = await state["store"].post(
+                payment_id, hold_id, debit, credit, amount, receipt
+            )
+        except Conflict:
+            return json_response(REFUSED, 400)
+        return json_response(
+            orjson.dumps(
+                {
+                    "status": True,
+                    "message": "Successfully Completed Transaction",
+                    "detail": "Transaction successful",
+                    "extra_data": {},
+                    "state": "Success",
+                    "id": payment_id,
+                    "credits_consumed": consumed / 100,
+                    "credits_available": available / 100,
+                }
+            )
+        )
+
+    async def healthz(request: Request) -> Response:
+        await state["store"].ping()
+        return json_response(b'{"status":"ok"}')
+
+    routes = [
+        Route("/api/servicegroup/details/hashcnet-v2/", details, methods=["POST"]),
+        Route("/api/servicegroup/commit/arrownet/", commit, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+# -- set-up and serving
+
+
+def schema_for(url: str) -> list[str]:
+    serial = "INTEGER" if url.startswith("sqlite:///") else "BIGSERIAL"
+    text = SCHEMA.replace("{serial}", serial)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def account_rows(tokens: list[str]) -> list[tuple[str, str, int | None, str, int]]:
+    """A balance row per merchant (the token is its code), then the ISP payable's shards."""
+    rows: list[tuple[str, str, int | None, str, int]] = []
+    for i, token in enumerate(tokens, start=1):
+        env = "test" if token.startswith("TEST:") else "live"
+        rows.append(("merchant", env, i, token, BIG_BALANCE_PAISA))
+    env = "test" if tokens and tokens[0].startswith("TEST:") else "live"
+    rows.extend(("isp", env, None, isp_code(shard), 0) for shard in range(ISP_SHARDS))
+    return rows
+
+
+def init(url: str, tokens: list[str]) -> None:
+    insert = (
+        "INSERT INTO accounts (kind, env, merchant_id, code, balance_paisa)"
+        " VALUES ($1, $2, $3, $4, $5)"
+    )
+    if url.startswith("sqlite:///"):
+        conn = _sqlite_connect(url.removeprefix("sqlite:///"))
+        for statement in schema_for(url):
+            conn.execute(statement)
+        conn.executemany(q(insert), account_rows(tokens))
+        conn.close()
+        return
+
+    async def pg() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in schema_for(url):
+                await conn.execute(statement)
+            await conn.executemany(insert, account_rows(tokens))
+        finally:
+            await conn.close()
+
+    asyncio.run(pg())
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    # The settings of `bhuktani serve` (src/bhuktani/cli.py).
+    uvicorn.run(
+        "ceiling_app:create_app",
+        factory=True,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_init = sub.add_parser("init", help="create the tables and one account per token")
+    p_init.add_argument("tokens", nargs="+")
+    p_serve = sub.add_parser("serve", help="serve on uvicorn, as bhuktani serve does")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8001)
+    p_serve.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.command == "init":
+        init(os.environ["CEILING_DATABASE_URL"], args.tokens)
+    else:
+        serve(args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
