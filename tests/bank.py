@@ -8,18 +8,19 @@ moments and restarts it on the same port. Then the gateway stays up until reconc
 and callback delivery have finished, and the books are checked against what the clients
 were told and against what the ISP applied.
 
-Two environments run side by side, because LIVE callbacks can't reach a test's receiver:
+Two environments run side by side:
 
 - LIVE (most payments): the documented users (`jeetenaug4` on several HashCNet V2 slugs,
   `Pradhanang` on Arrownet) over HTTP to isp-sim, which faults them; scenario users are
-  never faulted, so they are not used here. LIVE callbacks to loopback are refused by
-  design (non-public address), so for LIVE the outbox is the evidence: each payment
-  settled by the reconciler has one callback row whose payload is its final state, and
-  every attempt of it records the refusal.
+  never faulted, so they are not used here.
 - TEST (a smaller share): TEST tokens reach the in-process sandbox, whose scenario users
   (`slow-user`, `flaky-user`, `lost-user`, `refuse-user`) produce Processing and refusals
-  without faults. Their callbacks go to a receiver in this process (tests.receiver), which
-  checks each signature with `signing.verify` as it arrives, as a merchant does.
+  without faults.
+
+Callbacks of both go to a receiver in this process (tests.receiver), which checks each
+signature with `signing.verify` as it arrives, as a merchant does. The receiver is on
+loopback, which LIVE callbacks may only reach with BHUKTANI_CALLBACK_ALLOW_PRIVATE (a
+staging setting, set here; tests/test_callbacks.py proves the default refuses it).
 
 Every merchant has both tokens and the receiver as its callback URL.
 
@@ -29,8 +30,8 @@ client sent is in exactly one final state or flagged, and agrees with what the c
 told; each merchant's balance is its loads minus its Success amounts plus its refunds, in
 the books and through GET /api/balance; the payments the ISP applied (/_sim/applied for
 LIVE, the sandbox's table for TEST) are exactly our Success payments, same amount and
-receipt; every callback carries its payment's final state, TEST ones reached the receiver
-signed, LIVE ones were refused at every attempt and never sent.
+receipt; every callback owed carries its payment's final state and reached the receiver
+signed.
 
 Replaying: the seed fixes the plan (intents, merchants, credits, kill points) and the
 simulator's stream of fates; which request draws which fate still follows the interleaving
@@ -88,11 +89,14 @@ GATEWAY_ENV = {
     "BHUKTANI_RECONCILE_BACKOFF_S": "[0.2,0.3,0.5]",
     "BHUKTANI_RECONCILE_LEASE_S": "2",
     "BHUKTANI_CALLBACK_BACKOFF_S": "[0.1,0.2,0.5]",
+    # The receiver is on loopback: allowed for LIVE here, as on a staging host, so that
+    # LIVE callbacks are verified at the receiver too (tests/test_callbacks.py proves
+    # the default refuses them).
+    "BHUKTANI_CALLBACK_ALLOW_PRIVATE": "true",
     "BHUKTANI_CALLBACK_POLL_S": "0.05",
     "BHUKTANI_CALLBACK_LEASE_S": "2",
     "BHUKTANI_CALLBACK_TIMEOUT_S": "2",
 }
-CALLBACK_TRIES = 4  # the first attempt and one per backoff step above
 HASHCNET_SLUGS = ("vns", "hons", "techminds", "ultra-net", "fast-speed", "bbn-internet")
 # TEST users and their weights: the scenario users give Processing and refusals.
 TEST_USERS = (
@@ -982,16 +986,7 @@ def _check_callback(
     got = received.get(str(callback["event_id"]), [])
     report.callbacks[f"{row['env']} {callback['status']}"] += 1
     report.callbacks[f"{row['env']} attempts"] += len(attempts)
-    if row["env"] == "live":
-        refused = all(
-            a["http_status"] is None and "non-public" in str(a["error"] or "") for a in attempts
-        )
-        if callback["status"] != "expired" or len(attempts) < CALLBACK_TRIES or not refused:
-            run.problem(f"{where}: {callback['status']}, attempts {[dict(a) for a in attempts]}")
-        if got:
-            run.problem(f"{where}: a LIVE callback reached a loopback receiver")
-        return
-    report.callbacks["test requests received"] += len(got)
+    report.callbacks[f"{row['env']} requests received"] += len(got)
     if callback["status"] != "delivered" or not got:
         run.problem(f"{where}: {callback['status']}, {len(got)} requests received")
     for delivery in got:

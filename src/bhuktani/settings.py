@@ -53,6 +53,8 @@ class Settings(BaseSettings):
         [60.0, 300.0, 300.0] + [600.0] * 5 + [3600.0] * 5 + [21600.0] * 3
     )
     callback_timeout_s: float = 10.0
+    # Staging and tests only: LIVE callbacks may go to private and loopback addresses.
+    callback_allow_private: bool = False
     callback_poll_s: float = 1.0
     callback_batch: int = 50
     callback_lease_s: int = 60
