@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     isp_timeout_s: float = 5.0
     # Connections kept to each LIVE ISP: a slow ISP holds one per payment in flight.
     isp_max_connections: int = 1024
-    # A LIVE commit without a session is priced from the ISP's answer of at most this
-    # long ago (the ISP still checks the amount). Details calls always ask afresh.
+    # A commit without a session is priced from the ISP's answer of at most this long
+    # ago (the ISP still checks the amount). Details calls always ask afresh.
     isp_lookup_cache_s: float = 30.0
     # A NotFound from a live ISP is final only this long after the payment was sent.
     isp_settle_window_s: float = 120.0

@@ -39,10 +39,10 @@ async def _subscriber(
     assert query.isp is not None and query.username is not None
     gateway.check_service(principal, group.slug, query.isp)
     provider = gateway.provider(principal.env, group.slug)
-    # A slow ISP should cost one round trip per payment, not two: a LIVE subscriber seen
+    # A slow ISP should cost one round trip per payment, not two: a subscriber seen
     # moments ago prices the commit, and the ISP still refuses a wrong amount (1011).
-    key = (principal.merchant_id, query.isp, normalise(query.username))
-    recent = gateway.subscribers.get(key) if principal.env == "live" else None
+    key = (principal.env, principal.merchant_id, query.isp, normalise(query.username))
+    recent = gateway.subscribers.get(key)
     if recent is not None:
         return query.isp, recent, None
     subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)

@@ -30,8 +30,9 @@ async def lookup_subscriber(
     gateway.record_upstream(principal.env, isp, ok=True)
     if subscriber is None:
         raise client_error("Username not found")
-    if principal.env == "live":
-        gateway.subscribers.put((principal.merchant_id, isp, normalise(username)), subscriber)
+    gateway.subscribers.put(
+        (principal.env, principal.merchant_id, isp, normalise(username)), subscriber
+    )
     return subscriber
 
 

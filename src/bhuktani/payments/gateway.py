@@ -29,8 +29,8 @@ class Gateway:
     # LIVE ISPs only: the sandbox never degrades.
     breakers: Breakers = field(default_factory=lambda: Breakers(5, 30.0))
     auth_cache: AuthCache | None = None
-    # LIVE subscribers as the ISP last showed them: (merchant, isp, username) -> Subscriber.
-    subscribers: TtlCache[tuple[int, str, str], Subscriber] = field(
+    # Subscribers as their ISP last showed them: (env, merchant, isp, username).
+    subscribers: TtlCache[tuple[str, int, str, str], Subscriber] = field(
         default_factory=lambda: TtlCache(0)
     )
 
