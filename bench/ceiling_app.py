@@ -377,11 +377,84 @@ async def open_store(url: str) -> SqliteStore | PgStore:
 # -- the ISP, for the slow-ISP scenario: the two calls a LIVE Arrownet commit makes.
 
 
-class Isp:
+class RawHttp:
+    """The least HTTP/1.1 client for the ISP's protocol: keep-alive connections in a LIFO
+    list, no cap, Content-Length bodies (what isp-sim speaks)."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._auth = f"Authorization: Bearer {api_key}\r\nHost: {self._host}\r\n"
+        self._timeout_s, self._connect_s = timeout_s, connect_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            reused = bool(self._idle)
+            if reused:
+                reader, writer = self._idle.pop()
+            else:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self._host, self._port), self._connect_s
+                )
+            try:
+                return await self._exchange(reader, writer, method, path, body)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                writer.close()
+                if not reused or attempt == 2:
+                    raise  # a kept-alive connection the ISP had closed: once more, fresh
+            except BaseException:
+                writer.close()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        path: str,
+        body: bytes,
+    ) -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\n{self._auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        async with asyncio.timeout(self._timeout_s):
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionResetError("closed by the ISP")
+            status = int(status_line.split()[1])
+            length, keep = 0, True
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection":
+                    keep = value.strip().lower() != b"close"
+            data = await reader.readexactly(length)
+        if keep:
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+        return status, data
+
+    async def aclose(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+class HttpxHttp:
+    """httpx, as the product's LIVE adapter uses it, without a cap on connections."""
+
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
         import httpx
 
-        # No cap on connections: the ceiling is what the machine allows, not a setting.
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"},
@@ -389,9 +462,28 @@ class Isp:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         )
 
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body else {}
+        answer = await self._client.request(method, path, content=body or None, headers=headers)
+        return answer.status_code, answer.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class Isp:
+    """The two calls of a LIVE Arrownet commit. CEILING_ISP_CLIENT=httpx uses httpx (as the
+    product does) instead of the raw client."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
+        client = RawHttp if os.environ.get("CEILING_ISP_CLIENT", "raw") == "raw" else HttpxHttp
+        self._http = client(base_url, api_key, timeout_s, connect_s)
+
     async def price(self, username: str, amount: int) -> tuple[str, str, int]:
-        answer = await self._client.get(f"/arrownet/arrownet/subscribers/{username}")
-        body = orjson.loads(answer.content)
+        status, raw = await self._http.request("GET", f"/arrownet/arrownet/subscribers/{username}")
+        if status != 200:
+            raise Conflict("no subscriber")
+        body = orjson.loads(raw)
         for package in body["packages"]:
             for duration in package["durations"]:
                 if duration["amount_paisa"] == amount:
@@ -399,18 +491,16 @@ class Isp:
         raise Conflict("no such price")
 
     async def pay(self, payment: dict[str, Any]) -> str:
-        answer = await self._client.post(
-            "/arrownet/arrownet/payments",
-            content=orjson.dumps(payment),
-            headers={"Content-Type": "application/json"},
+        status, raw = await self._http.request(
+            "POST", "/arrownet/arrownet/payments", orjson.dumps(payment)
         )
-        body = orjson.loads(answer.content)
-        if answer.status_code != 200 or body.get("status") != "paid":
+        body = orjson.loads(raw)
+        if status != 200 or body.get("status") != "paid":
             raise Conflict("not paid")
         return str(body["receipt"])
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
 
 # -- the app
