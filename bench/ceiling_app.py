@@ -8,13 +8,14 @@ database work the measured call cannot avoid (docs/DESIGN.md), on tables of the 
 - details (HashCNet V2): insert one session row (the offer as JSON, ~1.1 KB, as the
   product stores it), answer the documented ~1.8 KB body with the new session_id;
 - commit (Arrownet): the hold transaction (claim the reference with a unique insert into
-  payments, hold the merchant's credits with a conditional update, insert the pending
-  transfer), then the post transaction (insert the post transfer, mark the payment
-  Success, credit one of the 16 shards of the ISP's payable, debit the merchant). In each,
-  the balance rows are updated last, the merchant's hot row very last, so their row locks
-  are held for the shortest time (the product's order since commit 18a6681). With CEILING_ISP_URL set (the slow-ISP scenario) it also
-  makes the two ISP calls the LIVE commit makes, with httpx: the subscriber look-up
-  before the hold and the payment between the two transactions.
+  payments, insert the pending transfer, hold the merchant's credits with a conditional
+  update), then the post transaction (insert the post transfer, mark the payment Success,
+  credit one of the 16 shards of the ISP's payable, debit the merchant). The balance rows
+  come last in each, the merchant's hot row very last, so their row locks are held for the
+  shortest time, as the product does since its commit 18a6681. With CEILING_ISP_URL set
+  (the slow-ISP scenario) it also makes the two ISP calls of a LIVE commit, the subscriber
+  look-up before the hold and the payment between the two transactions, with a minimal
+  HTTP/1.1 client (keep-alive, no cap on connections; CEILING_ISP_CLIENT=httpx for httpx).
 
 The token only picks the merchant's account (a dict loaded at start); nothing is checked.
 
@@ -276,11 +277,11 @@ class SqliteStore:
                 c.execute(q(INSERT_PAYMENT), pay)
             except sqlite3.IntegrityError:
                 raise Conflict("reference taken") from None
-            if c.execute(q(HOLD), (debit, amount)).rowcount != 1:
-                raise Conflict("credits")
             row = c.execute(
                 q(INSERT_TRANSFER), ("pending", debit, credit, amount, None, pay[0], now_ms())
             ).fetchone()
+            if c.execute(q(HOLD), (debit, amount)).rowcount != 1:
+                raise Conflict("credits")
             return int(row[0])
 
         return await self.call(lambda c: self._tx(c, body))
@@ -342,11 +343,11 @@ class PgStore:
                 await conn.execute(INSERT_PAYMENT, *pay)
             except asyncpg.UniqueViolationError:
                 raise Conflict("reference taken") from None
-            if await conn.execute(HOLD, debit, amount) != "UPDATE 1":
-                raise Conflict("credits")
             hold_id: int = await conn.fetchval(
                 INSERT_TRANSFER, "pending", debit, credit, amount, None, pay[0], now_ms()
             )
+            if await conn.execute(HOLD, debit, amount) != "UPDATE 1":
+                raise Conflict("credits")
             return hold_id
 
     async def post(

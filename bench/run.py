@@ -8,7 +8,7 @@ succeeds, warms up, then loads it from wrk (a separate process, over loopback) f
 time with bench/load.lua, which makes every reference unique and checks every answer.
 Figures are medians over the rounds; the ratio is product / ceiling of those medians.
 
-    .venv/bin/python bench/run.py                # the full bench (about 40 min)
+    .venv/bin/python bench/run.py                # the full bench (about 75 min)
     .venv/bin/python bench/run.py --quick        # 1 round of 3 s, fewer cases (~2 min)
     .venv/bin/python bench/run.py --scenarios commit --dbs postgres --workers 2
 
@@ -518,7 +518,7 @@ def wrk(
         "-c",
         str(case.connections),
         "-d",
-        f"{seconds:g}s",
+        f"{max(1, round(seconds))}s",  # wrk takes whole seconds
         "--timeout",
         f"{timeout_s:g}s",
         "-s",
@@ -1004,9 +1004,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds per slow-isp run (default 30; quick 10): 1,000 connections"
         " take seconds to fill, and only answers inside the run count",
     )
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--slow-connections", type=int, default=1000)
-    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--connections", type=int, default=64, help="wrk -c of details and commit")
+    p.add_argument("--slow-connections", type=int, default=1000, help="wrk -c of slow-isp")
+    p.add_argument(
+        "--wrk-threads", type=int, default=1, help="wrk -t (one leaves the cores to the servers)"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="wrk --timeout, seconds")
     p.add_argument("--slow-timeout", type=float, default=60.0, help="wrk --timeout for slow-isp")
     p.add_argument(
@@ -1023,6 +1025,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 "BHUKTANI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
             ),
         ),
+        help="a PostgreSQL where the bench may CREATE DATABASE (default: BENCH_POSTGRES_URL,"
+        " else BHUKTANI_TEST_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test)",
     )
     p.add_argument(
         "--quiet-wait",
@@ -1043,7 +1047,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " taken when the bench starts",
     )
     p.add_argument("--wrk", help="path of wrk (installed with apt-get when missing)")
-    p.add_argument("--out", default=str(BENCH / "results"))
+    p.add_argument("--out", default=str(BENCH / "results"), help="where results go")
     p.add_argument("--keep-temp", action="store_true", help="keep each run's temp dir (logs)")
     args = p.parse_args(argv)
     q = args.quick
@@ -1093,7 +1097,8 @@ def main(argv: list[str]) -> int:
             f" + {_SNAPSHOT['git_changed_in_src']} changed file(s), copied to {snap}"
         )
     signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup stays nohup
+        signal.signal(signal.SIGHUP, _on_signal)
     pg = Postgres(args.postgres_url) if "postgres" in args.dbs else None
     pg_version = pg.check() if pg else None
     cases = build_cases(args)
