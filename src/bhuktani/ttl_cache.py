@@ -1,8 +1,11 @@
-"""A small in-process cache: each entry for ttl_s, the oldest dropped past max_entries."""
+"""A small in-process cache: each entry for ttl_s, the oldest dropped past max_entries;
+and a single-flight guard, so that one key is fetched once at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -31,3 +34,31 @@ class TtlCache(Generic[K, V]):
             # Dicts keep insertion order: drop the oldest.
             del self._entries[next(iter(self._entries))]
         self._entries[key] = (time.monotonic() + self._ttl_s, value)
+
+
+class SingleFlight(Generic[K, V]):
+    """One call at a time per key: callers asking while it runs share its outcome.
+
+    A cache entry expiring under load would otherwise send every waiting payment to the
+    ISP at once for the same answer."""
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Future[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(call())
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._finished(key, done))
+        # A caller that goes away (its client hung up) leaves the call to the others.
+        return await asyncio.shield(running)
+
+    def _finished(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so an outcome nobody awaited is not logged

@@ -4,7 +4,8 @@ answers so stands in for the ISP."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.providers.base import (
@@ -102,4 +103,45 @@ async def test_a_live_commit_is_priced_from_a_recent_answer_not_a_second_call(
     details = {"token": merchant.live_token, "username": "Pradhanang"}
     await client.post("/api/servicegroup/details/arrownet/", json=details)
     assert isp.lookups == 2, "a details call always asks the ISP afresh"
+    await assert_books_balance(client.gateway.db)
+
+
+@dataclass
+class SlowLookupIsp(CountingIsp):
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        self.lookups += 1
+        await self.answer.wait()
+        return catalog.template(query.isp, query.username)
+
+
+async def test_concurrent_live_commits_for_one_subscriber_share_one_look_up(
+    client: AppClient,
+) -> None:
+    """When the cached answer expires under load, the ISP is asked once, not by every
+    payment waiting."""
+    isp = SlowLookupIsp()
+    client.gateway.live["arrownet"] = isp
+    client.gateway.subscribers = TtlCache(60)
+    merchant = await new_merchant(client.gateway.db, live_rupees=100_000)
+
+    async def commit(n: int) -> str:
+        body = {
+            "token": merchant.live_token,
+            "username": "Pradhanang",
+            "amount": "1695.00",
+            "duration": 1,
+            "reference": f"herd-{n}",
+        }
+        response = await client.post("/api/servicegroup/commit/arrownet/", json=body)
+        return str(response.json().get("state"))
+
+    payments = [asyncio.create_task(commit(n)) for n in range(12)]
+    while isp.lookups == 0:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # every payment is waiting on the one look-up by now
+    isp.answer.set()
+    assert await asyncio.gather(*payments) == ["Success"] * 12
+    assert isp.lookups == 1
     await assert_books_balance(client.gateway.db)

@@ -1,18 +1,23 @@
-"""The LIVE adapter: each mapping rule against httpx's MockTransport, then end to end
-against a real isp-sim on a free local port, its network faults included."""
+"""The LIVE adapter: each mapping rule against a one-handler HTTP server, each network
+fault against a socket that misbehaves on purpose, then end to end against a real isp-sim
+on a free local port, its network faults included."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from bhuktani.providers import codec
 from bhuktani.providers.base import (
@@ -34,10 +39,7 @@ pytestmark = pytest.mark.asyncio
 
 T = TypeVar("T")
 API_KEY = "isp-key-s3cr3t-0123456789"
-Handler = (
-    Callable[[httpx.Request], httpx.Response]
-    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
-)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ORDER = Order(
     payment_id=41,
@@ -64,9 +66,8 @@ VNS_LOOKUP = Lookup(isp="vns", username="jeetenaug4", merchant_id=7)
 
 
 def adapter(
-    handler: Handler | None = None,
     *,
-    base_url: str = "http://isp.test",
+    base_url: str = "http://127.0.0.1:9",
     group: str = catalog.HASHCNET_V2,
     api_key: str = API_KEY,
     connect_timeout_s: float = 1.0,
@@ -80,22 +81,66 @@ def adapter(
         timeout_s=timeout_s,
         max_connections=4,
         settle_window_s=120.0,
-        transport=httpx.MockTransport(handler) if handler is not None else None,
     )
 
 
+@asynccontextmanager
+async def isp(handler: Handler) -> AsyncIterator[str]:
+    """An HTTP server on a free local port answering every request with handler."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def raw_isp(reply: bytes) -> AsyncIterator[str]:
+    """A socket that reads the request's head, writes reply (any bytes) and hangs up."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def closed_port() -> str:
+    """The address of a local port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 def answering(status_code: int, body: Any) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(body, bytes):
-            return httpx.Response(status_code, content=body)
-        return httpx.Response(status_code, json=body)
+    async def handler(request: web.Request) -> web.Response:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return web.Response(status=status_code, body=content)
 
     return handler
 
 
-def raising(exc_type: type[httpx.TransportError], message: str = "boom") -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc_type(message, request=request)
+def stalling(seconds: float) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(seconds)
+        return web.Response(body=orjson.dumps({"status": "paid", "receipt": "1"}))
 
     return handler
 
@@ -107,37 +152,61 @@ async def closing(provider: IspHttpProvider, action: Callable[[], Awaitable[T]])
         await provider.aclose()
 
 
-async def pay_with(handler: Handler) -> PayResult:
-    provider = adapter(handler)
+async def call_with(handler: Handler, call: str, **kw: Any) -> Any:
+    async with isp(handler) as base_url:
+        provider = adapter(base_url=base_url, **kw)
+        if call == "pay":
+            return await closing(provider, lambda: provider.pay(ORDER))
+        if call == "status":
+            return await closing(provider, lambda: provider.status(ORDER))
+        return await closing(provider, lambda: provider.lookup(VNS_LOOKUP))
+
+
+async def pay_with(handler: Handler, **kw: Any) -> PayResult:
+    result: PayResult = await call_with(handler, "pay", **kw)
+    return result
+
+
+async def status_with(handler: Handler, **kw: Any) -> StatusResult:
+    result: StatusResult = await call_with(handler, "status", **kw)
+    return result
+
+
+async def lookup_with(handler: Handler, **kw: Any) -> Subscriber | None:
+    result: Subscriber | None = await call_with(handler, "lookup", **kw)
+    return result
+
+
+async def pay_at(base_url: str) -> PayResult:
+    provider = adapter(base_url=base_url, connect_timeout_s=0.5, timeout_s=0.5)
     return await closing(provider, lambda: provider.pay(ORDER))
 
 
-async def status_with(handler: Handler) -> StatusResult:
-    provider = adapter(handler)
-    return await closing(provider, lambda: provider.status(ORDER))
-
-
-async def lookup_with(handler: Handler) -> Subscriber | None:
-    provider = adapter(handler)
-    return await closing(provider, lambda: provider.lookup(VNS_LOOKUP))
-
-
-# pay, against a mock transport
+# pay, against a one-handler server
 
 
 async def test_pay_sends_the_order_as_json_with_the_bearer_key() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[tuple[str, str, str, str, bytes]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"status": "paid", "receipt": "1", "payment_id": 41})
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(
+            (
+                request.method,
+                request.path,
+                request.headers["Authorization"],
+                request.headers["Content-Type"],
+                await request.read(),
+            )
+        )
+        return web.json_response({"status": "paid", "receipt": "1", "payment_id": 41})
 
     assert await pay_with(handler) == Paid("1")
-    (request,) = seen
-    assert request.method == "POST"
-    assert request.url.path == "/hashcnet-v2/vns/payments"
-    assert request.headers["authorization"] == f"Bearer {API_KEY}"
-    assert request.read() == (
+    ((method, path, authorization, content_type, body),) = seen
+    assert method == "POST"
+    assert path == "/hashcnet-v2/vns/payments"
+    assert authorization == f"Bearer {API_KEY}"
+    assert content_type == "application/json"
+    assert body == (
         b'{"payment_id":41,"username":"jeetenaug4","package_code":9,'
         b'"package_title":"FTTH-50Mbps","duration_code":"1","days":30,"amount_paisa":99900}'
     )
@@ -200,37 +269,68 @@ async def test_pay_unexpected_answer_is_unknown(status_code: int, body: dict[str
 
 
 @pytest.mark.parametrize(
-    "exc_type",
+    "reply, fault",
     [
-        httpx.ReadTimeout,
-        httpx.ConnectTimeout,
-        httpx.PoolTimeout,
-        httpx.ConnectError,
-        httpx.ReadError,
-        httpx.RemoteProtocolError,
+        (b"", "ServerDisconnectedError"),  # hung up without a word
+        (b"garbage\r\n\r\n", "ClientResponseError"),  # not HTTP
+        # The head promises a body the ISP never finishes.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", "ClientPayloadError"),
     ],
 )
-async def test_pay_network_fault_is_unknown(exc_type: type[httpx.TransportError]) -> None:
-    result = await pay_with(raising(exc_type))
-    assert isinstance(result, Unknown)
-    assert exc_type.__name__ in result.reason
+async def test_pay_network_fault_is_unknown(reply: bytes, fault: str) -> None:
+    async with raw_isp(reply) as base_url:
+        result = await pay_at(base_url)
+    assert result == Unknown(f"no answer from the ISP ({fault})")
+
+
+async def test_pay_refused_connection_is_unknown() -> None:
+    result = await pay_at(closed_port())
+    assert result == Unknown("no answer from the ISP (ClientConnectorError)")
 
 
 async def test_pay_timeout_says_so() -> None:
-    result = await pay_with(raising(httpx.ReadTimeout))
-    assert result == Unknown("the ISP did not answer in time (ReadTimeout)")
+    result = await pay_with(stalling(5), timeout_s=0.1)
+    assert isinstance(result, Unknown)
+    assert result.reason.startswith("the ISP did not answer in time (")
 
 
 async def test_pay_overall_deadline_bounds_a_stalled_isp() -> None:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
-        return httpx.Response(200, json={"status": "paid", "receipt": "1"})
-
-    provider = adapter(handler, connect_timeout_s=0.05, timeout_s=0.05)
     started = time.monotonic()
-    result = await closing(provider, lambda: provider.pay(ORDER))
+    result = await pay_with(stalling(5), connect_timeout_s=0.05, timeout_s=0.05)
     assert isinstance(result, Unknown)
     assert time.monotonic() - started < 1.0
+
+
+async def test_pay_overall_deadline_bounds_a_trickling_isp() -> None:
+    # Each byte comes inside the read timeout; the whole answer never does.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 1000
+        await response.prepare(request)
+        for _ in range(1000):
+            await response.write(b" ")
+            await asyncio.sleep(0.05)
+        return response
+
+    started = time.monotonic()
+    result = await pay_with(handler, connect_timeout_s=0.2, timeout_s=0.2)
+    assert isinstance(result, Unknown)
+    assert "in time" in result.reason
+    assert time.monotonic() - started < 1.5
+
+
+async def test_pay_redirect_is_not_followed() -> None:
+    # A redirect is no answer: following it would send the key and the order elsewhere.
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        if request.path == "/elsewhere":
+            return web.json_response({"status": "paid", "receipt": "1"})
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    assert isinstance(await pay_with(handler), Unknown)
+    assert hits == ["/hashcnet-v2/vns/payments"]
 
 
 async def test_pay_oversized_answer_is_unknown() -> None:
@@ -239,17 +339,20 @@ async def test_pay_oversized_answer_is_unknown() -> None:
 
 
 async def test_api_key_is_never_in_a_reason() -> None:
-    # httpx messages can hold the URL; a URL or a misbehaving layer can hold the key.
-    result = await pay_with(raising(httpx.ConnectError, f"failed with Bearer {API_KEY}"))
-    assert isinstance(result, Unknown)
-    assert API_KEY not in result.reason
+    async def echo(request: web.Request) -> web.Response:
+        # An ISP that echoes what it was sent, key included, in an unreadable answer.
+        return web.Response(status=502, text=request.headers["Authorization"])
+
+    for result in (await pay_with(echo), await pay_at(closed_port())):
+        assert isinstance(result, Unknown)
+        assert API_KEY not in result.reason
     with pytest.raises(ProviderUnavailable) as caught:
-        await lookup_with(raising(httpx.ConnectError, f"failed with Bearer {API_KEY}"))
+        await lookup_with(echo)
     assert API_KEY not in str(caught.value)
     assert API_KEY not in repr(caught.value)
 
 
-# status, against a mock transport
+# status, against a one-handler server
 
 
 async def test_status_200_paid_is_paid() -> None:
@@ -259,9 +362,9 @@ async def test_status_200_paid_is_paid() -> None:
 async def test_status_asks_for_the_payment_id() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.path}")
-        return httpx.Response(404, json={"status": "not_found"})
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.json_response({"status": "not_found"}, status=404)
 
     await status_with(handler)
     assert seen == ["GET /hashcnet-v2/vns/payments/41"]
@@ -296,10 +399,10 @@ async def test_status_other_answers_are_unknown(status_code: int, body: Any) -> 
 
 
 async def test_status_timeout_is_unknown() -> None:
-    assert isinstance(await status_with(raising(httpx.ReadTimeout)), Unknown)
+    assert isinstance(await status_with(stalling(5), timeout_s=0.1), Unknown)
 
 
-# lookup, against a mock transport
+# lookup, against a one-handler server
 
 
 async def test_lookup_200_is_the_subscriber() -> None:
@@ -312,15 +415,16 @@ async def test_lookup_404_not_found_is_none() -> None:
 
 
 async def test_lookup_quotes_the_username() -> None:
-    seen: list[bytes] = []
+    seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.raw_path)
-        return httpx.Response(404, json={"status": "not_found"})
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"status": "not_found"}, status=404)
 
-    provider = adapter(handler)
-    await closing(provider, lambda: provider.lookup(Lookup("vns", "a b/../c?d", 7)))
-    assert seen == [b"/hashcnet-v2/vns/subscribers/a%20b%2F..%2Fc%3Fd"]
+    async with isp(handler) as base_url:
+        provider = adapter(base_url=base_url)
+        await closing(provider, lambda: provider.lookup(Lookup("vns", "a b/../c?d", 7)))
+    assert seen == ["/hashcnet-v2/vns/subscribers/a%20b%2F..%2Fc%3Fd"]
 
 
 @pytest.mark.parametrize(
@@ -341,7 +445,7 @@ async def test_lookup_other_answers_raise_provider_unavailable(status_code: int,
 
 async def test_lookup_network_fault_raises_provider_unavailable() -> None:
     with pytest.raises(ProviderUnavailable):
-        await lookup_with(raising(httpx.ReadTimeout))
+        await lookup_with(stalling(5), timeout_s=0.1)
 
 
 async def test_constructor_refuses_unbounded_settings() -> None:
@@ -543,5 +647,4 @@ async def test_sim_full_payment_logs_no_api_key(sim: Sim, caplog: pytest.LogCapt
         await provider.pay(ORDER)
         await provider.pay(scenario("flaky-user", 90))
         await provider.status(ORDER)
-    assert caplog.records  # httpx and httpcore did log at DEBUG
     assert API_KEY not in caplog.text

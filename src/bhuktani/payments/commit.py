@@ -45,8 +45,11 @@ async def _subscriber(
     recent = gateway.subscribers.get(key)
     if recent is not None:
         return query.isp, recent, None
-    subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
-    return query.isp, subscriber, None
+    isp, username = query.isp, query.username
+    subscriber = await gateway.lookups.run(
+        key, lambda: lookup_subscriber(gateway, provider, principal, isp, username)
+    )
+    return isp, subscriber, None
 
 
 async def _pay(provider: Provider, order: Order, timeout_s: float) -> PayResult:

@@ -15,7 +15,7 @@ from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
 from bhuktani.sandbox.inprocess import SandboxProvider
 from bhuktani.settings import Settings
 from bhuktani.store import Database
-from bhuktani.ttl_cache import TtlCache
+from bhuktani.ttl_cache import SingleFlight, TtlCache
 
 GROUPS: dict[str, ServiceGroup] = {group.slug: group for group in (HashcnetV2(), Arrownet())}
 
@@ -32,6 +32,10 @@ class Gateway:
     # Subscribers as their ISP last showed them: (env, merchant, isp, username).
     subscribers: TtlCache[tuple[str, int, str, str], Subscriber] = field(
         default_factory=lambda: TtlCache(0)
+    )
+    # The look-ups of session-less commits in flight, by the same key.
+    lookups: SingleFlight[tuple[str, int, str, str], Subscriber] = field(
+        default_factory=SingleFlight
     )
 
     @property
