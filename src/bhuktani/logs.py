@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -15,6 +17,40 @@ import structlog
 
 _TOKEN_LIKE = re.compile(r"TEST:[A-Za-z0-9_-]{8,}")
 _SECRET_KEYS = frozenset({"token", "authorization", "api_key", "password", "secret"})
+
+
+# The fields of the request (or job) being handled, merged into each of its log lines.
+# One dict per request, set and reset by its middleware: binding a field is a dict update,
+# not a context variable per key as structlog.contextvars does (whose clear and merge walk
+# every context variable of the process, twice per request).
+_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("bhuktani_log_fields", default=None)
+
+
+@contextmanager
+def fields(**initial: Any) -> Iterator[dict[str, Any]]:
+    """A fresh set of fields for one request or job, gone when it ends."""
+    bound = dict(initial)
+    token = _FIELDS.set(bound)
+    try:
+        yield bound
+    finally:
+        _FIELDS.reset(token)
+
+
+def bind(**values: Any) -> None:
+    """Add fields to every later log line of the current request or job (outside one,
+    nothing: there is nothing to attach them to)."""
+    bound = _FIELDS.get()
+    if bound is not None:
+        bound.update(values)
+
+
+def _merge_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    bound = _FIELDS.get()
+    if bound:
+        for key, value in bound.items():
+            event.setdefault(key, value)
+    return event
 
 
 def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -36,7 +72,7 @@ def configure_logging(level: str = "INFO") -> None:
         numeric = logging.INFO
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            _merge_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

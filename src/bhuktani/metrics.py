@@ -3,6 +3,8 @@ answered it, so scrape each process (or sum across them) for totals."""
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from bhuktani.providers.breaker import CLOSED, Breakers
@@ -22,6 +24,13 @@ ISP_DEGRADED = Gauge("bhuktani_isp_degraded", "1 while a LIVE ISP's breaker is n
 ISP_TRIPS = Gauge("bhuktani_isp_breaker_trips", "Times a LIVE ISP's breaker opened", ["isp"])
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@cache
+def payment_answers(env: str, service: str, state: str) -> Counter:
+    """The commit-answer counter of these labels, resolved once (labels() takes a lock and
+    validates the names on each call, on the hot path of every commit)."""
+    return PAYMENTS.labels(env=env, service=service, state=state)
 
 
 def render(breakers: Breakers) -> bytes:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from bhuktani import __version__, metrics
+from bhuktani import __version__, logs, metrics
 from bhuktani.api.body import parse_object, read_limited, token_of, underscored
 from bhuktani.api.middleware import RequestContext
 from bhuktani.errors import ApiError
@@ -117,7 +117,7 @@ def _lookup_routes(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        structlog.contextvars.bind_contextvars(error_code=exc.code, details=exc.details)
+        logs.bind(error_code=exc.code, details=exc.details)
         return error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

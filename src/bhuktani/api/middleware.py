@@ -3,15 +3,16 @@ defence that turns any unexpected exception into a 1017 envelope."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bhuktani import logs
 from bhuktani.errors import server_error
 
 log = structlog.get_logger()
@@ -29,7 +30,7 @@ def _request_id(scope: Scope) -> str:
             candidate: str = value.decode("latin-1")
             if _SAFE_ID.match(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class RequestContext:
@@ -41,36 +42,33 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
-        _REQUEST_ID.set(request_id)
-        structlog.contextvars.clear_contextvars()
+        id_token = _REQUEST_ID.set(request_id)
         # The path only: look-ups may carry a token in the query string.
-        structlog.contextvars.bind_contextvars(
-            request_id=request_id, method=scope["method"], path=scope["path"]
-        )
-        started = time.perf_counter()
-        status = 500
-        response_started = False
+        with logs.fields(request_id=request_id, method=scope["method"], path=scope["path"]):
+            started = time.perf_counter()
+            status = 500
+            response_started = False
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal status, response_started
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    response_started = True
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", request_id.encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("server_error")
-            if not response_started:
-                await self._crash(send_with_id, request_id)
-        finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            log.info("request", status=status, duration_ms=duration_ms)
-            structlog.contextvars.clear_contextvars()
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("server_error")
+                if not response_started:
+                    await self._crash(send_with_id, request_id)
+            finally:
+                duration_ms = round((time.perf_counter() - started) * 1000, 2)
+                log.info("request", status=status, duration_ms=duration_ms)
+                _REQUEST_ID.reset(id_token)
 
     async def _crash(self, send: Send, request_id: str) -> None:
         error = server_error(request_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from bhuktani import metrics
+from bhuktani import logs, metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal
@@ -75,9 +75,9 @@ async def commit(
 ) -> dict[str, Any]:
     settings = gateway.settings
     principal = await gateway.authenticate(token)
-    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_commit(data)
-    structlog.contextvars.bind_contextvars(reference=query.reference)
+    logs.bind(reference=query.reference)
     await records.refuse_duplicate(gateway.db, principal, query.reference)
     try:
         isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
@@ -112,16 +112,16 @@ async def commit(
         session_id,
         first_check_ms=now_ms() + grace_ms,
     )
-    structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
+    logs.bind(payment_id=order.payment_id)
     result = await _pay(provider, order, settings.isp_timeout_s + 1)
     gateway.record_upstream(principal.env, isp, ok=not isinstance(result, Unknown))
     # Told on the request's own log line, not on one of its own: one line per request.
-    structlog.contextvars.bind_contextvars(isp=isp, isp_outcome=type(result).__name__)
+    logs.bind(isp=isp, isp_outcome=type(result).__name__)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
         gateway.db, order.payment_id, result, next_check_ms=first_check_ms
     )
-    metrics.PAYMENTS.labels(env=principal.env, service=group.slug, state=settled.state).inc()
+    metrics.payment_answers(principal.env, group.slug, settled.state).inc()
     if settled.state == "Failed":
         raise _refusal_error(settled.refusal or Refused(settled.detail))
     return group.render_commit(

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 
+from bhuktani import logs
 from bhuktani.errors import ApiError, client_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import sessions
@@ -40,10 +41,10 @@ async def details(
     gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
     principal = await gateway.authenticate(token)
-    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_details(data)
     if query.reference:
-        structlog.contextvars.bind_contextvars(reference=query.reference)
+        logs.bind(reference=query.reference)
     gateway.check_service(principal, group.slug, query.isp)
     provider = gateway.provider(principal.env, group.slug)
     subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)

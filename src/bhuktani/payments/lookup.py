@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
-
-from bhuktani import ledger, money
+from bhuktani import ledger, logs, money
 from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import records
@@ -76,13 +74,13 @@ def _invalid_reference() -> ApiError:
 
 async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
     principal = await gateway.authenticate(token)
-    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     reference = data.get("reference")
     if reference in (None, ""):
         raise ApiError("1012", "Send the 'reference' to look up")
     if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_CHARS:
         raise _invalid_reference()
-    structlog.contextvars.bind_contextvars(reference=reference)
+    logs.bind(reference=reference)
 
     async def _tx(tx: Tx) -> dict[str, Any]:
         row = (await _payments(tx, principal, [reference])).get(reference)
@@ -119,7 +117,7 @@ def _parse_references(data: dict[str, Any]) -> list[str]:
 
 async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
     principal = await gateway.authenticate(token)
-    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     references = _parse_references(data)
     detail: list[dict[str, Any]] = []
 
@@ -146,7 +144,7 @@ async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None)
 
 async def balance(gateway: Gateway, token: str | None) -> dict[str, Any]:
     principal = await gateway.authenticate(token)
-    structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, env=principal.env)
+    logs.bind(merchant_id=principal.merchant_id, env=principal.env)
 
     async def _tx(tx: Tx) -> ledger.Balance:
         account = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
