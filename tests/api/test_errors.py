@@ -868,17 +868,17 @@ async def test_1017_unexpected_error_is_500_with_the_envelope_and_no_traceback(
 ) -> None:
     marker = "kaboom-" + uuid.uuid4().hex
 
-    async def crash(*args: Any, **kwargs: Any) -> Any:
+    def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(marker)
 
-    monkeypatch.setattr(details_flow, "lookup_subscriber", crash)
+    monkeypatch.setattr(details_flow, "_found", crash)
     response = await client.post(
         HASHCNET_DETAILS,
         json=hashcnet_details_body(merchant.test_token),
         headers={"x-request-id": "crash-1"},
     )
     error = assert_envelope(response, 500, "1017")
-    for leak in (marker, "Traceback", "RuntimeError", 'File "', "lookup_subscriber"):
+    for leak in (marker, "Traceback", "RuntimeError", 'File "', "_found"):
         assert leak not in response.text
     # The request id the crash was logged with is given back, to quote to support.
     assert response.headers["x-request-id"] == "crash-1"

@@ -12,8 +12,10 @@ from bhuktani.merchants.service import Principal
 from bhuktani.payments import sessions
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers.base import Lookup, Provider, ProviderUnavailable, Subscriber
-from bhuktani.providers.group import ServiceGroup
+from bhuktani.providers.group import DetailsQuery, ServiceGroup
 from bhuktani.sandbox.catalog import normalise
+from bhuktani.sandbox.inprocess import SandboxProvider
+from bhuktani.store import Tx
 
 log = structlog.get_logger()
 
@@ -29,12 +31,45 @@ async def lookup_subscriber(
         log.warning("isp_lookup_failed", isp=isp, reason=str(exc))
         raise ApiError("1018", "The ISP did not answer the look-up; try again") from None
     gateway.record_upstream(principal.env, isp, ok=True)
+    return _found(gateway, principal, isp, username, subscriber)
+
+
+def _found(
+    gateway: Gateway, principal: Principal, isp: str, username: str, subscriber: Subscriber | None
+) -> Subscriber:
     if subscriber is None:
         raise client_error("Username not found")
     gateway.subscribers.put(
         (principal.env, principal.merchant_id, isp, normalise(username)), subscriber
     )
     return subscriber
+
+
+async def _sandbox_offer(
+    gateway: Gateway,
+    sandbox: SandboxProvider,
+    principal: Principal,
+    service: str,
+    query: DetailsQuery,
+) -> tuple[Subscriber, int]:
+    """The sandbox keeps its subscribers in our database: its look-up and the session are
+    one transaction (one trip to the database, not two)."""
+    lookup = Lookup(query.isp, query.username, principal.merchant_id)
+    ttl_s = gateway.settings.session_ttl_s
+
+    async def body(tx: Tx) -> tuple[Subscriber | None, int | None]:
+        subscriber = await sandbox.lookup_in(tx, lookup)
+        if subscriber is None:
+            return None, None
+        session_id = await sessions.insert(
+            tx, principal, service, query.isp, subscriber, query.reference, ttl_s
+        )
+        return subscriber, session_id
+
+    subscriber, session_id = await sessions.fresh_id(gateway.db, body)
+    found = _found(gateway, principal, query.isp, query.username, subscriber)
+    assert session_id is not None
+    return found, session_id
 
 
 async def details(
@@ -47,6 +82,9 @@ async def details(
         logs.bind(reference=query.reference)
     gateway.check_service(principal, group.slug, query.isp)
     provider = gateway.provider(principal.env, group.slug)
+    if group.uses_sessions and isinstance(provider, SandboxProvider):
+        offered, opened = await _sandbox_offer(gateway, provider, principal, group.slug, query)
+        return group.render_details(offered, opened)
     subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
     session_id = None
     if group.uses_sessions:

@@ -4,7 +4,9 @@ environment, service, ISP and username; expiring, and spent by one payment."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
@@ -13,7 +15,9 @@ from bhuktani.errors import client_error
 from bhuktani.merchants.service import Principal
 from bhuktani.providers.base import Subscriber
 from bhuktani.providers.codec import subscriber_from_json, subscriber_to_json
-from bhuktani.store import Database, Tx, UniqueViolation, execute, query_row
+from bhuktani.store import Database, Tx, UniqueViolation, query_row
+
+T = TypeVar("T")
 
 # Ids are random below 2**53 (exact in any JSON client), so they say nothing about volume.
 ID_LIMIT = 2**53
@@ -32,6 +36,47 @@ class Session:
     subscriber: Subscriber
 
 
+async def insert(
+    tx: Tx,
+    principal: Principal,
+    service: str,
+    isp: str,
+    subscriber: Subscriber,
+    reference: str | None,
+    ttl_s: int,
+) -> int:
+    """The session under a fresh random id, in the caller's transaction; UniqueViolation
+    in the (one in billions) case the id is taken, for `fresh_id` to draw again."""
+    now = now_ms()
+    session_id = random_id()
+    await tx.execute(
+        "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
+        " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+        " $9, $10)",
+        session_id,
+        principal.merchant_id,
+        principal.env,
+        service,
+        isp,
+        subscriber.username,
+        reference,
+        orjson.dumps(subscriber_to_json(subscriber)).decode(),
+        now + ttl_s * 1000,
+        now,
+    )
+    return session_id
+
+
+async def fresh_id(db: Database, body: Callable[[Tx], Awaitable[T]]) -> T:
+    """Run a transaction that inserts a session, again while its random id is taken."""
+    for _ in range(ID_ATTEMPTS):
+        try:
+            return await db.run(body)
+        except UniqueViolation:
+            continue
+    raise RuntimeError("could not draw a free session id")
+
+
 async def open_session(
     db: Database,
     principal: Principal,
@@ -41,31 +86,9 @@ async def open_session(
     reference: str | None,
     ttl_s: int,
 ) -> int:
-    offer = orjson.dumps(subscriber_to_json(subscriber)).decode()
-    now = now_ms()
-    for _ in range(ID_ATTEMPTS):
-        session_id = random_id()
-        try:
-            await execute(
-                db,
-                "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
-                " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                " $9, $10)",
-                session_id,
-                principal.merchant_id,
-                principal.env,
-                service,
-                isp,
-                subscriber.username,
-                reference,
-                offer,
-                now + ttl_s * 1000,
-                now,
-            )
-            return session_id
-        except UniqueViolation:
-            continue
-    raise RuntimeError("could not draw a free session id")
+    return await fresh_id(
+        db, lambda tx: insert(tx, principal, service, isp, subscriber, reference, ttl_s)
+    )
 
 
 async def load(db: Database, principal: Principal, service: str, session_id: int) -> Session:

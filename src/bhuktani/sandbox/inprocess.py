@@ -56,9 +56,12 @@ class SandboxProvider:
         )
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
-        return await self._db.read(
-            lambda tx: self._current(tx, query.merchant_id, query.isp, query.username)
-        )
+        return await self._db.read(lambda tx: self.lookup_in(tx, query))
+
+    async def lookup_in(self, tx: Tx, query: Lookup) -> Subscriber | None:
+        """The look-up inside a transaction of the gateway's own: the sandbox's state lives
+        in the gateway's database."""
+        return await self._current(tx, query.merchant_id, query.isp, query.username)
 
     async def _apply(self, order: Order, visible_ms: int) -> PayResult:
         """Apply the payment once per payment_id, as an idempotent ISP does."""
