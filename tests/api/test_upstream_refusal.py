@@ -14,6 +14,7 @@ from bhuktani.providers.base import (
     Order,
     Paid,
     PayResult,
+    ProviderUnavailable,
     Refused,
     StatusResult,
     Subscriber,
@@ -144,4 +145,40 @@ async def test_concurrent_live_commits_for_one_subscriber_share_one_look_up(
     isp.answer.set()
     assert await asyncio.gather(*payments) == ["Success"] * 12
     assert isp.lookups == 1
+    await assert_books_balance(client.gateway.db)
+
+
+@dataclass
+class DownIsp(CountingIsp):
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        self.lookups += 1
+        raise ProviderUnavailable("connection refused")
+
+
+async def test_a_retry_learns_its_payment_before_the_isp_is_asked_again(
+    client: AppClient,
+) -> None:
+    """The reference answers first (1013 with the first outcome), even when the ISP has
+    gone down since, or the retry's amount no longer prices."""
+    client.gateway.live["arrownet"] = CountingIsp()
+    merchant = await new_merchant(client.gateway.db, live_rupees=10_000)
+    body = {
+        "token": merchant.live_token,
+        "username": "Pradhanang",
+        "amount": "1695.00",
+        "duration": 1,
+        "reference": "retried-1",
+    }
+    first = await client.post("/api/servicegroup/commit/arrownet/", json=body)
+    assert first.json()["state"] == "Success", first.text
+    down = DownIsp()
+    client.gateway.live["arrownet"] = down
+    for retry in (body, {**body, "amount": "1.00"}):
+        response = await client.post("/api/servicegroup/commit/arrownet/", json=retry)
+        assert response.status_code == 400, response.text
+        error = response.json()
+        assert error["error_code"] == "1013", error
+        assert error["error_data"] == {"id": first.json()["id"], "state": "Success"}
+    balance = await client.get("/api/balance", params={"token": merchant.live_token})
+    assert balance.json()["credits_available"] == 10_000.0 - 1695.0
     await assert_books_balance(client.gateway.db)

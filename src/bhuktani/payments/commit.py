@@ -78,17 +78,18 @@ async def commit(
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_commit(data)
     logs.bind(reference=query.reference)
-    await records.refuse_duplicate(gateway.db, principal, query.reference)
     try:
         isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
-    except ApiError as exc:
-        if exc.code == "4000":
-            # The session may be spent by this very reference, committed an instant ago
-            # by a concurrent retry: the retry must learn that payment (1013), not 4000.
-            await records.refuse_duplicate(gateway.db, principal, query.reference)
+        package, duration = group.choose(subscriber, query)
+        provider = gateway.provider(principal.env, group.slug)
+        gateway.check_upstream(principal.env, isp)
+    except ApiError:
+        # A retried commit learns the first one's outcome (1013) before any other answer:
+        # its session is spent by then, the ISP may be down, the price may have moved. On
+        # the way to a payment this costs nothing: the hold refuses a used reference in
+        # its own transaction.
+        await records.refuse_duplicate(gateway.db, principal, query.reference)
         raise
-    package, duration = group.choose(subscriber, query)
-    provider = gateway.provider(principal.env, group.slug)
     order = Order(
         payment_id=sessions.random_id(),
         merchant_id=principal.merchant_id,
@@ -100,7 +101,6 @@ async def commit(
         days=duration.days,
         amount_paisa=duration.amount_paisa,
     )
-    gateway.check_upstream(principal.env, isp)
     # Until step 3 has run, the reconciler leaves the payment to this request.
     grace_ms = int((settings.isp_timeout_s * 2 + 5) * 1000)
     await records.open_payment(

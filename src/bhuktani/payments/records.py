@@ -54,7 +54,7 @@ def _duplicate(row: Row) -> ApiError:
 
 
 async def refuse_duplicate(db: Database, principal: Principal, reference: str) -> None:
-    """A retried commit learns the first one's outcome before anything else is checked."""
+    """1013 with the first payment's outcome if this reference was used already."""
     existing = await db.read(lambda tx: _by_reference(tx, principal, reference))
     if existing is not None:
         raise _duplicate(existing)
