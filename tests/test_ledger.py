@@ -139,7 +139,13 @@ async def test_hold_then_post_moves_exactly_the_amount_to_the_isp(db: Database) 
     assert (await accounts(db, (books.isp,)))[books.isp] == (0, 0, 0)
     await assert_books_balance(db)
 
-    await in_tx(db, lambda tx: ledger.post(tx, pending))
+    other = await in_tx(
+        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 1_000, payment_id())
+    )
+    closed = await in_tx(db, lambda tx: ledger.post(tx, pending))
+    # The merchant's available balance as the post left it, the other hold still on.
+    assert closed.available_paisa == 10_000 - 2_501 - 1_000
+    await in_tx(db, lambda tx: ledger.void(tx, other))
 
     after = await accounts(db, books.ids())
     assert after[books.merchant] == (10_000 - 2_501, 0, 2_501)
@@ -158,8 +164,9 @@ async def test_hold_then_void_restores_availability(db: Database) -> None:
     )
     assert (await available(db, books.merchant)).available_paisa == 0
 
-    await in_tx(db, lambda tx: ledger.void(tx, pending))
+    closed = await in_tx(db, lambda tx: ledger.void(tx, pending))
 
+    assert closed.available_paisa == 10_000
     assert await accounts(db, books.ids()) == before
     assert await available(db, books.merchant) == ledger.Balance(10_000, 0, 0)
     kinds = [t[1] for t in await transfers(db, books.ids())]
@@ -210,7 +217,7 @@ async def test_a_transfer_beyond_availability_raises_and_changes_nothing(db: Dat
     await assert_books_balance(db)
 
 
-Close = Callable[[Tx, int], Awaitable[int]]
+Close = Callable[[Tx, int], Awaitable[ledger.Closed]]
 CLOSE: dict[str, Close] = {"post": ledger.post, "void": ledger.void}
 
 
@@ -314,6 +321,10 @@ def test_no_code_rewrites_or_deletes_a_transfer() -> None:
     assert offenders == []
 
 
+async def transfer_of(closing: Awaitable[ledger.Closed]) -> int:
+    return (await closing).transfer_id
+
+
 async def test_transfers_are_only_ever_appended(db: Database) -> None:
     books = await open_books(db, merchant_paisa=10_000)
     paid = payment_id()
@@ -323,8 +334,8 @@ async def test_transfers_are_only_ever_appended(db: Database) -> None:
     )
     seen = await transfers(db, books.ids())
     steps: list[Callable[[Tx], Awaitable[int]]] = [
-        lambda tx: ledger.post(tx, first),
-        lambda tx: ledger.void(tx, second),
+        lambda tx: transfer_of(ledger.post(tx, first)),
+        lambda tx: transfer_of(ledger.void(tx, second)),
         lambda tx: ledger.refund(tx, books.isp, books.merchant, 1_000, paid, "reversed"),
         lambda tx: ledger.transfer(tx, books.merchant, books.other_merchant, 500),
     ]

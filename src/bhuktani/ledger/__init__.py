@@ -8,6 +8,7 @@ updated last (see _move).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bhuktani.clock import now_ms
 from bhuktani.store import Tx
@@ -226,36 +227,37 @@ async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment
     return await open_pending(tx, debit_id, credit_id, amount_paisa, payment_id)
 
 
-async def _pending(tx: Tx, pending_id: int) -> tuple[int, int, int, int | None]:
+class Closed(NamedTuple):
+    transfer_id: int
+    available_paisa: int  # the debit account's (the merchant's), after the close
+
+
+async def _close(tx: Tx, kind: str, pending_id: int) -> tuple[int, int, int, int]:
+    """Write the post or void of a pending transfer, copying its accounts and amount in
+    the same statement. The unique pending_id makes a second close fail."""
     row = await tx.fetchrow(
-        "SELECT kind, debit_account_id, credit_account_id, amount_paisa, payment_id"
-        " FROM transfers WHERE id = $1",
+        "INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,"
+        " pending_id, payment_id, created_ms)"
+        " SELECT CAST($2 AS TEXT), debit_account_id, credit_account_id, amount_paisa, id,"
+        " payment_id, CAST($3 AS BIGINT) FROM transfers WHERE id = $1 AND kind = 'pending'"
+        " RETURNING id, debit_account_id, credit_account_id, amount_paisa",
         pending_id,
+        kind,
+        now_ms(),
     )
-    assert row is not None, pending_id
-    assert row["kind"] == "pending", row["kind"]
-    payment_id = row["payment_id"]
+    assert row is not None, f"no pending transfer {pending_id}"
     return (
+        int(row["id"]),
         int(row["debit_account_id"]),
         int(row["credit_account_id"]),
         int(row["amount_paisa"]),
-        None if payment_id is None else int(payment_id),
     )
 
 
-async def post(tx: Tx, pending_id: int) -> int:
-    """Capture a hold. The unique pending_id makes a second post or void fail."""
-    debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
-    transfer_id = await _insert_transfer(
-        tx,
-        "post",
-        debit_id,
-        credit_id,
-        amount_paisa,
-        pending_id=pending_id,
-        payment_id=payment_id,
-    )
-    await _move(
+async def post(tx: Tx, pending_id: int) -> Closed:
+    """Capture a hold."""
+    transfer_id, debit_id, credit_id, amount_paisa = await _close(tx, "post", pending_id)
+    available = await _move(
         tx,
         debit_id,
         credit_id,
@@ -264,28 +266,20 @@ async def post(tx: Tx, pending_id: int) -> int:
         consumed_paisa=amount_paisa,
         hot="debit",
     )
-    return transfer_id
+    return Closed(transfer_id, available)
 
 
-async def void(tx: Tx, pending_id: int) -> int:
+async def void(tx: Tx, pending_id: int) -> Closed:
     """Release a hold in full."""
-    debit_id, credit_id, amount_paisa, payment_id = await _pending(tx, pending_id)
-    transfer_id = await _insert_transfer(
-        tx,
-        "void",
-        debit_id,
-        credit_id,
-        amount_paisa,
-        pending_id=pending_id,
-        payment_id=payment_id,
-    )
-    changed = await tx.execute(
-        "UPDATE accounts SET held_paisa = held_paisa - $2 WHERE id = $1 AND held_paisa >= $2",
+    transfer_id, debit_id, _, amount_paisa = await _close(tx, "void", pending_id)
+    row = await tx.fetchrow(
+        "UPDATE accounts SET held_paisa = held_paisa - $2 WHERE id = $1 AND held_paisa >= $2"
+        " RETURNING balance_paisa - held_paisa AS available",
         debit_id,
         amount_paisa,
     )
-    assert changed == 1, pending_id
-    return transfer_id
+    assert row is not None, pending_id
+    return Closed(transfer_id, int(row["available"]))
 
 
 async def refund(

@@ -184,9 +184,9 @@ async def resolve(
         if changed != 1:
             raise OperatorError(f"payment {payment_id} changed meanwhile; nothing was done")
         if success:
-            transfer_id = await ledger.post(tx, int(hold_id))
+            transfer_id = (await ledger.post(tx, int(hold_id))).transfer_id
         else:
-            transfer_id = await ledger.void(tx, int(hold_id))
+            transfer_id = (await ledger.void(tx, int(hold_id))).transfer_id
             if row["session_id"] is not None:
                 await sessions.release(tx, int(row["session_id"]), payment_id)
         final = await tx.fetchrow(

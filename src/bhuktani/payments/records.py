@@ -75,9 +75,8 @@ async def open_payment(
     try:
 
         async def _tx(tx: Tx) -> None:
-            existing = await _by_reference(tx, principal, reference)
-            if existing is not None:
-                raise _duplicate(existing)
+            # A used reference fails the payment's insert (UniqueViolation, below): no
+            # look-up first, in this transaction or before it.
             merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
             isp_id = await ledger.ensure_account(
                 tx, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
@@ -125,7 +124,7 @@ async def open_payment(
 
         await db.run(_tx)
     except UniqueViolation:
-        # Another request claimed the reference between our check and our insert.
+        # The reference is taken, by an earlier payment or by one an instant ago.
         existing = await db.read(lambda tx: _by_reference(tx, principal, reference))
         if existing is None:
             raise
@@ -176,61 +175,65 @@ async def settle(
     """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold.
     With notify (the merchant was told Processing), a final state queues a callback in
     the same transaction."""
+    final_answer = isinstance(result, (Paid, Refused)) or (
+        isinstance(result, NotFound) and not_found_is_final
+    )
+
+    async def as_it_is(tx: Tx) -> Settled:
+        row = await tx.fetchrow(f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id)
+        assert row is not None, payment_id
+        return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
 
     async def _tx(tx: Tx) -> Settled:
-        row = await tx.fetchrow(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE",
-            payment_id,
-        )
-        assert row is not None, payment_id
-        merchant_id, env = int(row["merchant_id"]), str(row["env"])
-        if row["state"] != "Processing":
-            return _settled(row, await _available(tx, merchant_id, env))
-        hold_id = row["hold_transfer_id"]
-        assert hold_id is not None, "every Processing payment has a hold"
+        # Each branch changes the payment only while it is Processing, in one statement
+        # that also locks the row and returns it; a payment settled meanwhile (by the
+        # reconciler, say) is returned as it is.
         now = now_ms()
-        final_answer = isinstance(result, (Paid, Refused)) or (
-            isinstance(result, NotFound) and not_found_is_final
-        )
         if not final_answer:
-            isp_status = "NotFound" if isinstance(result, NotFound) else "Unknown"
-            await tx.execute(
+            row = await tx.fetchrow(
                 "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
-                " lease_until_ms = 0 WHERE id = $1",
+                " lease_until_ms = 0 WHERE id = $1 AND state = 'Processing'"
+                f" RETURNING {PAYMENT_COLUMNS}",
                 payment_id,
-                isp_status,
+                "NotFound" if isinstance(result, NotFound) else "Unknown",
                 next_check_ms,
                 now,
             )
-            return _settled(row, await _available(tx, merchant_id, env))
+            if row is None:
+                return await as_it_is(tx)
+            return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
         if isinstance(result, Paid):
             state, isp_status, detail = "Success", "Paid", result.receipt
         elif isinstance(result, Refused):
             state, isp_status, detail = "Failed", "Refused", result.reason
         else:
             state, isp_status, detail = "Failed", "NotFound", "The ISP never received the payment"
-        changed = await tx.execute(
+        row = await tx.fetchrow(
             "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
-            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing'",
+            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing'"
+            f" RETURNING {PAYMENT_COLUMNS}",
             payment_id,
             state,
             isp_status,
             detail[:500],
             now,
         )
-        assert changed == 1, payment_id
-        final = {**dict(row), "state": state, "isp_status": isp_status, "detail": detail[:500]}
+        if row is None:
+            return await as_it_is(tx)
+        hold_id = row["hold_transfer_id"]
+        assert hold_id is not None, "every Processing payment has a hold"
+        final = dict(row)
         if state == "Failed" and row["session_id"] is not None:
             await sessions.release(tx, int(row["session_id"]), payment_id)
         if notify:
             await outbox.enqueue(tx, final, state=state, detail=describe(final))
         # The balance rows last: they are the hot ones.
         if state == "Success":
-            await ledger.post(tx, int(hold_id))
+            closed = await ledger.post(tx, int(hold_id))
         else:
-            await ledger.void(tx, int(hold_id))
+            closed = await ledger.void(tx, int(hold_id))
         refusal = result if isinstance(result, Refused) else None
-        return _settled(final, await _available(tx, merchant_id, env), refusal)
+        return _settled(final, closed.available_paisa, refusal)
 
     return await db.run(_tx)
 
