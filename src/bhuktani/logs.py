@@ -7,8 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,15 +25,20 @@ _SECRET_KEYS = frozenset({"token", "authorization", "api_key", "password", "secr
 _FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("bhuktani_log_fields", default=None)
 
 
-@contextmanager
-def fields(**initial: Any) -> Iterator[dict[str, Any]]:
+class fields:
     """A fresh set of fields for one request or job, gone when it ends."""
-    bound = dict(initial)
-    token = _FIELDS.set(bound)
-    try:
-        yield bound
-    finally:
-        _FIELDS.reset(token)
+
+    __slots__ = ("_bound", "_token")
+
+    def __init__(self, **initial: Any) -> None:
+        self._bound = initial
+
+    def __enter__(self) -> dict[str, Any]:
+        self._token = _FIELDS.set(self._bound)
+        return self._bound
+
+    def __exit__(self, *_: object) -> None:
+        _FIELDS.reset(self._token)
 
 
 def bind(**values: Any) -> None:

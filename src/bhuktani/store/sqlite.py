@@ -9,10 +9,11 @@ statements, so the lock is held briefly.
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -97,34 +98,70 @@ def _drive(awaitable: Awaitable[T]) -> T:
     raise RuntimeError("a transaction body awaited something other than its statements")
 
 
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class _Thread:
-    """One connection, used from one dedicated thread only."""
+    """One connection, used from one dedicated thread only, which takes its jobs from a
+    queue and hands each result back to the event loop with one call_soon_threadsafe
+    (run_in_executor would wrap each job in a concurrent future chained to an asyncio
+    one: twice the objects and callbacks on every trip to the database)."""
 
     def __init__(self, path: str, name: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            if self._conn is None:
-                self._conn = _connect(self._path)
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, future = job
+            if future.cancelled():  # its caller is gone before it began: skip it
+                continue
+            outcome: tuple[bool, Any]
             try:
-                return fn(self._conn)
+                if self._conn is None:
+                    self._conn = _connect(self._path)
+                outcome = (True, fn(self._conn))
             except sqlite3.IntegrityError as exc:
-                _raise_typed(exc)
-                raise
+                try:
+                    _raise_typed(exc)
+                    outcome = (False, exc)
+                except Exception as typed:
+                    outcome = (False, typed)
+            except BaseException as exc:
+                outcome = (False, exc)
+            future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            # A daemon: a process that exits without close() must not hang on it, and
+            # SQLite's journal drops a transaction cut short.
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread.start()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, future))
+        return await future
 
     async def close(self) -> None:
-        def shut(conn: sqlite3.Connection | None) -> None:
-            if conn is not None:
-                conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut, self._conn)
-        self._conn = None
-        self._executor.shutdown(wait=True)
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
 
 
 class SqliteTx:
