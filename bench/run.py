@@ -85,6 +85,19 @@ class Case:
     def key(self) -> str:
         return f"{self.label} | {self.db} | w{self.workers}"
 
+    def fields(self) -> dict[str, Any]:
+        """What each run record and each summary says of its case."""
+        return {
+            "case": self.key,
+            "scenario": self.scenario,
+            "label": self.label,
+            "db": self.db,
+            "workers": self.workers,
+            "connections": self.connections,
+            "merchants": self.merchants,
+            "latency_s": self.latency_s,
+        }
+
 
 def build_cases(args: argparse.Namespace) -> list[Case]:
     cases: list[Case] = []
@@ -583,18 +596,7 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
     pg_name = None
     procs: list[subprocess.Popen[bytes]] = []
     env = base_env()
-    record: dict[str, Any] = {
-        "case": case.key,
-        "scenario": case.scenario,
-        "label": case.label,
-        "db": case.db,
-        "workers": case.workers,
-        "connections": case.connections,
-        "merchants": case.merchants,
-        "latency_s": case.latency_s,
-        "variant": variant,
-        "round": round_no,
-    }
+    record: dict[str, Any] = {**case.fields(), "variant": variant, "round": round_no}
     try:
         record["host_busy_before_pct"] = wait_for_quiet(args.quiet_threshold, args.quiet_wait)
         if case.db == "sqlite":
@@ -757,16 +759,7 @@ def median(values: list[Any]) -> float | None:
 
 
 def summarise(case: Case, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "case": case.key,
-        "scenario": case.scenario,
-        "label": case.label,
-        "db": case.db,
-        "workers": case.workers,
-        "connections": case.connections,
-        "merchants": case.merchants,
-        "latency_s": case.latency_s,
-    }
+    out: dict[str, Any] = case.fields()
     for variant in ("ceiling", "product"):
         mine = [r for r in runs if r["variant"] == variant and "ok_rps" in r]
         if not mine:

@@ -12,7 +12,7 @@ from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import records, sessions
-from bhuktani.payments.details import lookup_subscriber
+from bhuktani.payments.details import lookup_subscriber, subscriber_key
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers.base import (
     Order,
@@ -23,7 +23,6 @@ from bhuktani.providers.base import (
     Unknown,
 )
 from bhuktani.providers.group import CommitQuery, CommitView, ServiceGroup
-from bhuktani.sandbox.catalog import normalise
 
 log = structlog.get_logger()
 
@@ -41,7 +40,7 @@ async def _subscriber(
     provider = gateway.provider(principal.env, group.slug)
     # A slow ISP should cost one round trip per payment, not two: a subscriber seen
     # moments ago prices the commit, and the ISP still refuses a wrong amount (1011).
-    key = (principal.env, principal.merchant_id, query.isp, normalise(query.username))
+    key = subscriber_key(principal, query.isp, query.username)
     recent = gateway.subscribers.get(key)
     if recent is not None:
         return query.isp, recent, None

@@ -34,14 +34,17 @@ async def lookup_subscriber(
     return _found(gateway, principal, isp, username, subscriber)
 
 
+def subscriber_key(principal: Principal, isp: str, username: str) -> tuple[str, int, str, str]:
+    """The key of gateway.subscribers and gateway.lookups."""
+    return (principal.env, principal.merchant_id, isp, normalise(username))
+
+
 def _found(
     gateway: Gateway, principal: Principal, isp: str, username: str, subscriber: Subscriber | None
 ) -> Subscriber:
     if subscriber is None:
         raise client_error("Username not found")
-    gateway.subscribers.put(
-        (principal.env, principal.merchant_id, isp, normalise(username)), subscriber
-    )
+    gateway.subscribers.put(subscriber_key(principal, isp, username), subscriber)
     return subscriber
 
 

@@ -179,10 +179,13 @@ async def settle(
         isinstance(result, NotFound) and not_found_is_final
     )
 
+    async def with_balance(tx: Tx, row: Row) -> Settled:
+        return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
+
     async def as_it_is(tx: Tx) -> Settled:
         row = await tx.fetchrow(f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id)
         assert row is not None, payment_id
-        return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
+        return await with_balance(tx, row)
 
     async def _tx(tx: Tx) -> Settled:
         # Each branch changes the payment only while it is Processing, in one statement
@@ -201,7 +204,7 @@ async def settle(
             )
             if row is None:
                 return await as_it_is(tx)
-            return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
+            return await with_balance(tx, row)
         if isinstance(result, Paid):
             state, isp_status, detail = "Success", "Paid", result.receipt
         elif isinstance(result, Refused):

@@ -45,12 +45,18 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _raise_typed(exc: sqlite3.IntegrityError) -> None:
+def _typed(exc: sqlite3.IntegrityError) -> Exception:
+    """The store's own exception for a violated constraint, else exc itself."""
     text = str(exc)
+    typed: Exception
     if "UNIQUE" in text:
-        raise UniqueViolation(text) from exc
-    if "CHECK" in text:
-        raise CheckViolation(text) from exc
+        typed = UniqueViolation(text)
+    elif "CHECK" in text:
+        typed = CheckViolation(text)
+    else:
+        return exc
+    typed.__cause__ = exc
+    return typed
 
 
 class _Ready(Generic[T]):
@@ -134,11 +140,7 @@ class _Thread:
                     self._conn = _connect(self._path)
                 outcome = (True, fn(self._conn))
             except sqlite3.IntegrityError as exc:
-                try:
-                    _raise_typed(exc)
-                    outcome = (False, exc)
-                except Exception as typed:
-                    outcome = (False, typed)
+                outcome = (False, _typed(exc))
             except BaseException as exc:
                 outcome = (False, exc)
             future.get_loop().call_soon_threadsafe(_settle, future, outcome)
