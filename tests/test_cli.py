@@ -5,6 +5,7 @@ read through the `client` fixture, an app on the same database."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -393,3 +394,16 @@ async def test_demo_run_twice_keeps_one_demo_merchant(db_url: str, client: AppCl
     assert tokens[0] != tokens[1]
     for token in tokens:
         assert (await balance(client, token))["credits_available"] > 0
+
+
+def test_the_served_app_freezes_its_start_up_and_collects_young_objects_less_often() -> None:
+    from bhuktani.api import app as app_mod
+
+    thresholds = gc.get_threshold()
+    try:
+        app_mod.serving_app()
+        assert gc.get_threshold() == app_mod.SERVING_GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

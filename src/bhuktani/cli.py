@@ -105,7 +105,7 @@ def serve(
     # drained cleanly exits 0, as supervisors expect of a graceful stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "bhuktani.api.app:create_app",
+        "bhuktani.api.app:serving_app",
         factory=True,
         host=host,
         port=port,

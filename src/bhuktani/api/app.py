@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,12 @@ from bhuktani.workers import callbacks as callback_worker
 from bhuktani.workers import reconciler
 
 log = structlog.get_logger()
+
+# The collector's thresholds while serving. With CPython's defaults (700, 10, 10) and 1,000
+# LIVE commits in flight, collection took 12-15 % of the server's CPU: a request lives long
+# enough for its objects to be promoted, then rescanned by every older collection. Collected
+# every 20,000 allocations, most of them die before a scan, and collection took 1-2 %.
+SERVING_GC_THRESHOLDS = (20_000, 20, 10)
 
 
 class JsonResponse(Response):
@@ -222,4 +229,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = metrics.render(_gateway(request).breakers)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
+    return app
+
+
+def serving_app() -> FastAPI:
+    """The app of `bhuktani serve`, built in each worker process. What start-up made (modules,
+    routes, settings) lives as long as the process, so it is frozen out of every collection."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
     return app
