@@ -1,9 +1,10 @@
 """The ceiling: the least a server can do for the two measured calls, on the same stack.
 
 Plain Starlette on the same uvicorn settings as `bhuktani serve` (uvloop, httptools, no
-access log, same --workers), the raw drivers (asyncpg; stdlib sqlite3 on one dedicated
-thread per process, WAL), no authentication, no validation, no logging. It does only the
-database work the measured call cannot avoid (docs/DESIGN.md), on tables of the same shape:
+access log, same --workers, same garbage collector settings), the raw drivers (asyncpg;
+stdlib sqlite3 on one dedicated thread per process, WAL), no authentication, no
+validation, no logging. It does only the database work the measured call cannot avoid
+(docs/DESIGN.md), on tables of the same shape:
 
 - details (HashCNet V2): insert one session row (the offer as JSON, ~1.1 KB, as the
   product stores it), answer the documented ~1.8 KB body with the new session_id;
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import sqlite3
@@ -635,6 +637,16 @@ def create_app() -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def serving_app() -> Starlette:
+    """The collector settings of `bhuktani serve` (`serving_app` in src/bhuktani/api/app.py),
+    so that neither side wins on a setting the other could use."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
+    return app
+
+
 # -- set-up and serving
 
 
@@ -687,7 +699,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     # The settings of `bhuktani serve` (src/bhuktani/cli.py).
     uvicorn.run(
-        "ceiling_app:create_app",
+        "ceiling_app:serving_app",
         factory=True,
         app_dir=os.path.dirname(os.path.abspath(__file__)),
         host=host,
