@@ -10,12 +10,14 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics
@@ -71,7 +73,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _serve(
-    app: FastAPI,
+    app: Starlette,
     path: str,
     endpoint: Endpoint,
     method: str,
@@ -81,7 +83,8 @@ def _serve(
     """Serve an API path (with and without its trailing slash) as a plain Starlette route,
     and describe it in the OpenAPI document. Our endpoints read the request themselves, so
     FastAPI's per-request machinery (dependency solving, an exit stack) is ~70 us of CPU a
-    request for nothing: 9-12 % of a details or commit call on SQLite (bench/README.md)."""
+    request for nothing: 9-12 % of a details or commit call on SQLite (bench/README.md).
+    FastAPI only writes the document, from routes that never serve."""
     app.router.routes.append(Route(path, endpoint, methods=[method], name=name))
     app.router.routes.append(
         Route(path.rstrip("/"), endpoint, methods=[method], name=name + "_bare")
@@ -92,21 +95,27 @@ def _serve(
     )
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    def schema() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
-                title=app.title, version=app.version, routes=app.state.documented
-            )
-        return app.openapi_schema
+def _document_routes(app: Starlette) -> None:
+    """`/openapi.json`, written once on first use, and `/docs`, Swagger UI over it."""
+    written: list[bytes] = []
 
-    return schema
+    async def openapi_endpoint(request: Request) -> Response:
+        if not written:
+            schema = get_openapi(title="bhuktani", version=__version__, routes=app.state.documented)
+            written.append(orjson.dumps(schema))
+        return Response(written[0], media_type="application/json")
+
+    async def docs_endpoint(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="bhuktani - Swagger UI")
+
+    app.router.routes.append(Route("/openapi.json", openapi_endpoint, methods=["GET"]))
+    app.router.routes.append(Route("/docs", docs_endpoint, methods=["GET"]))
 
 
 Flow = Callable[[gateway_mod.Gateway, ServiceGroup, dict[str, Any], str | None], Awaitable[Any]]
 
 
-def _group_route(app: FastAPI, verb: str, group: ServiceGroup, flow: Flow) -> None:
+def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> None:
     model = group.details_model if verb == "details" else group.commit_model
 
     async def endpoint(request: Request) -> JsonResponse:
@@ -127,7 +136,7 @@ async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-def _lookup_routes(app: FastAPI) -> None:
+def _lookup_routes(app: Starlette) -> None:
     async def status_endpoint(request: Request) -> JsonResponse:
         gateway = _gateway(request)
         data = await _lookup_data(request, gateway.settings.max_body_bytes)
@@ -151,7 +160,7 @@ def _lookup_routes(app: FastAPI) -> None:
         _serve(app, path, endpoint, "GET", path.strip("/").replace("/", "_"))
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: Starlette) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         logs.bind(error_code=exc.code, details=exc.details)
@@ -167,20 +176,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             error = ApiError("1010", str(exc.detail), http_status=exc.status_code)
         return error_response(error)
 
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        return error_response(ApiError("1010", "Malformed request"))
-
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await connect(settings.database_url)
         gateway = gateway_mod.build(db, settings)
         app.state.gateway = gateway
@@ -197,24 +202,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*workers)
             await gateway.aclose()
 
-    app = FastAPI(
-        title="bhuktani",
-        version=__version__,
-        lifespan=lifespan,
-        redirect_slashes=False,
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    app.add_middleware(RequestContext)
+    app = Starlette(lifespan=lifespan, middleware=[Middleware(RequestContext)])
+    # A path is served as written or without its trailing slash (`_serve`), never redirected.
+    app.router.redirect_slashes = False
     app.state.documented = []
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
+    _document_routes(app)
     for group in gateway_mod.GROUPS.values():
         _group_route(app, "details", group, details_flow.details)
         _group_route(app, "commit", group, commit_flow.commit)
     _lookup_routes(app)
 
-    @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> JsonResponse:
         """200 while the database answers; a degraded ISP shows in `isps`, not in the
         status, because the gateway still serves every other ISP."""
@@ -224,15 +222,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = {"status": "ok" if ok else "unavailable", "database": ok, "isps": isps}
         return JsonResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint(request: Request) -> Response:
         body = metrics.render(_gateway(request).breakers)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
+    app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    app.router.routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     return app
 
 
-def serving_app() -> FastAPI:
+def serving_app() -> Starlette:
     """The app of `bhuktani serve`, built in each worker process. What start-up made (modules,
     routes, settings) lives as long as the process, so it is frozen out of every collection."""
     app = create_app()
