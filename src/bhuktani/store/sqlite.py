@@ -1,9 +1,9 @@
 """SQLite through the stdlib driver on one dedicated thread per process (WAL).
 
-Transactions in a process are serialised by an asyncio lock: SQLite has one writer at a
-time anyway, and `BEGIN IMMEDIATE` takes the write lock up front so that two processes
-never deadlock upgrading a read lock. A transaction never awaits anything but its own
-statements, so the lock is held briefly.
+A write transaction runs whole on that thread (`SqliteDatabase.run`): its body never
+awaits anything but its own statements, so it holds SQLite's one write lock briefly, and
+`BEGIN IMMEDIATE` takes that lock up front so that two processes never deadlock upgrading
+a read lock. Write transactions queued together share one COMMIT (`_Thread`).
 """
 
 from __future__ import annotations
@@ -76,10 +76,12 @@ class _Ready(Generic[T]):
 class ThreadTx:
     """Statements run right here, on the SQLite thread, inside SqliteDatabase.run."""
 
-    def __init__(self, conn: sqlite3.Connection, memo: dict[Any, Any]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, memo: dict[Any, Any], created: set[Any] | None = None
+    ) -> None:
         self._conn = conn
         self.memo = memo
-        self.created_here: set[Any] = set()
+        self.created_here: set[Any] = set() if created is None else created
 
     def fetchrow(self, sql: str, *args: Any) -> _Ready[Row | None]:
         return _Ready(lambda: self._conn.execute(translate(sql), args).fetchone())
@@ -104,7 +106,12 @@ def _drive(awaitable: Awaitable[T]) -> T:
     raise RuntimeError("a transaction body awaited something other than its statements")
 
 
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
+# At most this many write transactions share one COMMIT.
+MAX_GROUP = 64
+
+
+def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:
     if future.cancelled():
         return
     ok, value = outcome
@@ -114,48 +121,131 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)
+
+
+def _failed(exc: BaseException) -> Outcome:
+    return (False, _typed(exc) if isinstance(exc, sqlite3.IntegrityError) else exc)
+
+
+class _Job:
+    """`fn` on the connection; a `grouped` one is a write transaction's body, run by the
+    thread inside a transaction it shares with the other bodies queued beside it."""
+
+    __slots__ = ("fn", "future", "grouped")
+
+    def __init__(self, fn: Callable[..., Any], future: asyncio.Future[Any], grouped: bool) -> None:
+        self.fn = fn
+        self.future = future
+        self.grouped = grouped
+
+
 class _Thread:
     """One connection, used from one dedicated thread only, which takes its jobs from a
-    queue and hands each result back to the event loop with one call_soon_threadsafe
+    queue and hands results back to the event loop with call_soon_threadsafe
     (run_in_executor would wrap each job in a concurrent future chained to an asyncio
-    one: twice the objects and callbacks on every trip to the database)."""
+    one: twice the objects and callbacks on every trip to the database).
+
+    Write transactions queued together commit together (group commit): one BEGIN
+    IMMEDIATE, each body inside its own SAVEPOINT, so that a body that fails rolls back
+    alone, then one COMMIT, after which each caller gets its own outcome. Nobody hears of
+    a result before its COMMIT, and a COMMIT that fails fails every body in it. Under load,
+    one COMMIT (the WAL write of the hot pages) then serves many payments instead of one."""
 
     def __init__(self, path: str, name: str) -> None:
         self._path = path
         self._name = name
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None
-        ] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._held: list[_Job | None] = []  # taken from the queue, not yet run
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
+    def _next(self) -> _Job | None:
+        return self._held.pop() if self._held else self._jobs.get()
+
     def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            fn, future = job
-            if future.cancelled():  # its caller is gone before it began: skip it
+        while (job := self._next()) is not None:  # None: close() asked to stop
+            if job.future.cancelled():  # its caller is gone before it began: skip it
                 continue
-            outcome: tuple[bool, Any]
-            try:
-                if self._conn is None:
-                    self._conn = _connect(self._path)
-                outcome = (True, fn(self._conn))
-            except sqlite3.IntegrityError as exc:
-                outcome = (False, _typed(exc))
-            except BaseException as exc:
-                outcome = (False, exc)
-            future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+            if not job.grouped:
+                outcome = self._run(job.fn)
+                job.future.get_loop().call_soon_threadsafe(_settle, job.future, outcome)
+                continue
+            group = [job]
+            while len(group) < MAX_GROUP:
+                try:
+                    queued = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None or not queued.grouped:
+                    self._held.append(queued)  # its turn comes after this group
+                    break
+                if not queued.future.cancelled():
+                    group.append(queued)
+            outcomes = self._run_group(group)
+            settled = [(j.future, outcome) for j, outcome in zip(group, outcomes, strict=True)]
+            group[0].future.get_loop().call_soon_threadsafe(_settle_all, settled)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        return self._conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Outcome:
+        try:
+            return (True, fn(self._connection()))
+        except BaseException as exc:
+            return _failed(exc)
+
+    def _run_group(self, group: list[_Job]) -> list[Outcome]:
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            return [_failed(exc)] * len(group)
+        # Rows created by any body of the group are not committed until the group is: no
+        # body may remember their ids (see ledger), so they share one record of them.
+        created: set[Any] = set()
+        outcomes: list[Outcome] = []
+        try:
+            for job in group:
+                conn.execute("SAVEPOINT body")
+                try:
+                    outcomes.append((True, job.fn(conn, created)))
+                except BaseException as exc:
+                    if not conn.in_transaction:
+                        raise  # SQLite gave up the whole transaction: nothing of it stays
+                    conn.execute("ROLLBACK TO body")
+                    outcomes.append(_failed(exc))
+                conn.execute("RELEASE body")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [_failed(exc)] * len(group)
+        return outcomes
+
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` alone on the connection."""
+        return await self._queue(fn, grouped=False)
+
+    async def transact(self, body: Callable[[sqlite3.Connection, set[Any]], T]) -> T:
+        """`body` inside a write transaction, maybe shared with others (see the class)."""
+        return await self._queue(body, grouped=True)
+
+    async def _queue(self, fn: Callable[..., T], grouped: bool) -> T:
         if self._thread is None:
             # A daemon: a process that exits without close() must not hang on it, and
             # SQLite's journal drops a transaction cut short.
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put((fn, future))
+        self._jobs.put(_Job(fn, future, grouped))
         return await future
 
     async def close(self) -> None:
@@ -219,8 +309,13 @@ class SqliteDatabase:
             await asyncio.shield(self._side.call(lambda conn: conn.execute("COMMIT")))
 
     async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
-        """The whole transaction in one call to the SQLite thread."""
-        return await self._whole(body, "BEGIN IMMEDIATE")
+        """The whole transaction in one call to the SQLite thread, committed with the
+        others queued beside it (see _Thread)."""
+
+        def whole(conn: sqlite3.Connection, created: set[Any]) -> T:
+            return _drive(body(ThreadTx(conn, self.memo, created)))
+
+        return await self._main.transact(whole)
 
     async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         # A deferred transaction takes no write lock: other processes keep writing.
