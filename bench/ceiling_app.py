@@ -2,7 +2,8 @@
 
 Plain Starlette on the same uvicorn settings as `bhuktani serve` (uvloop, httptools, no
 access log, same --workers, same garbage collector settings), the raw drivers (asyncpg;
-stdlib sqlite3 on one dedicated thread per process, WAL), no authentication, no
+stdlib sqlite3 on one dedicated thread per process, WAL, write transactions queued
+together committed together as the product's store does), no authentication, no
 validation, no logging. It does only the database work the measured call cannot avoid
 (docs/DESIGN.md), on tables of the same shape:
 
@@ -31,12 +32,13 @@ import asyncio
 import contextlib
 import gc
 import os
+import queue
 import secrets
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
@@ -242,36 +244,82 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _settle(settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], bool]
+
+
 class SqliteStore:
+    """One connection on one thread fed by a queue, as the product's store: write
+    transactions queued together share one COMMIT, each body in its own savepoint."""
+
     def __init__(self, path: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._path = path
-        self._conn: sqlite3.Connection | None = None
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn = _sqlite_connect(self._path)
+        held: list[Job | None] = []
+        while (job := held.pop() if held else self._jobs.get()) is not None:
+            fn, future, is_tx = job
+            if not is_tx:
+                try:
+                    outcome: tuple[bool, Any] = (True, fn(conn))
+                except Exception as exc:
+                    outcome = (False, exc)
+                future.get_loop().call_soon_threadsafe(_settle, [(future, outcome)])
+                continue
+            group = [job]
+            while len(group) < 64:
+                try:
+                    queued = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None or not queued[2]:
+                    held.append(queued)
+                    break
+                group.append(queued)
+            settled = []
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, future, _ in group:
+                conn.execute("SAVEPOINT body")
+                try:
+                    settled.append((future, (True, fn(conn))))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO body")
+                    settled.append((future, (False, exc)))
+                conn.execute("RELEASE body")
+            conn.execute("COMMIT")
+            group[0][1].get_loop().call_soon_threadsafe(_settle, settled)
+        conn.close()
+
+    async def _queue(self, fn: Callable[[sqlite3.Connection], T], is_tx: bool) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, future, is_tx))
+        return await future
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            if self._conn is None:
-                self._conn = _sqlite_connect(self._path)
-            return fn(self._conn)
+        return await self._queue(fn, False)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
-
-    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+    async def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._queue(body, True)
 
     async def accounts(self) -> dict[str, int]:
         rows = await self.call(lambda c: c.execute("SELECT code, id FROM accounts").fetchall())
         return {str(code): int(i) for code, i in rows}
 
     async def open_session(self, args: tuple[Any, ...]) -> None:
-        await self.call(lambda c: self._tx(c, lambda c: c.execute(q(INSERT_SESSION), args)))
+        await self._tx(lambda c: c.execute(q(INSERT_SESSION), args))
 
     async def hold(self, pay: tuple[Any, ...], debit: int, credit: int, amount: int) -> int:
         def body(c: sqlite3.Connection) -> int:
@@ -286,7 +334,7 @@ class SqliteStore:
                 raise Conflict("credits")
             return int(row[0])
 
-        return await self.call(lambda c: self._tx(c, body))
+        return await self._tx(body)
 
     async def post(
         self, payment_id: int, hold_id: int, debit: int, credit: int, amount: int, receipt: str
@@ -300,13 +348,14 @@ class SqliteStore:
             available, consumed = c.execute(q(POST_DEBIT), (debit, amount)).fetchone()
             return int(available), int(consumed)
 
-        return await self.call(lambda c: self._tx(c, body))
+        return await self._tx(body)
 
     async def ping(self) -> None:
         await self.call(lambda c: c.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._jobs.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
 
 # -- PostgreSQL: asyncpg, a pool of the product's size (2..10) per process.
