@@ -5,6 +5,7 @@ a token (STYLE.md habit 6), wherever the client put it."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -212,3 +213,32 @@ def test_no_token_appears_in_the_log(logged: Logged) -> None:
     for secret in secrets:
         # Neither the token nor its random part after the prefix.
         assert secret.removeprefix("TEST:") not in logged.log, secret
+
+
+def test_a_request_line_has_the_shape_of_every_other_line_and_obeys_the_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    import structlog
+
+    from bhuktani import logs
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        logs.configure_logging("INFO")
+        with logs.fields(request_id="r1", method="POST", path="/x", note=MADE_UP_TEST_TOKEN):
+            logs.request_line(200, 1.5)
+            structlog.get_logger().info("request", status=200, duration_ms=1.5)
+        logs.configure_logging("WARNING")
+        logs.request_line(200, 1.5)
+    finally:
+        monkeypatch.undo()
+        logs.configure_logging("INFO")
+    direct, through_structlog = (json.loads(line) for line in out.getvalue().splitlines())
+    assert list(direct) == list(through_structlog)
+    assert direct.pop("timestamp").endswith("Z")
+    through_structlog.pop("timestamp")
+    assert direct == through_structlog
+    assert direct["note"] == "[scrubbed]"

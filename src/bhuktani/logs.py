@@ -9,7 +9,8 @@ import re
 import sys
 from collections.abc import MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -70,10 +71,35 @@ def _dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
+class _RequestLines:
+    """Where request lines go, and whether they are written at all (INFO and below)."""
+
+    stream: TextIO = sys.stdout
+    enabled = True
+
+
+def request_line(status: int, duration_ms: float) -> None:
+    """The one line each request ends with: the same fields, order and scrubbing as a
+    structlog line, written directly. Through structlog's processor chain it took ~15 %
+    of the server's CPU on a details call."""
+    if not _RequestLines.enabled:
+        return
+    event: dict[str, Any] = {"status": status, "duration_ms": duration_ms, "event": "request"}
+    _merge_fields(None, "", event)
+    event["level"] = "info"
+    event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    _scrub(None, "", event)
+    stream = _RequestLines.stream
+    stream.write(_dumps(event) + "\n")
+    stream.flush()
+
+
 def configure_logging(level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    _RequestLines.stream = sys.stdout
+    _RequestLines.enabled = numeric <= logging.INFO
     structlog.configure(
         processors=[
             _merge_fields,

@@ -67,7 +67,7 @@ class RequestContext:
                     await self._crash(send_with_id, request_id)
             finally:
                 duration_ms = round((time.perf_counter() - started) * 1000, 2)
-                log.info("request", status=status, duration_ms=duration_ms)
+                logs.request_line(status, duration_ms)
                 _REQUEST_ID.reset(id_token)
 
     async def _crash(self, send: Send, request_id: str) -> None:
