@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics
 from bhuktani.api.body import parse_object, read_limited, token_of, underscored
-from bhuktani.api.middleware import RequestContext
+from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.errors import ApiError
 from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
@@ -55,6 +55,12 @@ def error_response(error: ApiError) -> JsonResponse:
     return JsonResponse(error.body(), status_code=error.http_status)
 
 
+def api_error_response(error: ApiError) -> JsonResponse:
+    """An ApiError an endpoint raised: its envelope, its code on the request's log line."""
+    logs.bind(error_code=error.code, details=error.details)
+    return error_response(error)
+
+
 def _json_body_schema(model: type[Any]) -> dict[str, Any]:
     return {
         "requestBody": {
@@ -67,9 +73,6 @@ def _json_body_schema(model: type[Any]) -> dict[str, Any]:
 def _gateway(request: Request) -> gateway_mod.Gateway:
     gateway: gateway_mod.Gateway = request.app.state.gateway
     return gateway
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _serve(
@@ -89,6 +92,9 @@ def _serve(
     app.router.routes.append(
         Route(path.rstrip("/"), endpoint, methods=[method], name=name + "_bare")
     )
+    direct: dict[str, dict[str, Endpoint]] = app.state.direct
+    for served in (path, path.rstrip("/")):
+        direct.setdefault(served, {})[method] = endpoint
     documented: list[APIRoute] = app.state.documented
     documented.append(
         APIRoute(path, endpoint, methods=[method], name=name, openapi_extra=openapi_extra)
@@ -163,8 +169,7 @@ def _lookup_routes(app: Starlette) -> None:
 def _install_error_handlers(app: Starlette) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        logs.bind(error_code=exc.code, details=exc.details)
-        return error_response(exc)
+        return api_error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -202,9 +207,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await asyncio.gather(*workers)
             await gateway.aclose()
 
-    app = Starlette(lifespan=lifespan, middleware=[Middleware(RequestContext)])
+    direct: dict[str, dict[str, Endpoint]] = {}
+    app = Starlette(
+        lifespan=lifespan,
+        middleware=[Middleware(RequestContext, direct=direct, on_api_error=api_error_response)],
+    )
     # A path is served as written or without its trailing slash (`_serve`), never redirected.
     app.router.redirect_slashes = False
+    app.state.direct = direct
     app.state.documented = []
     _install_error_handlers(app)
     _document_routes(app)

@@ -1,19 +1,27 @@
 """Per-request context: a request id, one log line per request, and the last line of
-defence that turns any unexpected exception into a 1017 envelope."""
+defence that turns any unexpected exception into a 1017 envelope. The API's own paths are
+called from here directly, past the router."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 
 import orjson
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bhuktani import logs
-from bhuktani.errors import server_error
+from bhuktani.errors import ApiError, server_error
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+# path -> method -> endpoint
+Direct = Mapping[str, Mapping[str, Endpoint]]
 
 log = structlog.get_logger()
 _REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
@@ -34,8 +42,20 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    """`direct` routes are called here, and an ApiError they raise answered with
+    `on_api_error`: the same endpoint and envelope as through Starlette's router and its
+    exception middleware, whose layers took ~15 % of the server's CPU on a details call.
+    Any other path or method goes on to `app`, whose router answers 404 and 405."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        direct: Direct | None = None,
+        on_api_error: Callable[[ApiError], Response] | None = None,
+    ) -> None:
         self.app = app
+        self._direct: Direct = direct or {}
+        self._on_api_error = on_api_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +80,11 @@ class RequestContext:
                 await send(message)
 
             try:
-                await self.app(scope, receive, send_with_id)
+                endpoint = self._direct.get(scope["path"], {}).get(scope["method"])
+                if endpoint is None:
+                    await self.app(scope, receive, send_with_id)
+                else:
+                    await self._call(endpoint, scope, receive, send_with_id)
             except Exception:
                 log.exception("server_error")
                 if not response_started:
@@ -69,6 +93,15 @@ class RequestContext:
                 duration_ms = round((time.perf_counter() - started) * 1000, 2)
                 logs.request_line(status, duration_ms)
                 _REQUEST_ID.reset(id_token)
+
+    async def _call(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await endpoint(Request(scope, receive, send))
+        except ApiError as exc:
+            if self._on_api_error is None:
+                raise
+            response = self._on_api_error(exc)
+        await response(scope, receive, send)
 
     async def _crash(self, send: Send, request_id: str) -> None:
         error = server_error(request_id)
