@@ -83,11 +83,12 @@ def _serve(
     name: str,
     openapi_extra: dict[str, Any] | None = None,
 ) -> None:
-    """Serve an API path (with and without its trailing slash) as a plain Starlette route,
-    and describe it in the OpenAPI document. Our endpoints read the request themselves, so
+    """Serve an API path (with and without its trailing slash): RequestContext calls the
+    endpoint directly, and the router keeps a plain Starlette route of it so that a wrong
+    method still answers 405, not 404. Our endpoints read the request themselves, so
     FastAPI's per-request machinery (dependency solving, an exit stack) is ~70 us of CPU a
-    request for nothing: 9-12 % of a details or commit call on SQLite (bench/README.md).
-    FastAPI only writes the document, from routes that never serve."""
+    request for nothing (bench/README.md): FastAPI only describes the path in the OpenAPI
+    document, from routes that never serve."""
     app.router.routes.append(Route(path, endpoint, methods=[method], name=name))
     app.router.routes.append(
         Route(path.rstrip("/"), endpoint, methods=[method], name=name + "_bare")

@@ -50,11 +50,12 @@ class RequestContext:
     def __init__(
         self,
         app: ASGIApp,
-        direct: Direct | None = None,
-        on_api_error: Callable[[ApiError], Response] | None = None,
+        *,
+        direct: Direct,
+        on_api_error: Callable[[ApiError], Response],
     ) -> None:
         self.app = app
-        self._direct: Direct = direct or {}
+        self._direct = direct
         self._on_api_error = on_api_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,8 +99,6 @@ class RequestContext:
         try:
             response = await endpoint(Request(scope, receive, send))
         except ApiError as exc:
-            if self._on_api_error is None:
-                raise
             response = self._on_api_error(exc)
         await response(scope, receive, send)
 
