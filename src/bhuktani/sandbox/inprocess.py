@@ -21,11 +21,16 @@ from bhuktani.providers.base import (
 )
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
-from bhuktani.store import Database, Tx, UniqueViolation, query_row
+from bhuktani.store import Database, Tx, query_row
 
 
 def new_receipt() -> str:
     return str(1000 + secrets.randbelow(9_000_000))
+
+
+def _refused(subscriber: Subscriber, order: Order) -> Refused | None:
+    reason = catalog.refusal(subscriber, order)
+    return None if reason is None else Refused(*reason)
 
 
 class SandboxProvider:
@@ -64,55 +69,67 @@ class SandboxProvider:
         return await self._current(tx, query.merchant_id, query.isp, query.username)
 
     async def _apply(self, order: Order, visible_ms: int) -> PayResult:
-        """Apply the payment once per payment_id, as an idempotent ISP does."""
-        try:
+        """Apply the payment once per payment_id, as an idempotent ISP does: a payment
+        applied before answers with its first receipt and changes nothing."""
 
-            async def _tx(tx: Tx) -> PayResult:
-                existing = await tx.fetchrow(
-                    "SELECT receipt FROM sandbox_payments WHERE payment_id = $1",
-                    order.payment_id,
-                )
-                if existing is not None:
-                    return Paid(str(existing["receipt"]))
-                subscriber = await self._current(tx, order.merchant_id, order.isp, order.username)
-                if subscriber is None:
-                    return Refused("Username not found", "username")
-                refused = catalog.refusal(subscriber, order)
-                if refused is not None:
-                    return Refused(*refused)
-                updated = catalog.after_payment(subscriber, order)
-                await tx.execute(
-                    "INSERT INTO sandbox_subscribers (merchant_id, isp, username, current_plan,"
-                    " days_remaining) VALUES ($1, $2, $3, $4, $5)"
-                    " ON CONFLICT (merchant_id, isp, username) DO UPDATE SET"
-                    " current_plan = EXCLUDED.current_plan,"
-                    " days_remaining = EXCLUDED.days_remaining",
-                    order.merchant_id,
-                    order.isp,
-                    catalog.normalise(order.username),
-                    updated.current_plan,
-                    updated.days_remaining,
-                )
-                receipt = new_receipt()
-                await tx.execute(
-                    "INSERT INTO sandbox_payments (payment_id, merchant_id, isp, username,"
-                    " amount_paisa, receipt, visible_ms, created_ms)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    order.payment_id,
-                    order.merchant_id,
-                    order.isp,
-                    catalog.normalise(order.username),
-                    order.amount_paisa,
-                    receipt,
-                    visible_ms,
-                    now_ms(),
-                )
-                return Paid(receipt)
+        async def _tx(tx: Tx) -> PayResult:
+            subscriber = await self._current(tx, order.merchant_id, order.isp, order.username)
+            refused = (
+                Refused("Username not found", "username")
+                if subscriber is None
+                else _refused(subscriber, order)
+            )
+            if refused is not None:
+                # Whatever the order looks like now, a payment applied earlier stays so.
+                earlier = await self._receipt(tx, order.payment_id)
+                return refused if earlier is None else Paid(earlier)
+            assert subscriber is not None
+            # Written first: the payment's key says whether it was applied before, so an
+            # ISP that answers at once reads nothing more on its way to a receipt.
+            applied = await tx.fetchrow(
+                "INSERT INTO sandbox_payments (payment_id, merchant_id, isp, username,"
+                " amount_paisa, receipt, visible_ms, created_ms)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (payment_id) DO NOTHING RETURNING receipt",
+                order.payment_id,
+                order.merchant_id,
+                order.isp,
+                catalog.normalise(order.username),
+                order.amount_paisa,
+                new_receipt(),
+                visible_ms,
+                now_ms(),
+            )
+            if applied is None:
+                earlier = await self._receipt(tx, order.payment_id)
+                assert earlier is not None, order.payment_id
+                return Paid(earlier)
+            updated = catalog.after_payment(subscriber, order)
+            # The days are added in the statement: two payments for one subscriber at once
+            # must not both start from the days they read.
+            await tx.execute(
+                "INSERT INTO sandbox_subscribers (merchant_id, isp, username, current_plan,"
+                " days_remaining) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (merchant_id, isp, username) DO UPDATE SET"
+                " current_plan = EXCLUDED.current_plan,"
+                " days_remaining = sandbox_subscribers.days_remaining + $6",
+                order.merchant_id,
+                order.isp,
+                catalog.normalise(order.username),
+                updated.current_plan,
+                updated.days_remaining,
+                order.days,
+            )
+            return Paid(str(applied["receipt"]))
 
-            return await self._db.run(_tx)
-        except UniqueViolation:
-            # The same payment applied concurrently: the ISP keeps the first.
-            return await self._apply(order, visible_ms)
+        return await self._db.run(_tx)
+
+    @staticmethod
+    async def _receipt(tx: Tx, payment_id: int) -> str | None:
+        row = await tx.fetchrow(
+            "SELECT receipt FROM sandbox_payments WHERE payment_id = $1", payment_id
+        )
+        return None if row is None else str(row["receipt"])
 
     async def pay(self, order: Order) -> PayResult:
         behaviour = catalog.behaviour(order.username)
