@@ -3,6 +3,9 @@
 PostgreSQL is the server named by BHUKTANI_TEST_POSTGRES_URL; each test session gets a
 database of its own there. When PostgreSQL is asked for and unreachable the run fails:
 it never skips silently. BHUKTANI_TEST_DATABASES=sqlite runs SQLite alone, by choice.
+
+Tests of PostgreSQL alone (`only_postgresql`) take `empty_pg_url`: a database of their
+own, migrated and empty.
 """
 
 from __future__ import annotations
@@ -66,6 +69,28 @@ def db_url(
     upgrade(url)
     yield url
     asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+only_postgresql = pytest.mark.skipif(
+    "postgresql" not in DATABASES, reason="BHUKTANI_TEST_DATABASES leaves PostgreSQL out"
+)
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, migrated and empty (alembic runs its own
+    event loop, so this fixture is not async)."""
+    admin_url = os.environ.get(PG_ENV)
+    if not admin_url:
+        pytest.fail(f"{PG_ENV} is not set; PostgreSQL tests never skip")
+    name = f"bhuktani_alone_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        url = _with_database(admin_url, name)
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ updated last (see _move).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bhuktani.clock import now_ms
 from bhuktani.store import Tx
@@ -16,6 +16,10 @@ from bhuktani.store import Tx
 
 class InsufficientCredits(Exception):
     pass
+
+
+# The accounts' CHECK that keeps a merchant's available credits from going below zero.
+CREDITS_CHECK = "merchant_available_not_negative"
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,20 @@ def isp_code(isp: str, payment_id: int | None = None) -> str:
 FUNDING_CODE = "funding"
 
 
+def _account_key(kind: str, env: str, code: str) -> tuple[str, str, str, str]:
+    return ("account", kind, env, code)
+
+
+def remembered_account(memo: dict[Any, Any], kind: str, env: str, code: str) -> int | None:
+    """The id of a committed account seen before (see ensure_account), without a query."""
+    known = memo.get(_account_key(kind, env, code))
+    return None if known is None else int(known)
+
+
 async def ensure_account(
     tx: Tx, kind: str, env: str, code: str, merchant_id: int | None = None
 ) -> int:
-    key = ("account", kind, env, code)
+    key = _account_key(kind, env, code)
     known = tx.memo.get(key)
     if known is not None:
         return int(known)

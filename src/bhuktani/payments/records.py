@@ -18,9 +18,9 @@ from bhuktani.callbacks import outbox
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, client_error
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import sessions
+from bhuktani.payments import one_statement, sessions
 from bhuktani.providers.base import NotFound, Order, Paid, Refused, StatusResult
-from bhuktani.store import Database, Row, Tx, UniqueViolation
+from bhuktani.store import CheckViolation, Database, Row, Tx, UniqueViolation
 
 FINAL_STATES = ("Success", "Failed", "Error", "Expired")
 
@@ -73,14 +73,16 @@ async def open_payment(
     """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
     process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
     try:
+        if db.dialect == "postgresql":
+            await _open_in_one_statement(
+                db, principal, service, order, reference, session_id, first_check_ms
+            )
+            return
 
         async def _tx(tx: Tx) -> None:
             # A used reference fails the payment's insert (UniqueViolation, below): no
             # look-up first, in this transaction or before it.
-            merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
-            isp_id = await ledger.ensure_account(
-                tx, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
-            )
+            merchant_id, isp_id = await _accounts(tx, principal, order)
             hold_id = await ledger.open_pending(
                 tx, merchant_id, isp_id, order.amount_paisa, order.payment_id
             )
@@ -91,19 +93,7 @@ async def open_payment(
                 " hold_transfer_id, state, next_check_ms, created_ms, updated_ms) VALUES ($1, $2,"
                 " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16,"
                 " $16)",
-                order.payment_id,
-                principal.merchant_id,
-                principal.env,
-                reference,
-                service,
-                order.isp,
-                order.username,
-                None if order.package_code is None else str(order.package_code),
-                order.package_title,
-                order.duration_code,
-                order.days,
-                order.amount_paisa,
-                session_id,
+                *_payment_values(principal, service, order, reference, session_id),
                 hold_id,
                 first_check_ms,
                 now,
@@ -116,11 +106,7 @@ async def open_payment(
             try:
                 await ledger.reserve(tx, merchant_id, order.amount_paisa)
             except ledger.InsufficientCredits:
-                available = (await ledger.balance(tx, merchant_id)).available_paisa
-                raise ApiError(
-                    "1016",
-                    f"Available credits {available / 100:.2f} do not cover the amount",
-                ) from None
+                raise await _short_of_credits(tx, merchant_id) from None
 
         await db.run(_tx)
     except UniqueViolation:
@@ -129,6 +115,91 @@ async def open_payment(
         if existing is None:
             raise
         raise _duplicate(existing) from None
+
+
+def _payment_values(
+    principal: Principal, service: str, order: Order, reference: str, session_id: int | None
+) -> tuple[object, ...]:
+    """A new payment's columns from id to session_id, in the order of its INSERTs."""
+    return (
+        order.payment_id,
+        principal.merchant_id,
+        principal.env,
+        reference,
+        service,
+        order.isp,
+        order.username,
+        None if order.package_code is None else str(order.package_code),
+        order.package_title,
+        order.duration_code,
+        order.days,
+        order.amount_paisa,
+        session_id,
+    )
+
+
+async def _accounts(tx: Tx, principal: Principal, order: Order) -> tuple[int, int]:
+    """The merchant's account and the ISP's, created on first use."""
+    merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
+    isp_id = await ledger.ensure_account(
+        tx, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
+    )
+    return merchant_id, isp_id
+
+
+def _remembered_accounts(
+    db: Database, principal: Principal, order: Order
+) -> tuple[int, int] | None:
+    """_accounts without a query, once both are known to this process."""
+    merchant_id = ledger.remembered_account(
+        db.memo, "merchant", principal.env, ledger.merchant_code(principal.merchant_id)
+    )
+    isp_id = ledger.remembered_account(
+        db.memo, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
+    )
+    if merchant_id is None or isp_id is None:
+        return None
+    return merchant_id, isp_id
+
+
+async def _short_of_credits(tx: Tx, merchant_account_id: int) -> ApiError:
+    available = (await ledger.balance(tx, merchant_account_id)).available_paisa
+    return ApiError("1016", f"Available credits {available / 100:.2f} do not cover the amount")
+
+
+async def _open_in_one_statement(
+    db: Database,
+    principal: Principal,
+    service: str,
+    order: Order,
+    reference: str,
+    session_id: int | None,
+    first_check_ms: int,
+) -> None:
+    """open_payment on PostgreSQL: one round trip (see one_statement)."""
+    accounts = _remembered_accounts(db, principal, order)
+    if accounts is None:
+        accounts = await db.run(lambda tx: _accounts(tx, principal, order))
+    merchant_id, isp_id = accounts
+    try:
+        row = await db.once(
+            one_statement.HOLD,
+            *_payment_values(principal, service, order, reference, session_id),
+            merchant_id,
+            isp_id,
+            first_check_ms,
+            now_ms(),
+        )
+    except CheckViolation as exc:
+        if ledger.CREDITS_CHECK not in str(exc):
+            raise
+        # The statement stopped at the hold, before the payment's insert: a used reference
+        # is told first, as the statement by statement transaction tells it.
+        await refuse_duplicate(db, principal, reference)
+        raise await db.read(lambda tx: _short_of_credits(tx, merchant_id)) from None
+    if row is None:
+        await refuse_duplicate(db, principal, reference)
+        raise client_error("Session already used for a payment")
 
 
 async def _available(tx: Tx, merchant_id: int, env: str) -> int:
@@ -147,10 +218,7 @@ def _settled(row: Row, available_paisa: int, refusal: Refused | None = None) -> 
     )
 
 
-PAYMENT_COLUMNS = (
-    "id, merchant_id, env, reference, state, isp_status, detail, amount_paisa,"
-    " hold_transfer_id, session_id, checks"
-)
+PAYMENT_COLUMNS = one_statement.PAYMENT_COLUMNS
 
 
 def describe(row: Row) -> str:
@@ -178,6 +246,12 @@ async def settle(
     final_answer = isinstance(result, (Paid, Refused)) or (
         isinstance(result, NotFound) and not_found_is_final
     )
+    if isinstance(result, Paid):
+        state, isp_status, detail = "Success", "Paid", result.receipt
+    elif isinstance(result, Refused):
+        state, isp_status, detail = "Failed", "Refused", result.reason
+    else:
+        state, isp_status, detail = "Failed", "NotFound", "The ISP never received the payment"
 
     async def with_balance(tx: Tx, row: Row) -> Settled:
         return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
@@ -195,7 +269,7 @@ async def settle(
         if not final_answer:
             row = await tx.fetchrow(
                 "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
-                " lease_until_ms = 0 WHERE id = $1 AND state = 'Processing'"
+                f" lease_until_ms = 0 WHERE {one_statement.BY_ID_STILL_PROCESSING}"
                 f" RETURNING {PAYMENT_COLUMNS}",
                 payment_id,
                 "NotFound" if isinstance(result, NotFound) else "Unknown",
@@ -205,15 +279,9 @@ async def settle(
             if row is None:
                 return await as_it_is(tx)
             return await with_balance(tx, row)
-        if isinstance(result, Paid):
-            state, isp_status, detail = "Success", "Paid", result.receipt
-        elif isinstance(result, Refused):
-            state, isp_status, detail = "Failed", "Refused", result.reason
-        else:
-            state, isp_status, detail = "Failed", "NotFound", "The ISP never received the payment"
         row = await tx.fetchrow(
             "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
-            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing'"
+            f" next_check_ms = NULL WHERE {one_statement.BY_ID_STILL_PROCESSING}"
             f" RETURNING {PAYMENT_COLUMNS}",
             payment_id,
             state,
@@ -238,6 +306,21 @@ async def settle(
         refusal = result if isinstance(result, Refused) else None
         return _settled(final, closed.available_paisa, refusal)
 
+    if final_answer and not notify and db.dialect == "postgresql":
+        # The commit's own settle, one round trip (see one_statement).
+        row = await db.once(
+            one_statement.SETTLE,
+            payment_id,
+            state,
+            isp_status,
+            detail[:500],
+            now_ms(),
+            "post" if state == "Success" else "void",
+        )
+        if row is None:
+            return await db.run(as_it_is)
+        refusal = result if isinstance(result, Refused) else None
+        return _settled(row, int(row["available"]), refusal)
     return await db.run(_tx)
 
 

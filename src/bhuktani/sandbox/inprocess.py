@@ -21,7 +21,7 @@ from bhuktani.providers.base import (
 )
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
-from bhuktani.store import Database, Tx, query_row
+from bhuktani.store import Database, Row, Tx, query_row
 
 
 def new_receipt() -> str:
@@ -31,6 +31,37 @@ def new_receipt() -> str:
 def _refused(subscriber: Subscriber, order: Order) -> Refused | None:
     reason = catalog.refusal(subscriber, order)
     return None if reason is None else Refused(*reason)
+
+
+# $1 payment, $2 merchant, $3 isp, $4 username, $5 amount, $6 receipt, $7 visible from,
+# $8 now, $9 plan, $10 days if new, $11 days added. The payment is written first: its key
+# says whether it was applied before; then the subscriber's plan and days, added in the
+# statement so that two payments for one subscriber at once both count.
+_INSERT_PAYMENT = (
+    "INSERT INTO sandbox_payments (payment_id, merchant_id, isp, username, amount_paisa,"
+    " receipt, visible_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    " ON CONFLICT (payment_id) DO NOTHING RETURNING receipt"
+)
+_UPSERT_SUBSCRIBER = (
+    "INSERT INTO sandbox_subscribers (merchant_id, isp, username, current_plan, days_remaining)"
+    " {source} ON CONFLICT (merchant_id, isp, username) DO UPDATE SET"
+    " current_plan = EXCLUDED.current_plan,"
+    " days_remaining = sandbox_subscribers.days_remaining + $11"
+)
+_UPSERT_SUBSCRIBER_VALUES = _UPSERT_SUBSCRIBER.format(source="VALUES ($2, $3, $4, $9, $10)")
+# PostgreSQL: both in one statement, one round trip.
+_APPLY_IN_ONE_STATEMENT = (
+    f"WITH applied AS ({_INSERT_PAYMENT}), subscriber AS ("
+    + _UPSERT_SUBSCRIBER.format(source="SELECT $2, $3, $4, $9, $10::integer FROM applied")
+    + ") SELECT receipt FROM applied"
+)
+
+
+async def _apply_in(tx: Tx, values: tuple[object, ...]) -> Row | None:
+    row = await tx.fetchrow(_INSERT_PAYMENT, *values[:8])
+    if row is not None:
+        await tx.execute(_UPSERT_SUBSCRIBER.format(source="VALUES ($2, $3, $4, $9, $10)"), *values)
+    return row
 
 
 class SandboxProvider:
@@ -71,58 +102,43 @@ class SandboxProvider:
     async def _apply(self, order: Order, visible_ms: int) -> PayResult:
         """Apply the payment once per payment_id, as an idempotent ISP does: a payment
         applied before answers with its first receipt and changes nothing."""
-
-        async def _tx(tx: Tx) -> PayResult:
-            subscriber = await self._current(tx, order.merchant_id, order.isp, order.username)
-            refused = (
-                Refused("Username not found", "username")
-                if subscriber is None
-                else _refused(subscriber, order)
-            )
-            if refused is not None:
-                # Whatever the order looks like now, a payment applied earlier stays so.
-                earlier = await self._receipt(tx, order.payment_id)
-                return refused if earlier is None else Paid(earlier)
-            assert subscriber is not None
-            # Written first: the payment's key says whether it was applied before, so an
-            # ISP that answers at once reads nothing more on its way to a receipt.
-            applied = await tx.fetchrow(
-                "INSERT INTO sandbox_payments (payment_id, merchant_id, isp, username,"
-                " amount_paisa, receipt, visible_ms, created_ms)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (payment_id) DO NOTHING RETURNING receipt",
-                order.payment_id,
-                order.merchant_id,
-                order.isp,
-                catalog.normalise(order.username),
-                order.amount_paisa,
-                new_receipt(),
-                visible_ms,
-                now_ms(),
-            )
-            if applied is None:
-                earlier = await self._receipt(tx, order.payment_id)
-                assert earlier is not None, order.payment_id
-                return Paid(earlier)
-            updated = catalog.after_payment(subscriber, order)
-            # The days are added in the statement: two payments for one subscriber at once
-            # must not both start from the days they read.
-            await tx.execute(
-                "INSERT INTO sandbox_subscribers (merchant_id, isp, username, current_plan,"
-                " days_remaining) VALUES ($1, $2, $3, $4, $5)"
-                " ON CONFLICT (merchant_id, isp, username) DO UPDATE SET"
-                " current_plan = EXCLUDED.current_plan,"
-                " days_remaining = sandbox_subscribers.days_remaining + $6",
-                order.merchant_id,
-                order.isp,
-                catalog.normalise(order.username),
-                updated.current_plan,
-                updated.days_remaining,
-                order.days,
-            )
-            return Paid(str(applied["receipt"]))
-
-        return await self._db.run(_tx)
+        # The ISP prices from its catalog: what a subscriber paid changes their plan and
+        # days, never the prices, so whether it refuses needs no read.
+        template = catalog.template(order.isp, order.username)
+        refused = (
+            Refused("Username not found", "username")
+            if template is None
+            else _refused(template, order)
+        )
+        if refused is not None:
+            # Whatever the order looks like now, a payment applied earlier stays so.
+            earlier = await self._db.read(lambda tx: self._receipt(tx, order.payment_id))
+            return refused if earlier is None else Paid(earlier)
+        assert template is not None
+        values = (
+            order.payment_id,
+            order.merchant_id,
+            order.isp,
+            catalog.normalise(order.username),
+            order.amount_paisa,
+            new_receipt(),
+            visible_ms,
+            now_ms(),
+            order.package_title,
+            # The days of a subscriber paying for the first time; else the days are added.
+            template.days_remaining + order.days,
+            order.days,
+        )
+        if self._db.dialect == "postgresql":
+            row = await self._db.once(_APPLY_IN_ONE_STATEMENT, *values)
+        else:
+            row = await self._db.run(lambda tx: _apply_in(tx, values))
+        if row is not None:
+            return Paid(str(row["receipt"]))
+        # Applied before: the ISP answers as it did then.
+        earlier = await self._db.read(lambda tx: self._receipt(tx, order.payment_id))
+        assert earlier is not None, order.payment_id
+        return Paid(earlier)
 
     @staticmethod
     async def _receipt(tx: Tx, payment_id: int) -> str | None:

@@ -41,6 +41,8 @@ class Tx(Protocol):
 
 class Database(Protocol):
     dialect: str
+    # Facts that never change once committed (see Tx.memo), shared by its transactions.
+    memo: dict[Any, Any]
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
@@ -53,6 +55,11 @@ class Database(Protocol):
         """Run a body that only reads: no write lock (SQLite), no BEGIN/COMMIT round trips
         (PostgreSQL: each statement commits alone, so a body of several reads may see
         commits between them; use run() where one snapshot matters)."""
+        ...
+
+    async def once(self, sql: str, *args: Any) -> Row | None:
+        """One writing statement in a transaction of its own, and the first row it returns.
+        On PostgreSQL it commits by itself: no BEGIN or COMMIT round trips."""
         ...
 
     async def ping(self) -> bool: ...

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -21,6 +21,17 @@ def _rowcount(status: str) -> int:
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: we never change session state, so
     the default reset (four statements, one round trip) buys nothing on every release."""
+
+
+@contextmanager
+def _typed_errors() -> Iterator[None]:
+    """The store's own exceptions for violated constraints."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(str(exc)) from exc
+    except asyncpg.CheckViolationError as exc:
+        raise CheckViolation(str(exc)) from exc
 
 
 class PostgresTx:
@@ -60,13 +71,15 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
         async with self._pool.acquire() as conn:
-            try:
+            with _typed_errors():
                 async with conn.transaction():
                     yield PostgresTx(conn, self.memo)
-            except asyncpg.UniqueViolationError as exc:
-                raise UniqueViolation(str(exc)) from exc
-            except asyncpg.CheckViolationError as exc:
-                raise CheckViolation(str(exc)) from exc
+
+    async def once(self, sql: str, *args: Any) -> Row | None:
+        async with self._pool.acquire() as conn:
+            with _typed_errors():
+                row: Row | None = await conn.fetchrow(sql, *args)
+                return row
 
     async def run(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self.transaction() as tx:

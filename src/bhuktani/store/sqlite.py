@@ -317,6 +317,9 @@ class SqliteDatabase:
 
         return await self._main.transact(whole)
 
+    async def once(self, sql: str, *args: Any) -> Row | None:
+        return await self.run(lambda tx: tx.fetchrow(sql, *args))
+
     async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         # A deferred transaction takes no write lock: other processes keep writing.
         return await self._whole(body, "BEGIN")

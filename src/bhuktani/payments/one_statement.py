@@ -1,0 +1,105 @@
+"""PostgreSQL: a commit's hold and its settle, each as one statement.
+
+Through asyncpg every statement is a round trip, and so are BEGIN and COMMIT: the hold
+took five and the settle six. Here each is one data-modifying CTE, committed on its own,
+doing exactly what `records` does statement by statement on either engine. SQLite runs
+those bodies whole on its own thread, with no round trip to save, so it keeps them.
+
+Each step reads the rows the step before it returned, so PostgreSQL runs them in order
+(an unreferenced one would run last), and a step that finds nothing stops the ones after
+it. What must undo the whole statement raises: a used reference (the payments' unique
+key), credits that do not cover the hold (the merchant account's CHECK).
+The statements are run by `records`, with `Database.once`.
+"""
+
+from __future__ import annotations
+
+# A payment found by its id that is still Processing. Written so that no plan can reach it
+# through payments_due (state, next_check_ms): a plan made while the table was small
+# would then walk every Processing entry of that index, dead ones included, on each
+# settle. (IS TRUE is not indexable; the id's primary key is.)
+BY_ID_STILL_PROCESSING = "id = $1 AND (state = 'Processing') IS TRUE"
+
+# What settle returns of a payment, on either engine.
+PAYMENT_COLUMNS = (
+    "id, merchant_id, env, reference, state, isp_status, detail, amount_paisa,"
+    " hold_transfer_id, session_id, checks"
+)
+
+# $1 payment id, $2 merchant, $3 env, $4 reference, $5 service, $6 isp, $7 username,
+# $8 package code, $9 package title, $10 duration code, $11 days, $12 amount,
+# $13 session (or NULL), $14 merchant account, $15 ISP account, $16 first check, $17 now.
+# Rows are taken in the order of the statement by statement transaction, which is the
+# order settle takes them in too (the payment before the merchant's balance row): a hold
+# that waits on a payment being settled (a retry of its reference) must not hold that
+# balance row meanwhile, or the two wait on each other. The session is claimed first
+# and gates the rest; the payment names its hold by an id drawn before the transfer is
+# written; the merchant's balance row, the hot one, is locked last, by the main UPDATE.
+HOLD = """
+WITH claimed AS (
+    UPDATE sessions SET payment_id = $1
+    WHERE id = $13::bigint AND payment_id IS NULL AND expires_ms > $17
+    RETURNING id
+), payment AS (
+    INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,
+        package_code, package_title, duration_code, days, amount_paisa, session_id,
+        hold_transfer_id, state, next_check_ms, created_ms, updated_ms)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::bigint,
+        nextval(pg_get_serial_sequence('transfers', 'id')), 'Processing', $16, $17, $17
+    WHERE $13::bigint IS NULL OR EXISTS (SELECT 1 FROM claimed)
+    RETURNING id, hold_transfer_id
+), hold AS (
+    INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount_paisa,
+        payment_id, created_ms)
+    SELECT payment.hold_transfer_id, 'pending', $14, $15, $12, payment.id, $17 FROM payment
+    RETURNING id
+)
+UPDATE accounts SET held_paisa = held_paisa + $12
+WHERE id = $14 AND EXISTS (SELECT 1 FROM hold)
+RETURNING id
+"""
+
+# $1 payment id, $2 state, $3 ISP status, $4 detail, $5 now, $6 'post' or 'void'.
+# The payment moves only while Processing; its hold is closed by a transfer that copies
+# it; a post credits the ISP and then debits the merchant (hot rows last, as in the
+# ledger), a void only releases the merchant's hold; a Failed payment gives its session
+# back. No row: the payment was no longer Processing.
+SETTLE = f"""
+WITH moved AS (
+    UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,
+        next_check_ms = NULL
+    WHERE {BY_ID_STILL_PROCESSING}
+    RETURNING {PAYMENT_COLUMNS}
+), closed AS (
+    INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,
+        pending_id, payment_id, created_ms)
+    SELECT $6::text, t.debit_account_id, t.credit_account_id, t.amount_paisa, t.id,
+        t.payment_id, $5
+    FROM transfers t
+    WHERE t.id = (SELECT hold_transfer_id FROM moved) AND t.kind = 'pending'
+    RETURNING debit_account_id, credit_account_id, amount_paisa
+), credited AS (
+    UPDATE accounts SET balance_paisa = accounts.balance_paisa + closed.amount_paisa
+    FROM closed
+    WHERE $6::text = 'post' AND accounts.id = closed.credit_account_id
+    RETURNING accounts.id
+), released AS (
+    UPDATE sessions SET payment_id = NULL
+    FROM moved
+    WHERE $2::text = 'Failed' AND sessions.id = moved.session_id
+        AND sessions.payment_id = moved.id
+    RETURNING sessions.id
+), debited AS (
+    UPDATE accounts SET
+        balance_paisa = accounts.balance_paisa
+            - CASE WHEN $6::text = 'post' THEN closed.amount_paisa ELSE 0 END,
+        held_paisa = accounts.held_paisa - closed.amount_paisa,
+        consumed_paisa = accounts.consumed_paisa
+            + CASE WHEN $6::text = 'post' THEN closed.amount_paisa ELSE 0 END
+    FROM closed
+    WHERE accounts.id = closed.debit_account_id
+        AND ($6::text <> 'post' OR EXISTS (SELECT 1 FROM credited))
+    RETURNING accounts.balance_paisa - accounts.held_paisa AS available
+)
+SELECT moved.*, debited.available FROM moved LEFT JOIN debited ON TRUE
+"""
