@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 from bhuktani.merchants import service as merchants
+from bhuktani.payments.sessions import random_id
+from bhuktani.providers.base import Order
 from bhuktani.settings import Settings
 from bhuktani.store import Database
 
@@ -65,6 +67,21 @@ async def new_merchant(
         services=services,
         test_credits_paisa=test_rupees * 100,
         live_credits_paisa=live_rupees * 100,
+    )
+
+
+def arrownet_order(merchant_id: int, payment_id: int | None = None) -> Order:
+    """Arrownet's sandbox subscriber, 50Mbps for 1 month, as the catalog prices it."""
+    return Order(
+        payment_id=random_id() if payment_id is None else payment_id,
+        merchant_id=merchant_id,
+        isp="arrownet",
+        username="Pradhanang",
+        package_code=None,
+        package_title="50Mbps",
+        duration_code="1",
+        days=30,
+        amount_paisa=1695_00,
     )
 
 

@@ -19,10 +19,10 @@ from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import operator, records, sessions
 from bhuktani.payments.operator import OperatorError, Target
-from bhuktani.providers.base import Order, Paid, Refused, Subscriber
+from bhuktani.providers.base import Paid, Refused, Subscriber
 from bhuktani.store import Database, connect
 from tests.conftest import AppClient
-from tests.support import assert_books_balance, new_merchant
+from tests.support import arrownet_order, assert_books_balance, new_merchant
 
 AMOUNT_PAISA = 169_500
 FAR_FUTURE_MS = 2**62  # no reconciler running beside a test ever picks these up
@@ -49,17 +49,7 @@ async def open_held(
 ) -> Made:
     """Step 1 of a commit only: the payment is Processing with its credits held."""
     reference = reference or new_reference()
-    order = Order(
-        payment_id=sessions.random_id(),
-        merchant_id=merchant_id,
-        isp="arrownet",
-        username="Pradhanang",
-        package_code=None,
-        package_title="50Mbps",
-        duration_code="1",
-        days=30,
-        amount_paisa=AMOUNT_PAISA,
-    )
+    order = arrownet_order(merchant_id)
     principal = Principal(merchant_id, "test", "all", None)
     await records.open_payment(
         db, principal, "arrownet", order, reference, session_id, first_check_ms=FAR_FUTURE_MS

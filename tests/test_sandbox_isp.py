@@ -12,6 +12,7 @@ from bhuktani.providers.base import Lookup, Order, Paid, Refused, Subscriber
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.inprocess import SandboxProvider
 from bhuktani.store import Database, Tx, query_row
+from tests.support import arrownet_order
 
 _ids = itertools.count(7_000_001)
 # A merchant of this module's own: the sandbox keeps its subscribers per merchant.
@@ -19,19 +20,7 @@ MERCHANT = 9_000_000 + secrets.randbelow(1_000_000)
 
 
 def order(payment_id: int, **changes: object) -> Order:
-    # Arrownet's 50Mbps for 1 month, as the catalog prices it.
-    base = Order(
-        payment_id=payment_id,
-        merchant_id=MERCHANT,
-        isp=catalog.ARROWNET,
-        username="Pradhanang",
-        package_code=1,
-        package_title="50Mbps",
-        duration_code="1",
-        days=30,
-        amount_paisa=1695_00,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(arrownet_order(MERCHANT, payment_id), **changes)  # type: ignore[arg-type]
 
 
 def provider(db: Database) -> SandboxProvider:

@@ -2,14 +2,15 @@
 
 Through asyncpg every statement is a round trip, and so are BEGIN and COMMIT: the hold
 took five and the settle six. Here each is one data-modifying CTE, committed on its own,
-doing exactly what `records` does statement by statement on either engine. SQLite runs
-those bodies whole on its own thread, with no round trip to save, so it keeps them.
+doing what `records` does statement by statement, in the same order. SQLite has no
+data-modifying CTEs, and runs those bodies whole on its own thread with no round trip to
+save, so it keeps them.
 
 Each step reads the rows the step before it returned, so PostgreSQL runs them in order
 (an unreferenced one would run last), and a step that finds nothing stops the ones after
 it. What must undo the whole statement raises: a used reference (the payments' unique
-key), credits that do not cover the hold (the merchant account's CHECK).
-The statements are run by `records`, with `Database.once`.
+key), credits that do not cover the hold (the merchant account's CHECK). The statements
+are run by `records`, with `Database.once`.
 """
 
 from __future__ import annotations
@@ -63,12 +64,16 @@ RETURNING id
 # The payment moves only while Processing; its hold is closed by a transfer that copies
 # it; a post credits the ISP and then debits the merchant (hot rows last, as in the
 # ledger), a void only releases the merchant's hold; a Failed payment gives its session
-# back. No row: the payment was no longer Processing.
+# back. No row: the payment was no longer Processing, or had no hold to close (never so:
+# every Processing payment has one), which leaves it to the reconciler rather than commit
+# a final state that moved no money. A hold closed already fails the closing transfer's
+# unique pending_id, and the whole statement with it.
 SETTLE = f"""
 WITH moved AS (
     UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,
         next_check_ms = NULL
     WHERE {BY_ID_STILL_PROCESSING}
+        AND (SELECT t.kind FROM transfers t WHERE t.id = payments.hold_transfer_id) = 'pending'
     RETURNING {PAYMENT_COLUMNS}
 ), closed AS (
     INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,

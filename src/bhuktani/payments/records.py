@@ -191,13 +191,14 @@ async def _open_in_one_statement(
             now_ms(),
         )
     except CheckViolation as exc:
+        # The balance row comes last: the payment's insert had passed, so the reference
+        # was free and 1016 is the answer, as in the statement by statement transaction.
         if ledger.CREDITS_CHECK not in str(exc):
             raise
-        # The statement stopped at the hold, before the payment's insert: a used reference
-        # is told first, as the statement by statement transaction tells it.
-        await refuse_duplicate(db, principal, reference)
         raise await db.read(lambda tx: _short_of_credits(tx, merchant_id)) from None
     if row is None:
+        # The session was taken, and nothing was written. A retry whose first payment
+        # spent the session learns that payment's outcome (1013) first.
         await refuse_duplicate(db, principal, reference)
         raise client_error("Session already used for a payment")
 
@@ -231,6 +232,15 @@ def describe(row: Row) -> str:
     return str(row["detail"])
 
 
+def _final(result: StatusResult) -> tuple[str, str, str]:
+    """A final answer's state, ISP status and detail."""
+    if isinstance(result, Paid):
+        return "Success", "Paid", result.receipt
+    if isinstance(result, Refused):
+        return "Failed", "Refused", result.reason
+    return "Failed", "NotFound", "The ISP never received the payment"
+
+
 async def settle(
     db: Database,
     payment_id: int,
@@ -246,12 +256,6 @@ async def settle(
     final_answer = isinstance(result, (Paid, Refused)) or (
         isinstance(result, NotFound) and not_found_is_final
     )
-    if isinstance(result, Paid):
-        state, isp_status, detail = "Success", "Paid", result.receipt
-    elif isinstance(result, Refused):
-        state, isp_status, detail = "Failed", "Refused", result.reason
-    else:
-        state, isp_status, detail = "Failed", "NotFound", "The ISP never received the payment"
 
     async def with_balance(tx: Tx, row: Row) -> Settled:
         return _settled(row, await _available(tx, int(row["merchant_id"]), str(row["env"])))
@@ -279,6 +283,7 @@ async def settle(
             if row is None:
                 return await as_it_is(tx)
             return await with_balance(tx, row)
+        state, isp_status, detail = _final(result)
         row = await tx.fetchrow(
             "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
             f" next_check_ms = NULL WHERE {one_statement.BY_ID_STILL_PROCESSING}"
@@ -308,6 +313,7 @@ async def settle(
 
     if final_answer and not notify and db.dialect == "postgresql":
         # The commit's own settle, one round trip (see one_statement).
+        state, isp_status, detail = _final(result)
         row = await db.once(
             one_statement.SETTLE,
             payment_id,

@@ -1,7 +1,12 @@
-"""On PostgreSQL the hold and the settle take their row locks in one order: the payment,
-then the merchant's balance row. A retried reference whose first payment is being settled
-waits on that payment; it must not hold the balance row while it waits, or the settle,
-which wants the balance row next, waits on it in turn (a deadlock: one of them fails)."""
+"""PostgreSQL runs a commit's hold and settle each as one statement (payments/one_statement).
+
+Row locks: the hold and the settle take them in one order, the payment, then the
+merchant's balance row. A retried reference whose first payment is being settled waits on
+that payment; it must not hold the balance row while it waits, or the settle, which wants
+the balance row next, waits on it in turn (a deadlock: one of them fails).
+
+A statement commits whatever its steps did: a settle must not move a payment to a final
+state unless it also closes the payment's hold."""
 
 from __future__ import annotations
 
@@ -15,26 +20,12 @@ from bhuktani.errors import ApiError
 from bhuktani.ledger import merchant_code
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import records
-from bhuktani.providers.base import Order
+from bhuktani.providers.base import Paid
 from bhuktani.store import Database, connect, query_row
 from tests.conftest import only_postgresql
-from tests.support import new_merchant
+from tests.support import arrownet_order, new_merchant
 
 SERVICE = "arrownet"
-
-
-def order(merchant_id: int) -> Order:
-    return Order(
-        payment_id=1 + secrets.randbelow(2**52),
-        merchant_id=merchant_id,
-        isp="arrownet",
-        username="Pradhanang",
-        package_code=None,
-        package_title="50Mbps",
-        duration_code="1",
-        days=30,
-        amount_paisa=1695_00,
-    )
 
 
 async def waiting_on_a_lock(conn: asyncpg.Connection, other_than: int) -> bool:
@@ -62,7 +53,7 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
     merchant = await new_merchant(db)
     principal = Principal(merchant.merchant_id, "test", "all", None)
     reference = f"lock-order-{secrets.token_hex(4)}"
-    first = order(merchant.merchant_id)
+    first = arrownet_order(merchant.merchant_id)
     await records.open_payment(db, principal, SERVICE, first, reference, None, first_check_ms=2**62)
     account = await query_row(
         db,
@@ -84,7 +75,7 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
                 db,
                 principal,
                 SERVICE,
-                order(merchant.merchant_id),
+                arrownet_order(merchant.merchant_id),
                 reference,
                 None,
                 first_check_ms=2**62,
@@ -108,3 +99,31 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
         await retry
     assert refused.value.code == "1013", refused.value
     assert refused.value.error_data == {"id": first.payment_id, "state": "Processing"}
+
+
+@only_postgresql
+async def test_a_settle_without_a_hold_to_close_moves_nothing(empty_pg_url: str) -> None:
+    db = await connect(empty_pg_url)
+    try:
+        merchant = await new_merchant(db)
+        principal = Principal(merchant.merchant_id, "test", "all", None)
+        made = arrownet_order(merchant.merchant_id)
+        await records.open_payment(
+            db, principal, SERVICE, made, "no-hold", None, first_check_ms=2**62
+        )
+        # A state the ledger's invariants forbid, made by hand: the hold is gone.
+        await db.once(
+            "UPDATE payments SET hold_transfer_id = -1 WHERE id = $1 RETURNING id",
+            made.payment_id,
+        )
+        before = await db.read(lambda tx: records._available(tx, merchant.merchant_id, "test"))
+
+        settled = await records.settle(db, made.payment_id, Paid("r-1"), next_check_ms=0)
+
+        assert settled.state == "Processing"
+        row = await query_row(db, "SELECT state FROM payments WHERE id = $1", made.payment_id)
+        assert row is not None and row["state"] == "Processing"
+        after = await db.read(lambda tx: records._available(tx, merchant.merchant_id, "test"))
+        assert after == before
+    finally:
+        await db.close()
