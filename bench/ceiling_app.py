@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import gc
 import os
 import queue
@@ -321,6 +322,9 @@ class SqliteStore:
 
     def _serve(self) -> None:
         conn = _sqlite_connect(self._path)
+        # Processes queue for the write lock on a file lock, as the product's do: the
+        # kernel wakes the next one at once, where SQLite's busy_timeout sleeps and retries.
+        lock_fd = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         held: list[Job | None] = []
         while (job := held.pop() if held else self._jobs.get()) is not None:
             fn, future, is_tx = job
@@ -342,18 +346,23 @@ class SqliteStore:
                     break
                 group.append(queued)
             settled = []
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, future, _ in group:
-                conn.execute("SAVEPOINT body")
-                try:
-                    settled.append((future, (True, fn(conn))))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO body")
-                    settled.append((future, (False, exc)))
-                conn.execute("RELEASE body")
-            conn.execute("COMMIT")
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, future, _ in group:
+                    conn.execute("SAVEPOINT body")
+                    try:
+                        settled.append((future, (True, fn(conn))))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO body")
+                        settled.append((future, (False, exc)))
+                    conn.execute("RELEASE body")
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
             group[0][1].get_loop().call_soon_threadsafe(_settle, settled)
         conn.close()
+        os.close(lock_fd)
 
     async def _queue(self, fn: Callable[[sqlite3.Connection], T], is_tx: bool) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -1,10 +1,13 @@
 """SQLite's write transactions queued together share one COMMIT (store/sqlite.py): each
 still succeeds or fails alone, nobody hears of a result its COMMIT has not made durable,
-and no id of a row the group created is remembered before the group commits."""
+and no id of a row the group created is remembered before the group commits. Processes
+queue for the write lock on a file lock of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -138,3 +141,23 @@ async def test_an_account_created_in_a_group_is_not_remembered_until_the_group_c
     assert db.memo.get(("account", "isp", "live", "isp:new")) is None  # created here
     assert await db.run(account) == created
     assert db.memo[("account", "isp", "live", "isp:new")] == created
+
+
+async def test_write_transactions_queue_on_the_writer_lock_file(
+    sqlite_db: tuple[store.SqliteDatabase, list[Connection]], tmp_path: Path
+) -> None:
+    """Another process holding the writer lock (here: this test, on a file description of
+    its own) holds back every write transaction until it lets go."""
+    db, _ = sqlite_db
+    other = os.open(tmp_path / "group.db-writer", os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        write = asyncio.create_task(
+            db.run(lambda tx: tx.execute("INSERT INTO t (k) VALUES ($1)", "held back"))
+        )
+        await asyncio.sleep(0.3)
+        assert not write.done(), "a write went ahead of the lock's holder"
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    assert await asyncio.wait_for(write, 5) == 1

@@ -9,6 +9,8 @@ a read lock. Write transactions queued together share one COMMIT (`_Thread`).
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import queue
 import re
 import sqlite3
@@ -152,11 +154,17 @@ class _Thread:
     IMMEDIATE, each body inside its own SAVEPOINT, so that a body that fails rolls back
     alone, then one COMMIT, after which each caller gets its own outcome. Nobody hears of
     a result before its COMMIT, and a COMMIT that fails fails every body in it. Under load,
-    one COMMIT (the WAL write of the hot pages) then serves many payments instead of one."""
+    one COMMIT (the WAL write of the hot pages) then serves many payments instead of one.
 
-    def __init__(self, path: str, name: str) -> None:
+    With `writer_lock`, each group first takes an exclusive lock on the file `<db>-writer`,
+    so that processes sharing the database wait for each other in the kernel (see
+    _run_group)."""
+
+    def __init__(self, path: str, name: str, *, writer_lock: bool = False) -> None:
         self._path = path
         self._name = name
+        self._writer_lock = writer_lock
+        self._lock_fd: int | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._held: list[_Job | None] = []  # taken from the queue, not yet run
         self._thread: threading.Thread | None = None
@@ -190,6 +198,9 @@ class _Thread:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -203,6 +214,25 @@ class _Thread:
             return _failed(exc)
 
     def _run_group(self, group: list[_Job]) -> list[Outcome]:
+        if not self._writer_lock:
+            return self._group_transaction(group)
+        # Processes that share the file queue for its write lock on a file lock of their
+        # own: the kernel wakes the next one the moment it is free. SQLite's own waiting
+        # (busy_timeout) sleeps 1, 2, 5 ... 100 ms between tries, so that with two busy
+        # processes one of them could wait a second while the other wrote many times.
+        lock_fd = self._writer_lock_fd()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            return self._group_transaction(group)
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _writer_lock_fd(self) -> int:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(f"{self._path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._lock_fd
+
+    def _group_transaction(self, group: list[_Job]) -> list[Outcome]:
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -292,7 +322,10 @@ class SqliteDatabase:
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)
         assert path != ":memory:", "two connections must see one database: use a file"
-        self._main = _Thread(path, "sqlite-main")
+        # Only the main thread's write transactions take the writer lock: they hold it for
+        # one group and wait on nothing else meanwhile. The side connection's transactions
+        # span awaits, and wait for SQLite's own lock, with its timeout.
+        self._main = _Thread(path, "sqlite-main", writer_lock=True)
         self._side = _Thread(path, "sqlite-side")
         self._side_lock = asyncio.Lock()
         self.memo: dict[Any, Any] = {}
