@@ -226,14 +226,9 @@ MARK_SUCCESS = (
 # cover the hold fail the accounts' CHECK, which undoes the whole statement.
 # $1 payment, $2 merchant account, $3 env, $4 reference, $5 username, $6 title,
 # $7 duration, $8 days, $9 amount, $10 first check, $11 now, $12 ISP account.
-PG_HOLD = """
+PG_HOLD = f"""
 WITH payment AS (
-    INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,
-        package_code, package_title, duration_code, days, amount_paisa, session_id, state,
-        next_check_ms, created_ms, updated_ms)
-    VALUES ($1, $2, $3, $4, 'arrownet', 'arrownet', $5, NULL, $6, $7, $8, $9, NULL,
-        'Processing', $10, $11, $11)
-    RETURNING id
+    {INSERT_PAYMENT} RETURNING id
 ), hold AS (
     INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,
         payment_id, created_ms)

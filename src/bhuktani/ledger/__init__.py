@@ -61,10 +61,10 @@ def remembered_account(memo: dict[Any, Any], kind: str, env: str, code: str) -> 
 async def ensure_account(
     tx: Tx, kind: str, env: str, code: str, merchant_id: int | None = None
 ) -> int:
-    key = _account_key(kind, env, code)
-    known = tx.memo.get(key)
+    known = remembered_account(tx.memo, kind, env, code)
     if known is not None:
-        return int(known)
+        return known
+    key = _account_key(kind, env, code)
     row = await tx.fetchrow(
         "SELECT id FROM accounts WHERE kind = $1 AND env = $2 AND code = $3",
         kind,

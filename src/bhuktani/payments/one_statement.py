@@ -27,6 +27,13 @@ PAYMENT_COLUMNS = (
     " hold_transfer_id, session_id, checks"
 )
 
+# A new payment's columns as both engines insert them.
+NEW_PAYMENT_COLUMNS = (
+    "id, merchant_id, env, reference, service, isp, username, package_code, package_title,"
+    " duration_code, days, amount_paisa, session_id, hold_transfer_id, state, next_check_ms,"
+    " created_ms, updated_ms"
+)
+
 # $1 payment id, $2 merchant, $3 env, $4 reference, $5 service, $6 isp, $7 username,
 # $8 package code, $9 package title, $10 duration code, $11 days, $12 amount,
 # $13 session (or NULL), $14 merchant account, $15 ISP account, $16 first check, $17 now.
@@ -36,15 +43,13 @@ PAYMENT_COLUMNS = (
 # balance row meanwhile, or the two wait on each other. The session is claimed first
 # and gates the rest; the payment names its hold by an id drawn before the transfer is
 # written; the merchant's balance row, the hot one, is locked last, by the main UPDATE.
-HOLD = """
+HOLD = f"""
 WITH claimed AS (
     UPDATE sessions SET payment_id = $1
     WHERE id = $13::bigint AND payment_id IS NULL AND expires_ms > $17
     RETURNING id
 ), payment AS (
-    INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,
-        package_code, package_title, duration_code, days, amount_paisa, session_id,
-        hold_transfer_id, state, next_check_ms, created_ms, updated_ms)
+    INSERT INTO payments ({NEW_PAYMENT_COLUMNS})
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::bigint,
         nextval(pg_get_serial_sequence('transfers', 'id')), 'Processing', $16, $17, $17
     WHERE $13::bigint IS NULL OR EXISTS (SELECT 1 FROM claimed)

@@ -72,11 +72,10 @@ async def open_payment(
 ) -> None:
     """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
     process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
+    values = _payment_values(principal, service, order, reference, session_id)
     try:
         if db.dialect == "postgresql":
-            await _open_in_one_statement(
-                db, principal, service, order, reference, session_id, first_check_ms
-            )
+            await _open_in_one_statement(db, principal, order, reference, values, first_check_ms)
             return
 
         async def _tx(tx: Tx) -> None:
@@ -88,12 +87,10 @@ async def open_payment(
             )
             now = now_ms()
             await tx.execute(
-                "INSERT INTO payments (id, merchant_id, env, reference, service, isp, username,"
-                " package_code, package_title, duration_code, days, amount_paisa, session_id,"
-                " hold_transfer_id, state, next_check_ms, created_ms, updated_ms) VALUES ($1, $2,"
+                f"INSERT INTO payments ({one_statement.NEW_PAYMENT_COLUMNS}) VALUES ($1, $2,"
                 " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16,"
                 " $16)",
-                *_payment_values(principal, service, order, reference, session_id),
+                *values,
                 hold_id,
                 first_check_ms,
                 now,
@@ -120,7 +117,7 @@ async def open_payment(
 def _payment_values(
     principal: Principal, service: str, order: Order, reference: str, session_id: int | None
 ) -> tuple[object, ...]:
-    """A new payment's columns from id to session_id, in the order of its INSERTs."""
+    """A new payment's columns from id to session_id (one_statement.NEW_PAYMENT_COLUMNS)."""
     return (
         order.payment_id,
         principal.merchant_id,
@@ -170,13 +167,13 @@ async def _short_of_credits(tx: Tx, merchant_account_id: int) -> ApiError:
 async def _open_in_one_statement(
     db: Database,
     principal: Principal,
-    service: str,
     order: Order,
     reference: str,
-    session_id: int | None,
+    values: tuple[object, ...],
     first_check_ms: int,
 ) -> None:
-    """open_payment on PostgreSQL: one round trip (see one_statement)."""
+    """open_payment on PostgreSQL, the payment's `values` from _payment_values: one round
+    trip (see one_statement)."""
     accounts = _remembered_accounts(db, principal, order)
     if accounts is None:
         accounts = await db.run(lambda tx: _accounts(tx, principal, order))
@@ -184,7 +181,7 @@ async def _open_in_one_statement(
     try:
         row = await db.once(
             one_statement.HOLD,
-            *_payment_values(principal, service, order, reference, session_id),
+            *values,
             merchant_id,
             isp_id,
             first_check_ms,

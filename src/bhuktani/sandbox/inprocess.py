@@ -60,7 +60,7 @@ _APPLY_IN_ONE_STATEMENT = (
 async def _apply_in(tx: Tx, values: tuple[object, ...]) -> Row | None:
     row = await tx.fetchrow(_INSERT_PAYMENT, *values[:8])
     if row is not None:
-        await tx.execute(_UPSERT_SUBSCRIBER.format(source="VALUES ($2, $3, $4, $9, $10)"), *values)
+        await tx.execute(_UPSERT_SUBSCRIBER_VALUES, *values)
     return row
 
 
