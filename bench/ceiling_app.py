@@ -582,18 +582,35 @@ class Isp:
         client = RawHttp if os.environ.get("CEILING_ISP_CLIENT", "raw") == "raw" else HttpxHttp
         self._http = client(base_url, api_key, timeout_s, connect_s)
         self._prices: dict[tuple[str, int], tuple[float, tuple[str, str, int]]] = {}
+        self._asking: dict[tuple[str, int], asyncio.Future[tuple[str, str, int]]] = {}
 
     async def price(self, username: str, amount: int) -> tuple[str, str, int]:
         """The plan that costs amount, as the ISP priced it at most PRICE_TTL_S ago: the
         product keeps a look-up as long (BHUKTANI_ISP_LOOKUP_CACHE_S), so at 1 s of ISP
-        latency neither asks the ISP twice per commit."""
+        latency neither asks the ISP twice per commit. As in the product, one look-up
+        per key runs at a time, and in its last third a price is asked again in the
+        background, so its expiry holds no commit back."""
         key = (username, amount)
         seen = self._prices.get(key)
-        if seen is not None and seen[0] > time.monotonic():
+        left = seen[0] - time.monotonic() if seen is not None else 0.0
+        if seen is not None and left > 0:
+            if left < PRICE_TTL_S / 3:
+                self._ask(key)
             return seen[1]
-        found = await self._ask_price(username, amount)
-        self._prices[key] = (time.monotonic() + PRICE_TTL_S, found)
-        return found
+        return await asyncio.shield(self._ask(key))
+
+    def _ask(self, key: tuple[str, int]) -> asyncio.Future[tuple[str, str, int]]:
+        running = self._asking.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._ask_price(*key))
+            self._asking[key] = running
+            running.add_done_callback(lambda done: self._asked(key, done))
+        return running
+
+    def _asked(self, key: tuple[str, int], done: asyncio.Future[tuple[str, str, int]]) -> None:
+        del self._asking[key]
+        if not done.cancelled() and done.exception() is None:
+            self._prices[key] = (time.monotonic() + PRICE_TTL_S, done.result())
 
     async def _ask_price(self, username: str, amount: int) -> tuple[str, str, int]:
         status, raw = await self._http.request("GET", f"/arrownet/arrownet/subscribers/{username}")

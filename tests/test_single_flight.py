@@ -1,4 +1,5 @@
-"""SingleFlight: one call per key at a time, its outcome shared by every caller."""
+"""SingleFlight: one call per key at a time, its outcome shared by every caller; and when
+a TtlCache entry is due for its refresh."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import gc
 
 import pytest
 
-from bhuktani.ttl_cache import SingleFlight
+from bhuktani.ttl_cache import SingleFlight, TtlCache
 
 pytestmark = pytest.mark.asyncio
 
@@ -92,3 +93,31 @@ async def test_an_outcome_nobody_waits_for_is_not_reported_as_lost(
     assert len(flight) == 0
     gc.collect()
     assert "exception was never retrieved" not in caplog.text
+
+
+async def test_a_started_call_runs_with_no_caller_and_is_shared() -> None:
+    flight: SingleFlight[str, str] = SingleFlight()
+    call = Slow("fresh")
+    started = flight.start("k", call)
+    assert flight.start("k", call) is started
+    waiting = asyncio.create_task(flight.run("k", call))
+    await asyncio.sleep(0)
+    call.release.set()
+    assert await waiting == "fresh"
+    assert started.result() == "fresh"
+    assert call.calls == 1
+    assert len(flight) == 0
+
+
+async def test_an_entry_is_due_for_refresh_only_in_its_last_refresh_ahead_s() -> None:
+    never: TtlCache[str, str] = TtlCache(60)
+    never.put("k", "v")
+    assert never.get("k") == "v"
+    assert not never.refresh_due("k")
+    early: TtlCache[str, str] = TtlCache(60, refresh_ahead_s=30)
+    early.put("k", "v")
+    assert not early.refresh_due("k"), "60 s left, refreshed in the last 30"
+    due: TtlCache[str, str] = TtlCache(60, refresh_ahead_s=61)
+    due.put("k", "v")
+    assert due.refresh_due("k")
+    assert not due.refresh_due("missing")

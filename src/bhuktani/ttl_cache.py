@@ -1,5 +1,6 @@
-"""A small in-process cache: each entry for ttl_s, the oldest dropped past max_entries;
-and a single-flight guard, so that one key is fetched once at a time."""
+"""A small in-process cache: each entry for ttl_s, the oldest dropped past max_entries,
+due for a refresh in its last refresh_ahead_s; and a single-flight guard, so that one key
+is fetched once at a time."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float, max_entries: int = 10_000, refresh_ahead_s: float = 0.0
+    ) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._refresh_ahead_s = refresh_ahead_s
         self._entries: dict[K, tuple[float, V]] = {}
 
     def get(self, key: K) -> V | None:
@@ -26,6 +30,12 @@ class TtlCache(Generic[K, V]):
             del self._entries[key]
             return None
         return entry[1]
+
+    def refresh_due(self, key: K) -> bool:
+        """Whether the entry is in its last refresh_ahead_s: fetched again now, it is
+        replaced before it expires, and nobody waits for it."""
+        entry = self._entries.get(key)
+        return entry is not None and entry[0] - time.monotonic() < self._refresh_ahead_s
 
     def put(self, key: K, value: V) -> None:
         if self._ttl_s <= 0:
@@ -49,13 +59,17 @@ class SingleFlight(Generic[K, V]):
         return len(self._running)
 
     async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
+        # A caller that goes away (its client hung up) leaves the call to the others.
+        return await asyncio.shield(self.start(key, call))
+
+    def start(self, key: K, call: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        """The call running for key, started now if none is: a caller may leave it to run."""
         running = self._running.get(key)
         if running is None:
             running = asyncio.ensure_future(call())
             self._running[key] = running
             running.add_done_callback(lambda done: self._finished(key, done))
-        # A caller that goes away (its client hung up) leaves the call to the others.
-        return await asyncio.shield(running)
+        return running
 
     def _finished(self, key: K, done: asyncio.Future[V]) -> None:
         if self._running.get(key) is done:

@@ -117,6 +117,19 @@ class SlowLookupIsp(CountingIsp):
         return catalog.template(query.isp, query.username)
 
 
+async def pradhanang_commit(client: AppClient, merchant: NewMerchant, reference: str) -> str:
+    """A LIVE Arrownet commit of one month for Pradhanang: the state it answers."""
+    body = {
+        "token": merchant.live_token,
+        "username": "Pradhanang",
+        "amount": "1695.00",
+        "duration": 1,
+        "reference": reference,
+    }
+    response = await client.post("/api/servicegroup/commit/arrownet/", json=body)
+    return str(response.json().get("state"))
+
+
 async def test_concurrent_live_commits_for_one_subscriber_share_one_look_up(
     client: AppClient,
 ) -> None:
@@ -128,15 +141,7 @@ async def test_concurrent_live_commits_for_one_subscriber_share_one_look_up(
     merchant = await new_merchant(client.gateway.db, live_rupees=100_000)
 
     async def commit(n: int) -> str:
-        body = {
-            "token": merchant.live_token,
-            "username": "Pradhanang",
-            "amount": "1695.00",
-            "duration": 1,
-            "reference": f"herd-{n}",
-        }
-        response = await client.post("/api/servicegroup/commit/arrownet/", json=body)
-        return str(response.json().get("state"))
+        return await pradhanang_commit(client, merchant, f"herd-{n}")
 
     payments = [asyncio.create_task(commit(n)) for n in range(12)]
     while isp.lookups == 0:
@@ -145,6 +150,34 @@ async def test_concurrent_live_commits_for_one_subscriber_share_one_look_up(
     isp.answer.set()
     assert await asyncio.gather(*payments) == ["Success"] * 12
     assert isp.lookups == 1
+    await assert_books_balance(client.gateway.db)
+
+
+async def test_an_answer_about_to_expire_is_asked_again_while_commits_go_on(
+    client: AppClient,
+) -> None:
+    """In its last part of life a cached answer still prices commits at once, and one
+    look-up in the background replaces it: its expiry holds no payment for a round trip."""
+    isp = SlowLookupIsp()
+    client.gateway.live["arrownet"] = isp
+    # Every answer is in its refresh window from the start.
+    client.gateway.subscribers = TtlCache(60, refresh_ahead_s=60)
+    merchant = await new_merchant(client.gateway.db, live_rupees=100_000)
+
+    async def commit(n: int) -> str:
+        return await pradhanang_commit(client, merchant, f"ahead-{n}")
+
+    isp.answer.set()
+    assert await commit(0) == "Success"
+    assert isp.lookups == 1
+    isp.answer.clear()  # the ISP's look-ups hang from now on
+    assert [await commit(n) for n in (1, 2, 3)] == ["Success"] * 3
+    assert isp.lookups == 2, "one refresh in flight, shared by the commits that saw it due"
+    isp.answer.set()
+    while client.gateway.lookups:
+        await asyncio.sleep(0.01)
+    assert await commit(4) == "Success"
+    assert isp.lookups == 3, "the refreshed answer is due again at once (refresh_ahead_s=60)"
     await assert_books_balance(client.gateway.db)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -41,14 +42,19 @@ async def _subscriber(
     # A slow ISP should cost one round trip per payment, not two: a subscriber seen
     # moments ago prices the commit, and the ISP still refuses a wrong amount (1011).
     key = subscriber_key(principal, query.isp, query.username)
+    isp, username = query.isp, query.username
+
+    def look_up() -> Awaitable[Subscriber]:
+        return lookup_subscriber(gateway, provider, principal, isp, username)
+
     recent = gateway.subscribers.get(key)
     if recent is not None:
-        return query.isp, recent, None
-    isp, username = query.isp, query.username
-    subscriber = await gateway.lookups.run(
-        key, lambda: lookup_subscriber(gateway, provider, principal, isp, username)
-    )
-    return isp, subscriber, None
+        if gateway.subscribers.refresh_due(key):
+            # Asked again before the answer expires, in the background: an expiry would
+            # otherwise hold every commit for this subscriber one ISP round trip.
+            gateway.lookups.start(key, look_up)
+        return isp, recent, None
+    return isp, await gateway.lookups.run(key, look_up), None
 
 
 async def _pay(provider: Provider, order: Order, timeout_s: float) -> PayResult:

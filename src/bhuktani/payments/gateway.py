@@ -122,5 +122,8 @@ def build(db: Database, settings: Settings) -> Gateway:
         live=live_providers(settings),
         breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
         auth_cache=AuthCache(settings.auth_cache_s),
-        subscribers=TtlCache(settings.isp_lookup_cache_s),
+        # The last third of an answer's life is spent refreshing it.
+        subscribers=TtlCache(
+            settings.isp_lookup_cache_s, refresh_ahead_s=settings.isp_lookup_cache_s / 3
+        ),
     )
