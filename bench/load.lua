@@ -1,6 +1,6 @@
 -- wrk script of the bench: one POST per request, each with a unique reference.
 --
---   wrk ... -s bench/load.lua URL -- MODE NONCE TOKEN[,TOKEN...]
+--   wrk ... -s bench/load.lua URL -- MODE NONCE TOKEN[,TOKEN...] [RAMP_MS CONNECTIONS]
 --
 -- MODE "details": HashCNet V2 details of jeetenaug4 (service_slug vns).
 -- MODE "commit":  Arrownet commit of Pradhanang, 1 month, "1695.00".
@@ -10,6 +10,9 @@
 -- lack the expected text ('"session_id":' for details, '"state":"Success"' for commit,
 -- so a commit answered Processing counts as unexpected). done() prints one JSON line
 -- starting with BENCH_JSON: counts, and latency percentiles in microseconds.
+-- RAMP_MS > 0: the first request of each of the thread's CONNECTIONS waits a random
+-- 0..RAMP_MS first, so that connections start spread over that time, as clients do,
+-- not all in the same millisecond; wrk starts a request's latency clock after the wait.
 
 local threads = {}
 local next_id = 0
@@ -42,6 +45,21 @@ function init(args)
     error("unknown mode " .. tostring(mode))
   end
   wrk.headers["Content-Type"] = "application/json"
+  local ramp_ms, connections = tonumber(args[4] or "0"), tonumber(args[5] or "0")
+  if ramp_ms > 0 then
+    -- wrk asks delay() before every request once it exists, so it exists only here.
+    -- Each connection writes its first request before any answer comes back, so the
+    -- first CONNECTIONS calls are the first requests.
+    local first_requests = 0
+    math.randomseed(tid)
+    function delay()
+      if first_requests < connections then
+        first_requests = first_requests + 1
+        return math.random(0, ramp_ms)
+      end
+      return 0
+    end
+  end
 end
 
 function request()

@@ -524,10 +524,12 @@ def wrk(
     port: int, case: Case, tokens: list[str], nonce: str, seconds: float, args: argparse.Namespace
 ) -> dict[str, Any]:
     timeout_s = args.slow_timeout if case.live else args.timeout
+    threads = min(args.wrk_threads, case.connections)
+    ramp = [f"{args.slow_ramp * 1000:.0f}", str(case.connections // threads)] if case.live else []
     cmd = [
         args.wrk,
         "-t",
-        str(min(args.wrk_threads, case.connections)),
+        str(threads),
         "-c",
         str(case.connections),
         "-d",
@@ -541,6 +543,7 @@ def wrk(
         case.mode,
         nonce,
         ",".join(tokens),
+        *ramp,
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 60)
@@ -996,6 +999,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         help="seconds per slow-isp run (default 30; quick 10): 1,000 connections"
         " take seconds to fill, and only answers inside the run count",
+    )
+    p.add_argument(
+        "--slow-ramp",
+        type=float,
+        default=1.0,
+        help="slow-isp: each connection's first request waits a random 0 to this many"
+        " seconds, so the connections do not all start in the same millisecond",
     )
     p.add_argument("--connections", type=int, default=64, help="wrk -c of details and commit")
     p.add_argument("--slow-connections", type=int, default=1000, help="wrk -c of slow-isp")
