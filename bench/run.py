@@ -686,6 +686,11 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
         result = wrk(port, case, tokens, nonce, duration, args)
         busy1, total1 = machine_ticks()
         cpu1, pg1 = cpu_ticks(server_pids), cpu_ticks(pg_pids)
+        if env_.pg and pg_name:
+            # A pool grows under load: backends born during the run spent all their CPU in it.
+            late = [pid for pid in env_.pg.backends(pg_name) if pid not in pg_pids]
+            pg1 += cpu_ticks(late)
+            record["pg_backends"] = [len(pg_pids), len(pg_pids) + len(late)]
         sim1 = cpu_ticks([sim.pid]) if sim else 0
         # Completed by the server while wrk ran, answered in time or not: with 1,000
         # connections the answers of the last seconds arrive after wrk stops counting.
@@ -731,7 +736,7 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
                 1,
             ),
         )
-        if pg_pids:
+        if "pg_backends" in record:
             record["pg_backend_cpu_ms_per_req"] = round((pg1 - pg0) / CLK_TCK * 1000 / per_req, 3)
         if sim is not None:
             record["isp_sim_cpu_ms_per_req"] = round((sim1 - sim0) / CLK_TCK * 1000 / per_req, 3)
