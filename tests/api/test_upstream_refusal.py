@@ -174,8 +174,9 @@ async def test_an_answer_about_to_expire_is_asked_again_while_commits_go_on(
     assert [await commit(n) for n in (1, 2, 3)] == ["Success"] * 3
     assert isp.lookups == 2, "one refresh in flight, shared by the commits that saw it due"
     isp.answer.set()
-    while client.gateway.lookups:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        while client.gateway.lookups:
+            await asyncio.sleep(0.01)
     assert await commit(4) == "Success"
     assert isp.lookups == 3, "the refreshed answer is due again at once (refresh_ahead_s=60)"
     await assert_books_balance(client.gateway.db)
