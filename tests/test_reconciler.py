@@ -8,19 +8,21 @@ import signal
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bhuktani.clock import now_ms
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import gateway as gateway_mod
 from bhuktani.payments import records
-from bhuktani.payments.sessions import random_id
-from bhuktani.providers.base import Order
+from bhuktani.providers.base import Order, Refused
 from bhuktani.store import Database, connect
 from bhuktani.workers import reconciler
 from tests.support import (
+    arrownet_order,
     assert_books_balance,
     eventually,
     fast_env,
@@ -31,17 +33,7 @@ from tests.support import (
 
 
 def order_for(merchant_id: int, username: str) -> Order:
-    return Order(
-        payment_id=random_id(),
-        merchant_id=merchant_id,
-        isp="arrownet",
-        username=username,
-        package_code=None,
-        package_title="50Mbps",
-        duration_code="1",
-        days=30,
-        amount_paisa=169_500,
-    )
+    return replace(arrownet_order(merchant_id), username=username)
 
 
 async def open_held(db: Database, merchant_id: int, username: str) -> Order:
@@ -127,6 +119,23 @@ async def test_not_found_inside_the_settle_window_is_not_final(db_url: str) -> N
     assert await state_of(db, order.payment_id) == ("Processing", False)
     await assert_books_balance(db)
     await gateway.aclose()
+
+
+@pytest.mark.parametrize("notify", [False, True], ids=["commit", "callback"])
+async def test_a_long_isp_reason_is_kept_to_its_bound(db_url: str, notify: bool) -> None:
+    """Both ways of settling (on PostgreSQL a commit's own settle is one statement, a
+    settle that queues a callback is a transaction) keep the same 500 characters."""
+    db = await connect(db_url)
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+    reason = "r" * 499 + "!" + "x" * 1_500
+    settled = await records.settle(
+        db, order.payment_id, Refused(reason), next_check_ms=0, notify=notify
+    )
+    assert (settled.state, settled.detail) == ("Failed", reason[:500])
+    assert settled.refusal == Refused(reason)
+    await assert_books_balance(db)
+    await db.close()
 
 
 async def test_unknown_past_the_window_is_flagged_and_keeps_its_hold(db_url: str) -> None:

@@ -205,14 +205,15 @@ async def _available(tx: Tx, merchant_id: int, env: str) -> int:
     return (await ledger.balance(tx, account)).available_paisa
 
 
-def _settled(row: Row, available_paisa: int, refusal: Refused | None = None) -> Settled:
+def _settled(row: Row, available_paisa: int, result: StatusResult | None = None) -> Settled:
+    """What settle answers; `result` is the ISP answer that moved the payment, if one did."""
     return Settled(
         state=str(row["state"]),
         payment_id=int(row["id"]),
         detail=str(row["detail"]),
         amount_paisa=int(row["amount_paisa"]),
         available_paisa=available_paisa,
-        refusal=refusal,
+        refusal=result if isinstance(result, Refused) else None,
     )
 
 
@@ -229,12 +230,16 @@ def describe(row: Row) -> str:
     return str(row["detail"])
 
 
+# The longest ISP receipt or refusal reason a payment keeps.
+DETAIL_CHARS = 500
+
+
 def _final(result: StatusResult) -> tuple[str, str, str]:
-    """A final answer's state, ISP status and detail."""
+    """A final answer's state, ISP status and detail, as the payment stores them."""
     if isinstance(result, Paid):
-        return "Success", "Paid", result.receipt
+        return "Success", "Paid", result.receipt[:DETAIL_CHARS]
     if isinstance(result, Refused):
-        return "Failed", "Refused", result.reason
+        return "Failed", "Refused", result.reason[:DETAIL_CHARS]
     return "Failed", "NotFound", "The ISP never received the payment"
 
 
@@ -288,7 +293,7 @@ async def settle(
             payment_id,
             state,
             isp_status,
-            detail[:500],
+            detail,
             now,
         )
         if row is None:
@@ -305,8 +310,7 @@ async def settle(
             closed = await ledger.post(tx, int(hold_id))
         else:
             closed = await ledger.void(tx, int(hold_id))
-        refusal = result if isinstance(result, Refused) else None
-        return _settled(final, closed.available_paisa, refusal)
+        return _settled(final, closed.available_paisa, result)
 
     if final_answer and not notify and db.dialect == "postgresql":
         # The commit's own settle, one round trip (see one_statement).
@@ -316,14 +320,13 @@ async def settle(
             payment_id,
             state,
             isp_status,
-            detail[:500],
+            detail,
             now_ms(),
             "post" if state == "Success" else "void",
         )
         if row is None:
             return await db.run(as_it_is)
-        refusal = result if isinstance(result, Refused) else None
-        return _settled(row, int(row["available"]), refusal)
+        return _settled(row, int(row["available"]), result)
     return await db.run(_tx)
 
 
