@@ -14,6 +14,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -46,6 +47,27 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
+@contextmanager
+def _migrated_pg_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database created for the caller, migrated, dropped after it."""
+    admin_url = os.environ.get(PG_ENV)
+    if not admin_url:
+        pytest.fail(
+            f"{PG_ENV} is not set; PostgreSQL tests never skip (set BHUKTANI_TEST_DATABASES=sqlite to run SQLite only)"
+        )
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {PG_ENV} is unreachable: {exc}")
+    try:
+        url = _with_database(admin_url, name)
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session", params=DATABASES)
 def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -55,20 +77,8 @@ def db_url(
         upgrade(url)
         yield url
         return
-    admin_url = os.environ.get(PG_ENV)
-    if not admin_url:
-        pytest.fail(
-            f"{PG_ENV} is not set; PostgreSQL tests never skip (set BHUKTANI_TEST_DATABASES=sqlite to run SQLite only)"
-        )
-    name = f"bhuktani_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL at {PG_ENV} is unreachable: {exc}")
-    url = _with_database(admin_url, name)
-    upgrade(url)
-    yield url
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with _migrated_pg_database("bhuktani_test") as url:
+        yield url
 
 
 only_postgresql = pytest.mark.skipif(
@@ -80,17 +90,8 @@ only_postgresql = pytest.mark.skipif(
 def empty_pg_url() -> Iterator[str]:
     """A PostgreSQL database of the test's own, migrated and empty (alembic runs its own
     event loop, so this fixture is not async)."""
-    admin_url = os.environ.get(PG_ENV)
-    if not admin_url:
-        pytest.fail(f"{PG_ENV} is not set; PostgreSQL tests never skip")
-    name = f"bhuktani_alone_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = _with_database(admin_url, name)
-        upgrade(url)
+    with _migrated_pg_database("bhuktani_alone") as url:
         yield url
-    finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
