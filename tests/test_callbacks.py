@@ -4,17 +4,21 @@ every attempt recorded, retried on a bounded schedule; LIVE ones only to public 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from bhuktani.api.app import create_app
-from bhuktani.callbacks import signing, urls
+from bhuktani.callbacks import outbox, signing, urls
 from bhuktani.merchants import service as merchants
-from bhuktani.store import Database
+from bhuktani.store import Database, connect
+from bhuktani.store.migrate import upgrade
 from tests.receiver import receiving
 from tests.support import KEY, assert_books_balance, eventually, fast_settings
 
@@ -215,6 +219,61 @@ async def test_live_callbacks_to_private_addresses_are_never_sent(db_url: str) -
                 "00000000-0000-0000-0000-00000000live",
             )
         assert errors and all("non-public" in str(e["error"]) for e in errors)
+
+
+async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
+    tmp_path: Path,
+) -> None:
+    """The callback worker claims every second. Its writes wait in the kernel's queue for
+    the writer lock, in turn with every payment's transaction (here this test holds that
+    lock, as another process would), and so never sit in SQLite's busy wait, where a
+    claim could starve under load and, once it won, hold a group of payments back."""
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    upgrade(url)
+    db = await connect(url)
+    try:
+        merchant = await merchants.create(
+            db, "dlr", key=KEY, callback_url="https://merchant.example/dlr"
+        )
+        await db.run(
+            lambda tx: tx.execute(
+                "INSERT INTO callbacks (event_id, merchant_id, env, payment_id, url,"
+                " payload_json, next_attempt_ms, created_ms) VALUES ('e-1', $1, 'test', 1,"
+                " 'https://merchant.example/dlr', '{}', 0, 0)",
+                merchant.merchant_id,
+            )
+        )
+        other = os.open(tmp_path / "outbox.db-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            claim = asyncio.create_task(outbox.claim_due(db, limit=10, lease_ms=60_000))
+            retry = asyncio.create_task(outbox.retry_now(db, 999))
+            await asyncio.sleep(0.3)
+            assert not claim.done(), "the claim went ahead of the writer lock's holder"
+            assert not retry.done(), "the retry went ahead of the writer lock's holder"
+        finally:
+            fcntl.flock(other, fcntl.LOCK_UN)
+            os.close(other)
+        (due,) = await asyncio.wait_for(claim, 5)
+        assert due.event_id == "e-1"
+        assert await asyncio.wait_for(retry, 5) is False
+
+        other = os.open(tmp_path / "outbox.db-writer", os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            record = asyncio.create_task(
+                outbox.record_attempt(
+                    db, due.id, http_status=200, latency_ms=3, error=None, next_attempt_ms=None
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not record.done(), "the attempt's record went ahead of the lock's holder"
+        finally:
+            fcntl.flock(other, fcntl.LOCK_UN)
+            os.close(other)
+        assert await asyncio.wait_for(record, 5) == "delivered"
+    finally:
+        await db.close()
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,8 @@ async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
 
 async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]:
     now = now_ms()
-    async with db.transaction() as tx:
+
+    async def claim(tx: Tx) -> tuple[Sequence[Row], dict[int, str | None]]:
         rows = await tx.fetch(
             "UPDATE callbacks SET lease_until_ms = $2 WHERE id IN ("
             " SELECT id FROM callbacks WHERE status = 'pending' AND next_attempt_ms <= $1"
@@ -73,6 +74,11 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
                     "SELECT callback_secret FROM merchants WHERE id = $1", merchant_id
                 )
                 secrets[merchant_id] = None if found is None else found["callback_secret"]
+        return rows, secrets
+
+    # A whole transaction (db.run): on SQLite it queues for the write lock with the
+    # payments, and holds it for no event-loop round trip. This poll runs every second.
+    rows, secrets = await db.run(claim)
     return [
         Due(
             id=int(row["id"]),
@@ -102,7 +108,8 @@ async def record_attempt(
     delivered = http_status is not None and 200 <= http_status < 300
     status = "delivered" if delivered else "pending" if next_attempt_ms is not None else "expired"
     now = now_ms()
-    async with db.transaction() as tx:
+
+    async def record(tx: Tx) -> None:
         await tx.execute(
             "INSERT INTO callback_attempts (callback_id, attempted_ms, http_status, latency_ms,"
             " error) VALUES ($1, $2, $3, $4, $5)",
@@ -120,18 +127,21 @@ async def record_attempt(
             None if delivered else next_attempt_ms,
             now if delivered else None,
         )
+
+    await db.run(record)
     return status
 
 
 async def retry_now(db: Database, callback_id: int) -> bool:
     """An operator's retry: due at once, delivered or expired ones included."""
-    async with db.transaction() as tx:
-        changed = await tx.execute(
+    changed = await db.run(
+        lambda tx: tx.execute(
             "UPDATE callbacks SET status = 'pending', next_attempt_ms = $2, lease_until_ms = 0"
             " WHERE id = $1",
             callback_id,
             now_ms(),
         )
+    )
     return changed == 1
 
 
@@ -141,7 +151,8 @@ async def listing(db: Database, reference: str | None, limit: int = 100) -> list
         " c.attempts, c.next_attempt_ms, c.created_ms, c.delivered_ms"
         " FROM callbacks c JOIN payments p ON p.id = c.payment_id"
     )
-    async with db.transaction() as tx:
+
+    async def read(tx: Tx) -> list[dict[str, object]]:
         if reference is None:
             rows = await tx.fetch(query + " ORDER BY c.id DESC LIMIT $1", limit)
         else:
@@ -156,4 +167,7 @@ async def listing(db: Database, reference: str | None, limit: int = 100) -> list
                 int(row["id"]),
             )
             result.append({**dict(row), "attempt_log": [dict(a) for a in attempts]})
-    return result
+        return result
+
+    # A read takes no write lock (db.read), so listing never holds back a payment.
+    return await db.read(read)
