@@ -169,6 +169,38 @@ async def test_the_schedule_is_bounded_and_then_the_callback_expires(gateway: Ga
         assert len(receiver.received) == len(SCHEDULE) + 1
 
 
+async def test_an_operator_lists_a_callback_with_its_attempts_and_sends_it_again(
+    gateway: Gateway,
+) -> None:
+    async with receiving() as receiver:
+        receiver.fail_first = 1000
+        merchant = await gateway.merchant(receiver.url)
+        answer = await gateway.pay(merchant.test_token, "flaky-user", "dlr-operator")
+        other = await gateway.pay(merchant.test_token, "flaky-user", "dlr-other")
+        expired = await delivered(gateway, answer["id"])
+        assert expired["status"] == "expired"
+        await delivered(gateway, other["id"])
+
+        (listed,) = await outbox.listing(gateway.db, "dlr-operator")
+        assert listed["id"] == expired["id"]
+        assert listed["reference"] == "dlr-operator"
+        assert listed["status"] == "expired"
+        log = listed["attempt_log"]
+        assert isinstance(log, list)
+        assert [a["http_status"] for a in log] == [503] * (len(SCHEDULE) + 1)
+        assert {row["reference"] for row in await outbox.listing(gateway.db, None)} >= {
+            "dlr-operator",
+            "dlr-other",
+        }
+
+        receiver.fail_first = 0
+        assert await outbox.retry_now(gateway.db, int(expired["id"])) is True
+        again = await delivered(gateway, answer["id"])
+        assert again["status"] == "delivered"
+        assert again["attempts"] == len(SCHEDULE) + 2
+        assert await outbox.retry_now(gateway.db, 10**12) is False
+
+
 async def test_redirects_are_not_followed(gateway: Gateway) -> None:
     async with receiving() as receiver, receiving("/elsewhere") as elsewhere:
         receiver.fail_first = 1000
