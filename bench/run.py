@@ -884,9 +884,14 @@ def tables(summary: list[dict[str, Any]]) -> str:
         for variant in ("product", "ceiling"):
             a, b = slowest[variant], fastest[variant]
             ratio = a["completed_rps"] / b["completed_rps"] if b["completed_rps"] else None
+            # Little's law: n connections, each waiting latency_s a request, make at most
+            # n / latency_s requests a second, however fast the server.
+            bound = slowest["connections"] / slowest["latency_s"] if slowest["latency_s"] else None
+            share = a["completed_rps"] / bound if bound else None
             rows.append(
                 f"| {variant} | {db} | {workers}"
                 f" | {num(a['completed_rps'])} / {num(b['completed_rps'])} | {num(ratio, 2)}"
+                f" | {num(share, 2)}"
                 f" | {num(a['ok_rps'])} / {num(b['ok_rps'])}"
                 f" | {num(a['p50_ms'])} / {num(b['p50_ms'])}"
                 f" | {num(a['p99_ms'])} / {num(b['p99_ms'])} | {fmt_errors(a)} / {fmt_errors(b)}"
@@ -898,11 +903,12 @@ def tables(summary: list[dict[str, Any]]) -> str:
             f"Slow ISP: LIVE commits through isp-sim, latency {all_latencies[-1]:g} s against"
             f" {all_latencies[0]:g} s (each figure: slow / fast). completed/s counts payments that"
             " reached Success in the database during the run; req/s, the answers wrk got"
-            " within it:",
+            " within it. Of the bound: completed/s at the slow latency over connections /"
+            " latency, the most any server can complete at that concurrency:",
             "",
-            "| server | db | workers | completed/s | throughput ratio | req/s | p50 ms | p99 ms"
-            " | errors | peak RSS per process |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| server | db | workers | completed/s | throughput ratio | of the bound | req/s"
+            " | p50 ms | p99 ms | errors | peak RSS per process |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
             *rows,
         ]
     return "\n".join(lines)
