@@ -196,6 +196,22 @@ def test_request_lines_name_the_merchant_and_the_reference(logged: Logged) -> No
         assert "merchant_id" not in requests[request_id], requests[request_id]
 
 
+def test_a_commit_line_says_what_the_isp_answered_and_how_long_it_took(logged: Logged) -> None:
+    requests = logged.requests()
+    outcomes = {}
+    for request_id, reference in logged.cycle.requests.items():
+        entry = requests[request_id]
+        if entry["path"].startswith("/api/servicegroup/commit/"):
+            assert isinstance(entry["isp_ms"], float | int), entry
+            assert 0 <= entry["isp_ms"] <= entry["duration_ms"], entry
+            outcomes[str(reference).split("-")[0]] = (entry["isp"], entry["isp_outcome"])
+    assert outcomes == {
+        "paid": ("vns", "Paid"),
+        "slow": ("arrownet", "Unknown"),
+        "refused": ("arrownet", "Refused"),
+    }
+
+
 def test_the_reconciler_logs_the_payment_it_settled(logged: Logged) -> None:
     entries = [json.loads(line) for line in logged.lines()]
     settled = [e for e in entries if e.get("event") == "reconciled" and e.get("state") == "Success"]

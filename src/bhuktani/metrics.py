@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from bhuktani.providers.breaker import CLOSED, Breakers
 
@@ -22,6 +22,15 @@ CALLBACK_ATTEMPTS = Counter(
 )
 ISP_DEGRADED = Gauge("bhuktani_isp_degraded", "1 while a LIVE ISP's breaker is not closed", ["isp"])
 ISP_TRIPS = Gauge("bhuktani_isp_breaker_trips", "Times a LIVE ISP's breaker opened", ["isp"])
+# How long a LIVE ISP takes, from asking for a pooled connection to the answer's last byte.
+# outcome: the answer's status class (2xx, 4xx, 5xx ...), timeout, no_answer, or cancelled
+# (the caller's own deadline came first).
+ISP_HTTP_SECONDS = Histogram(
+    "bhuktani_isp_http_seconds",
+    "LIVE ISP exchanges by service group, ISP, call and outcome",
+    ["group", "isp", "call", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -31,6 +40,12 @@ def payment_answers(env: str, service: str, state: str) -> Counter:
     """The commit-answer counter of these labels, resolved once (labels() takes a lock and
     validates the names on each call, on the hot path of every commit)."""
     return PAYMENTS.labels(env=env, service=service, state=state)
+
+
+@cache
+def isp_exchange(group: str, isp: str, call: str, outcome: str) -> Histogram:
+    """The ISP-latency histogram of these labels, resolved once (as payment_answers)."""
+    return ISP_HTTP_SECONDS.labels(group=group, isp=isp, call=call, outcome=outcome)
 
 
 def render(breakers: Breakers) -> bytes:

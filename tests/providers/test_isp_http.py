@@ -18,6 +18,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from bhuktani.providers import codec
 from bhuktani.providers.base import (
@@ -180,6 +181,14 @@ async def lookup_with(handler: Handler, **kw: Any) -> Subscriber | None:
 async def pay_at(base_url: str) -> PayResult:
     provider = adapter(base_url=base_url, connect_timeout_s=0.5, timeout_s=0.5)
     return await closing(provider, lambda: provider.pay(ORDER))
+
+
+def timed(call: str, outcome: str, isp: str = "vns") -> tuple[float, float]:
+    """The ISP-latency histogram's (count, sum) for these labels, 0 if never observed."""
+    labels = {"group": catalog.HASHCNET_V2, "isp": isp, "call": call, "outcome": outcome}
+    count = REGISTRY.get_sample_value("bhuktani_isp_http_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("bhuktani_isp_http_seconds_sum", labels) or 0.0
+    return count, total
 
 
 # pay, against a one-handler server
@@ -446,6 +455,35 @@ async def test_lookup_other_answers_raise_provider_unavailable(status_code: int,
 async def test_lookup_network_fault_raises_provider_unavailable() -> None:
     with pytest.raises(ProviderUnavailable):
         await lookup_with(stalling(5), timeout_s=0.1)
+
+
+async def test_each_exchange_is_timed_by_isp_call_and_outcome() -> None:
+    """What an operator graphs when an ISP slows down: every exchange, whatever became of
+    it, under its ISP, its call and what came back."""
+    before = {
+        key: timed(*key)
+        for key in [
+            ("pay", "2xx"),
+            ("pay", "timeout"),
+            ("pay", "no_answer"),
+            ("status", "4xx"),
+            ("lookup", "5xx"),
+        ]
+    }
+    assert await pay_with(stalling(0.2)) == Paid("1")
+    assert isinstance(await pay_with(stalling(5), timeout_s=0.1), Unknown)
+    assert isinstance(await pay_at(closed_port()), Unknown)
+    assert await status_with(answering(404, {"status": "not_found"})) == NotFound()
+    with pytest.raises(ProviderUnavailable):
+        await lookup_with(answering(503, {}))
+
+    grew = {
+        key: (timed(*key)[0] - count, timed(*key)[1] - total)
+        for key, (count, total) in before.items()
+    }
+    assert {key: count for key, (count, _) in grew.items()} == dict.fromkeys(before, 1.0)
+    assert grew[("pay", "2xx")][1] >= 0.2, "the ISP's 0.2 s is in the time"
+    assert 0.1 <= grew[("pay", "timeout")][1] < 2.0, "a timeout is timed to its deadline"
 
 
 async def test_constructor_refuses_unbounded_settings() -> None:

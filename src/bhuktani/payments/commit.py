@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -118,10 +119,13 @@ async def commit(
         first_check_ms=now_ms() + grace_ms,
     )
     logs.bind(payment_id=order.payment_id)
+    started = time.perf_counter()
     result = await _pay(provider, order, settings.isp_timeout_s + 1)
+    isp_ms = round((time.perf_counter() - started) * 1000, 2)
     gateway.record_upstream(principal.env, isp, ok=not isinstance(result, Unknown))
     # Told on the request's own log line, not on one of its own: one line per request.
-    logs.bind(isp=isp, isp_outcome=type(result).__name__)
+    # isp_ms beside duration_ms says how much of the request the ISP took.
+    logs.bind(isp=isp, isp_outcome=type(result).__name__, isp_ms=isp_ms)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
         gateway.db, order.payment_id, result, next_check_ms=first_check_ms

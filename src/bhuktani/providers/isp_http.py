@@ -13,6 +13,7 @@ against 0.2 ms; bench/README.md)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from bhuktani import metrics
 from bhuktani.providers import codec
 from bhuktani.providers.base import (
     Lookup,
@@ -109,7 +111,7 @@ class IspHttpProvider:
     async def lookup(self, query: Lookup) -> Subscriber | None:
         path = f"{self._service(query.isp)}/subscribers/{_segment(query.username)}"
         try:
-            answer = await self._exchange("GET", path)
+            answer = await self._exchange(query.isp, "lookup", "GET", path)
         except _NoAnswer as exc:
             raise ProviderUnavailable(str(exc)) from None
         if answer.status_code == 404 and _is_not_found(answer.body):
@@ -124,7 +126,7 @@ class IspHttpProvider:
     async def pay(self, order: Order) -> PayResult:
         try:
             answer = await self._exchange(
-                "POST", f"{self._service(order.isp)}/payments", _json(order)
+                order.isp, "pay", "POST", f"{self._service(order.isp)}/payments", _json(order)
             )
         except _NoAnswer as exc:
             return Unknown(str(exc))
@@ -133,7 +135,7 @@ class IspHttpProvider:
     async def status(self, order: Order) -> StatusResult:
         path = f"{self._service(order.isp)}/payments/{order.payment_id}"
         try:
-            answer = await self._exchange("GET", path)
+            answer = await self._exchange(order.isp, "status", "GET", path)
         except _NoAnswer as exc:
             return Unknown(str(exc))
         return _status_result(answer, order.payment_id)
@@ -142,23 +144,33 @@ class IspHttpProvider:
         return f"/{_segment(self._group)}/{_segment(isp)}"
 
     async def _exchange(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
+        self, isp: str, call: str, method: str, path: str, payload: dict[str, Any] | None = None
     ) -> _Answer:
-        """One request and its answer, read within the deadline and a size limit."""
+        """One request and its answer, read within the deadline and a size limit, and timed
+        (metrics.ISP_HTTP_SECONDS)."""
         body = None if payload is None else orjson.dumps(payload)
         headers = None if body is None else {"Content-Type": "application/json"}
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
             async with self._client().request(
                 method, self._base_url + path, data=body, headers=headers, allow_redirects=False
             ) as response:
                 raw = await _read_bounded(response.content)
                 status_code = response.status
+            outcome = f"{status_code // 100}xx"
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
+            outcome = "timeout"
             raise _NoAnswer(f"the ISP did not answer in time ({type(exc).__name__})") from None
         except aiohttp.ClientError as exc:
+            outcome = "no_answer"
             # Only the class name: client messages can carry the URL, and a URL can carry
             # credentials.
             raise _NoAnswer(f"no answer from the ISP ({type(exc).__name__})") from None
+        finally:
+            metrics.isp_exchange(self._group, isp, call, outcome).observe(
+                time.perf_counter() - started
+            )
         return _Answer(status_code, _json_object(raw))
 
 
