@@ -23,8 +23,8 @@ CALLBACK_ATTEMPTS = Counter(
 ISP_DEGRADED = Gauge("bhuktani_isp_degraded", "1 while a LIVE ISP's breaker is not closed", ["isp"])
 ISP_TRIPS = Gauge("bhuktani_isp_breaker_trips", "Times a LIVE ISP's breaker opened", ["isp"])
 # How long a LIVE ISP takes, from asking for a pooled connection to the answer's last byte.
-# outcome: the answer's status class (2xx, 4xx, 5xx ...), timeout, no_answer, or cancelled
-# (the caller's own deadline came first).
+# outcome: the answer's status class (2xx, 4xx, 5xx ...), timeout, no_answer, cancelled
+# (the caller's own deadline came first), or error (a fault of ours).
 ISP_HTTP_SECONDS = Histogram(
     "bhuktani_isp_http_seconds",
     "LIVE ISP exchanges by service group, ISP, call and outcome",

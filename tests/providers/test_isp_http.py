@@ -468,6 +468,7 @@ async def test_each_exchange_is_timed_by_isp_call_and_outcome() -> None:
             ("pay", "no_answer"),
             ("status", "4xx"),
             ("lookup", "5xx"),
+            ("pay", "cancelled"),
         ]
     }
     assert await pay_with(stalling(0.2)) == Paid("1")
@@ -476,6 +477,11 @@ async def test_each_exchange_is_timed_by_isp_call_and_outcome() -> None:
     assert await status_with(answering(404, {"status": "not_found"})) == NotFound()
     with pytest.raises(ProviderUnavailable):
         await lookup_with(answering(503, {}))
+    abandoned = asyncio.create_task(pay_with(stalling(5)))
+    await asyncio.sleep(0.2)
+    abandoned.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
 
     grew = {
         key: (timed(*key)[0] - count, timed(*key)[1] - total)

@@ -12,6 +12,7 @@ against 0.2 ms; bench/README.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class IspHttpProvider:
         body = None if payload is None else orjson.dumps(payload)
         headers = None if body is None else {"Content-Type": "application/json"}
         started = time.perf_counter()
-        outcome = "cancelled"
+        outcome = "error"  # anything the handlers below do not name
         try:
             async with self._client().request(
                 method, self._base_url + path, data=body, headers=headers, allow_redirects=False
@@ -167,6 +168,9 @@ class IspHttpProvider:
             # Only the class name: client messages can carry the URL, and a URL can carry
             # credentials.
             raise _NoAnswer(f"no answer from the ISP ({type(exc).__name__})") from None
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         finally:
             metrics.isp_exchange(self._group, isp, call, outcome).observe(
                 time.perf_counter() - started
