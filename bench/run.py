@@ -1199,7 +1199,9 @@ def main(argv: list[str]) -> int:
     machine = result["machine"]
     header = (
         f"bhuktani bench {result['started']} ({'quick' if args.quick else 'full'}:"
-        f" {args.rounds} rounds, {args.duration:g} s runs); {machine['nproc']} x"
+        f" {args.rounds} rounds, {args.duration:g} s runs"
+        f"{f', slow-ISP {args.slow_duration:g} s' if 'slow-isp' in args.scenarios else ''});"
+        f" {machine['nproc']} x"
         f" {machine['cpu_model']}, Python {machine['python']}; product {source}"
     )
     (out_dir / f"{stem}.md").write_text(header + "\n\n" + text + "\n")
