@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import subprocess
@@ -125,6 +126,19 @@ async def assert_books_balance(db: Database) -> None:
             assert is_open, f"Processing payment {p['id']} keeps its hold"
         else:
             assert not is_open, f"final payment {p['id']} has no open hold"
+
+
+@contextmanager
+def holding_writer_lock(database: Path) -> Iterator[None]:
+    """SQLite's writer lock file (`<db>-writer`) held as another process would hold it: on
+    a file description of its own, until the block ends."""
+    other = os.open(f"{database}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
 
 
 def free_port() -> int:

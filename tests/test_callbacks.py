@@ -4,8 +4,6 @@ every attempt recorded, retried on a bounded schedule; LIVE ones only to public 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +18,13 @@ from bhuktani.merchants import service as merchants
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
 from tests.receiver import receiving
-from tests.support import KEY, assert_books_balance, eventually, fast_settings
+from tests.support import (
+    KEY,
+    assert_books_balance,
+    eventually,
+    fast_settings,
+    holding_writer_lock,
+)
 
 
 class Gateway:
@@ -275,24 +279,17 @@ async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
                 merchant.merchant_id,
             )
         )
-        other = os.open(tmp_path / "outbox.db-writer", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(other, fcntl.LOCK_EX)
+        with holding_writer_lock(tmp_path / "outbox.db"):
             claim = asyncio.create_task(outbox.claim_due(db, limit=10, lease_ms=60_000))
             retry = asyncio.create_task(outbox.retry_now(db, 999))
             await asyncio.sleep(0.3)
             assert not claim.done(), "the claim went ahead of the writer lock's holder"
             assert not retry.done(), "the retry went ahead of the writer lock's holder"
-        finally:
-            fcntl.flock(other, fcntl.LOCK_UN)
-            os.close(other)
         (due,) = await asyncio.wait_for(claim, 5)
         assert due.event_id == "e-1"
         assert await asyncio.wait_for(retry, 5) is False
 
-        other = os.open(tmp_path / "outbox.db-writer", os.O_RDWR)
-        try:
-            fcntl.flock(other, fcntl.LOCK_EX)
+        with holding_writer_lock(tmp_path / "outbox.db"):
             record = asyncio.create_task(
                 outbox.record_attempt(
                     db, due.id, http_status=200, latency_ms=3, error=None, next_attempt_ms=None
@@ -300,9 +297,6 @@ async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
             )
             await asyncio.sleep(0.3)
             assert not record.done(), "the attempt's record went ahead of the lock's holder"
-        finally:
-            fcntl.flock(other, fcntl.LOCK_UN)
-            os.close(other)
         assert await asyncio.wait_for(record, 5) == "delivered"
     finally:
         await db.close()

@@ -6,8 +6,6 @@ queue for the write lock on a file lock of their own."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +18,7 @@ from bhuktani import ledger
 from bhuktani.store import sqlite as store
 from bhuktani.store.base import Tx, UniqueViolation
 from bhuktani.store.migrate import upgrade
+from tests.support import holding_writer_lock
 
 
 class Connection:
@@ -149,15 +148,10 @@ async def test_write_transactions_queue_on_the_writer_lock_file(
     """Another process holding the writer lock (here: this test, on a file description of
     its own) holds back every write transaction until it lets go."""
     db, _ = sqlite_db
-    other = os.open(tmp_path / "group.db-writer", os.O_RDWR)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX)
+    with holding_writer_lock(tmp_path / "group.db"):
         write = asyncio.create_task(
             db.run(lambda tx: tx.execute("INSERT INTO t (k) VALUES ($1)", "held back"))
         )
         await asyncio.sleep(0.3)
         assert not write.done(), "a write went ahead of the lock's holder"
-    finally:
-        fcntl.flock(other, fcntl.LOCK_UN)
-        os.close(other)
     assert await asyncio.wait_for(write, 5) == 1

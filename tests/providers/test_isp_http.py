@@ -483,8 +483,9 @@ async def test_each_exchange_is_timed_by_isp_call_and_outcome() -> None:
     with pytest.raises(asyncio.CancelledError):
         await abandoned
 
+    after = {key: timed(*key) for key in before}
     grew = {
-        key: (timed(*key)[0] - count, timed(*key)[1] - total)
+        key: (after[key][0] - count, after[key][1] - total)
         for key, (count, total) in before.items()
     }
     assert {key: count for key, (count, _) in grew.items()} == dict.fromkeys(before, 1.0)
