@@ -1,7 +1,8 @@
 """SQLite's write transactions queued together share one COMMIT (store/sqlite.py): each
 still succeeds or fails alone, nobody hears of a result its COMMIT has not made durable,
-and no id of a row the group created is remembered before the group commits. Processes
-queue for the write lock on a file lock of their own."""
+and no id of a row the group created is remembered before the group commits. A group takes
+in the transactions queued while it runs, but no other job overtakes. Processes queue for
+the write lock on a file lock of their own."""
 
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ async def test_bodies_queued_together_commit_together_and_a_failing_one_rolls_ba
     bodies.append(insert("k3"))  # the same key again: a unique violation, alone too
     outcomes = await asyncio.gather(*(db.run(b) for b in bodies), return_exceptions=True)
     assert await first == "first"
-    # `first`, then the 21 queued behind it in one group.
-    assert opened[0].commits - commits_before == 2
+    # The 21 queued while `first` ran joined its group: one COMMIT for all.
+    assert opened[0].commits - commits_before == 1
 
     assert isinstance(outcomes[7], ValueError)
     assert isinstance(outcomes[20], UniqueViolation)
@@ -96,6 +97,39 @@ async def test_bodies_queued_together_commit_together_and_a_failing_one_rolls_ba
         f"k{i}" for i in range(20) if i != 7
     ]
     assert await keys(db) == {"first"} | {f"k{i}" for i in range(20) if i != 7}
+
+
+async def test_a_job_that_is_not_a_write_transaction_ends_the_intake_of_a_group(
+    sqlite_db: tuple[store.SqliteDatabase, list[Connection]],
+) -> None:
+    db, opened = sqlite_db
+    commits_before = opened[0].commits
+    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
+    await asyncio.sleep(0.05)
+    joins = asyncio.ensure_future(db.run(insert("joins")))
+    await asyncio.sleep(0.01)
+    read = asyncio.ensure_future(keys(db))
+    await asyncio.sleep(0.01)
+    later = asyncio.ensure_future(db.run(insert("later")))
+    assert [await first, await joins, await later] == ["first", "joins", "later"]
+    # The read ran after the group it was queued behind had committed, and before the
+    # write queued after it: in the order they were asked for.
+    assert await read == {"first", "joins"}
+    # The group of `first` and `joins`, the read's own, and `later`'s.
+    assert opened[0].commits - commits_before == 3
+
+
+async def test_a_group_takes_no_more_than_max_group_bodies(
+    sqlite_db: tuple[store.SqliteDatabase, list[Connection]],
+) -> None:
+    db, opened = sqlite_db
+    commits_before = opened[0].commits
+    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
+    await asyncio.sleep(0.05)
+    queued = [db.run(insert(f"k{i}")) for i in range(store.MAX_GROUP)]
+    await asyncio.gather(first, *queued)
+    # `first` and MAX_GROUP - 1 of those queued behind it, then the last one alone.
+    assert opened[0].commits - commits_before == 2
 
 
 async def test_a_commit_that_fails_fails_every_body_of_its_group_and_keeps_nothing(

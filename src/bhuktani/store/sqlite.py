@@ -155,6 +155,8 @@ class _Thread:
     alone, then one COMMIT, after which each caller gets its own outcome. Nobody hears of
     a result before its COMMIT, and a COMMIT that fails fails every body in it. Under load,
     one COMMIT (the WAL write of the hot pages) then serves many payments instead of one.
+    A group also takes in the write transactions queued while it runs, up to MAX_GROUP
+    bodies (see _join).
 
     With `writer_lock`, each group first takes an exclusive lock on the file `<db>-writer`,
     so that processes sharing the database wait for each other in the kernel (see
@@ -182,16 +184,6 @@ class _Thread:
                 job.future.get_loop().call_soon_threadsafe(_settle, job.future, outcome)
                 continue
             group = [job]
-            while len(group) < MAX_GROUP:
-                try:
-                    queued = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if queued is None or not queued.grouped:
-                    self._held.append(queued)  # its turn comes after this group
-                    break
-                if not queued.future.cancelled():
-                    group.append(queued)
             outcomes = self._run_group(group)
             settled = [(j.future, outcome) for j, outcome in zip(group, outcomes, strict=True)]
             group[0].future.get_loop().call_soon_threadsafe(_settle_all, settled)
@@ -201,6 +193,19 @@ class _Thread:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _join(self, group: list[_Job]) -> None:
+        """Add to the group the write transactions queued meanwhile, up to MAX_GROUP. Any
+        other job (or close's None) ends the group: its turn comes after it."""
+        while len(group) < MAX_GROUP and not self._held:
+            try:
+                queued = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if queued is None or not queued.grouped:
+                self._held.append(queued)
+            elif not queued.future.cancelled():
+                group.append(queued)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -243,7 +248,13 @@ class _Thread:
         created: set[Any] = set()
         outcomes: list[Outcome] = []
         try:
-            for job in group:
+            # The group takes in the transactions queued while it runs, not only those
+            # queued before it began: the event loop answers the previous group while
+            # this one waits for BEGIN, and their next steps join here rather than
+            # wait for a COMMIT of their own.
+            self._join(group)
+            while len(outcomes) < len(group):
+                job = group[len(outcomes)]
                 conn.execute("SAVEPOINT body")
                 try:
                     outcomes.append((True, job.fn(conn, created)))
@@ -253,6 +264,7 @@ class _Thread:
                     conn.execute("ROLLBACK TO body")
                     outcomes.append(_failed(exc))
                 conn.execute("RELEASE body")
+                self._join(group)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
