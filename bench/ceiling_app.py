@@ -307,7 +307,8 @@ Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], bool]
 
 class SqliteStore:
     """One connection on one thread fed by a queue, as the product's store: write
-    transactions queued together share one COMMIT, each body in its own savepoint."""
+    transactions queued together, or while the group runs, share one COMMIT, each body in
+    its own savepoint."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -331,20 +332,13 @@ class SqliteStore:
                 future.get_loop().call_soon_threadsafe(_settle, [(future, outcome)])
                 continue
             group = [job]
-            while len(group) < 64:
-                try:
-                    queued = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if queued is None or not queued[2]:
-                    held.append(queued)
-                    break
-                group.append(queued)
-            settled = []
+            settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]] = []
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for fn, future, _ in group:
+                self._join(group, held)
+                while len(settled) < len(group):
+                    fn, future, _ = group[len(settled)]
                     conn.execute("SAVEPOINT body")
                     try:
                         settled.append((future, (True, fn(conn))))
@@ -352,12 +346,25 @@ class SqliteStore:
                         conn.execute("ROLLBACK TO body")
                         settled.append((future, (False, exc)))
                     conn.execute("RELEASE body")
+                    self._join(group, held)
                 conn.execute("COMMIT")
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
             group[0][1].get_loop().call_soon_threadsafe(_settle, settled)
         conn.close()
         os.close(lock_fd)
+
+    def _join(self, group: list[Job], held: list[Job | None]) -> None:
+        """As the product's store: the group takes in what queues while it runs."""
+        while len(group) < 64 and not held:
+            try:
+                queued = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if queued is None or not queued[2]:
+                held.append(queued)
+            else:
+                group.append(queued)
 
     async def _queue(self, fn: Callable[[sqlite3.Connection], T], is_tx: bool) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
