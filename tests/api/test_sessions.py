@@ -15,6 +15,7 @@ import pytest
 
 from bhuktani.api.app import create_app
 from bhuktani.merchants.service import NewMerchant
+from bhuktani.payments import sessions
 from tests.conftest import AppClient
 from tests.support import assert_books_balance, fast_settings, new_merchant
 
@@ -245,6 +246,18 @@ async def test_session_ids_are_integers_below_2_53_and_not_sequential(
     # Random draws: no run of small steps that would tell a competitor the volume.
     assert not all(0 < step <= 1000 for step in steps), ids
     assert max(ids) - min(ids) > 2**32, ids
+
+
+async def test_a_session_id_drawn_twice_is_drawn_again(
+    client: AppClient, merchant: NewMerchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = await session_of(client, merchant.test_token)
+    fresh = taken + 1 if taken + 1 < 2**53 else taken - 1
+    draws = iter([taken, taken, fresh])
+    monkeypatch.setattr(sessions, "random_id", lambda: next(draws))
+    # The id is taken twice, and the third draw is used: no error, one session each.
+    assert await session_of(client, merchant.test_token) == fresh
+    assert next(draws, None) is None
 
 
 # Package code 9 names two packages: the amount picks (spec/API.md 3.2, Decision).

@@ -36,6 +36,36 @@ class Session:
     subscriber: Subscriber
 
 
+_INSERT = (
+    "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
+    " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+
+
+def _new(
+    principal: Principal,
+    service: str,
+    isp: str,
+    subscriber: Subscriber,
+    reference: str | None,
+    ttl_s: int,
+) -> tuple[int, *tuple[object, ...]]:
+    """A new session's columns for _INSERT, under a fresh random id (the first)."""
+    now = now_ms()
+    return (
+        random_id(),
+        principal.merchant_id,
+        principal.env,
+        service,
+        isp,
+        subscriber.username,
+        reference,
+        orjson.dumps(subscriber_to_json(subscriber)).decode(),
+        now + ttl_s * 1000,
+        now,
+    )
+
+
 async def insert(
     tx: Tx,
     principal: Principal,
@@ -47,31 +77,16 @@ async def insert(
 ) -> int:
     """The session under a fresh random id, in the caller's transaction; UniqueViolation
     in the (one in billions) case the id is taken, for `fresh_id` to draw again."""
-    now = now_ms()
-    session_id = random_id()
-    await tx.execute(
-        "INSERT INTO sessions (id, merchant_id, env, service, isp, username, reference,"
-        " offer_json, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-        " $9, $10)",
-        session_id,
-        principal.merchant_id,
-        principal.env,
-        service,
-        isp,
-        subscriber.username,
-        reference,
-        orjson.dumps(subscriber_to_json(subscriber)).decode(),
-        now + ttl_s * 1000,
-        now,
-    )
-    return session_id
+    values = _new(principal, service, isp, subscriber, reference, ttl_s)
+    await tx.execute(_INSERT, *values)
+    return values[0]
 
 
-async def fresh_id(db: Database, body: Callable[[Tx], Awaitable[T]]) -> T:
-    """Run a transaction that inserts a session, again while its random id is taken."""
+async def fresh_id(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt`, which inserts a session, again while its random id is taken."""
     for _ in range(ID_ATTEMPTS):
         try:
-            return await db.run(body)
+            return await attempt()
         except UniqueViolation:
             continue
     raise RuntimeError("could not draw a free session id")
@@ -86,9 +101,15 @@ async def open_session(
     reference: str | None,
     ttl_s: int,
 ) -> int:
-    return await fresh_id(
-        db, lambda tx: insert(tx, principal, service, isp, subscriber, reference, ttl_s)
-    )
+    """The session in one statement committed on its own: on PostgreSQL one round trip,
+    not three (BEGIN, INSERT, COMMIT)."""
+
+    async def attempt() -> int:
+        values = _new(principal, service, isp, subscriber, reference, ttl_s)
+        await db.once(_INSERT, *values)
+        return values[0]
+
+    return await fresh_id(attempt)
 
 
 async def load(db: Database, principal: Principal, service: str, session_id: int) -> Session:
