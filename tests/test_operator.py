@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +22,15 @@ from bhuktani.payments import operator, records, sessions
 from bhuktani.payments.operator import OperatorError, Target
 from bhuktani.providers.base import Paid, Refused, Subscriber
 from bhuktani.store import Database, connect
+from bhuktani.store.migrate import upgrade
 from tests.conftest import AppClient
-from tests.support import arrownet_order, assert_books_balance, new_merchant
+from tests.support import (
+    KEY,
+    arrownet_order,
+    assert_books_balance,
+    holding_writer_lock,
+    new_merchant,
+)
 
 AMOUNT_PAISA = 169_500
 FAR_FUTURE_MS = 2**62  # no reconciler running beside a test ever picks these up
@@ -612,3 +620,53 @@ async def test_cli_refusals_exit_non_zero_and_change_nothing(db_url: str, db: Da
         assert await rows(db, "operator_actions", made.payment_id) == []
         assert await rows(db, "callbacks", made.payment_id) == []
     await assert_books_balance(db)
+
+
+async def test_on_sqlite_admin_writes_queue_for_the_write_lock_with_the_payments(
+    tmp_path: Path,
+) -> None:
+    """An operator's credit load, a new merchant or a revoked token, from the CLI beside a
+    running server, wait in the kernel's queue for the writer lock, in turn with the
+    payments' groups (here this test holds that lock, as the server would), not in
+    SQLite's busy wait, where at peak they could starve and fail 'database is locked'."""
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    upgrade(url)
+    db = await connect(url)
+    try:
+        merchant = await merchants.create(db, "admin", key=KEY)
+        with holding_writer_lock(tmp_path / "admin.db"):
+            load = asyncio.create_task(
+                merchants.load_credits(db, merchant.merchant_id, "test", 1_000_000)
+            )
+            await asyncio.sleep(0.3)
+            assert not load.done(), "the credit load went ahead of the writer lock's holder"
+        await asyncio.wait_for(load, 5)
+        with holding_writer_lock(tmp_path / "admin.db"):
+            created = asyncio.create_task(merchants.create(db, "second", key=KEY))
+            revoked = asyncio.create_task(merchants.revoke_token(db, merchant.test_token, key=KEY))
+            await asyncio.sleep(0.3)
+            assert not created.done(), "the new merchant went ahead of the writer lock's holder"
+            assert not revoked.done(), "the revocation went ahead of the writer lock's holder"
+        assert (await asyncio.wait_for(created, 5)).merchant_id != merchant.merchant_id
+        assert await asyncio.wait_for(revoked, 5) is True
+        paid = await succeeded(db, merchant.merchant_id)
+        stuck = await flagged(db, merchant.merchant_id)
+        with holding_writer_lock(tmp_path / "admin.db"):
+            refunded = asyncio.create_task(
+                operator.refund(
+                    db, Target(paid.reference), amount_paisa=None, note="reversed", operator="op"
+                )
+            )
+            resolved = asyncio.create_task(
+                operator.resolve(
+                    db, Target(stuck.reference), success=False, note="lost", operator="op"
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not refunded.done(), "the refund went ahead of the writer lock's holder"
+            assert not resolved.done(), "the resolution went ahead of the writer lock's holder"
+        assert (await asyncio.wait_for(refunded, 5)).left_paisa == 0
+        assert (await asyncio.wait_for(resolved, 5)).state == "Failed"
+        await assert_books_balance(db)
+    finally:
+        await db.close()

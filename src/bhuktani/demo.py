@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bhuktani.merchants import service as merchants
-from bhuktani.store import Database
+from bhuktani.store import Database, query_row
 
 DEMO_NAME = "demo"
 DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
@@ -12,10 +12,9 @@ DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
 async def ensure_demo(db: Database, *, key: bytes) -> str:
     """A TEST token of the demo merchant, made on first use. Tokens are stored as hashes,
     so each call issues a new one; earlier ones stay valid."""
-    async with db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1", DEMO_NAME
-        )
+    row = await query_row(
+        db, "SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1", DEMO_NAME
+    )
     if row is None:
         created = await merchants.create(
             db, DEMO_NAME, key=key, test_credits_paisa=DEMO_TEST_CREDITS_PAISA

@@ -66,7 +66,8 @@ async def create(
     if callback_url is not None:
         urls.check_syntax(callback_url)
     secret = signing.new_secret()
-    async with db.transaction() as tx:
+
+    async def body(tx: Tx) -> NewMerchant:
         row = await tx.fetchrow(
             "INSERT INTO merchants (name, services, callback_url, callback_secret, created_ms)"
             " VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -83,32 +84,35 @@ async def create(
             account_id = await ledger.merchant_account(tx, merchant_id, env)
             if amount > 0:
                 await _load(tx, account_id, env, amount, "opening credits")
-    return NewMerchant(merchant_id, issued["test"], issued["live"], secret)
+        return NewMerchant(merchant_id, issued["test"], issued["live"], secret)
+
+    return await db.run(body)
 
 
 async def rotate_callback_secret(db: Database, merchant_id: int) -> str | None:
     """A new signing secret, in force for every callback sent from now on."""
     secret = signing.new_secret()
-    async with db.transaction() as tx:
-        changed = await tx.execute(
+    changed = await db.run(
+        lambda tx: tx.execute(
             "UPDATE merchants SET callback_secret = $2 WHERE id = $1", merchant_id, secret
         )
+    )
     return secret if changed == 1 else None
 
 
 async def set_callback_url(db: Database, merchant_id: int, url: str | None) -> bool:
     if url is not None:
         urls.check_syntax(url)
-    async with db.transaction() as tx:
-        changed = await tx.execute(
+    changed = await db.run(
+        lambda tx: tx.execute(
             "UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url
         )
+    )
     return changed == 1
 
 
 async def issue_token(db: Database, merchant_id: int, env: str, *, key: bytes) -> str:
-    async with db.transaction() as tx:
-        return await _issue_token(tx, merchant_id, env, key)
+    return await db.run(lambda tx: _issue_token(tx, merchant_id, env, key))
 
 
 async def _load(tx: Tx, account_id: int, env: str, amount_paisa: int, note: str) -> int:
@@ -123,34 +127,37 @@ async def load_credits(
     amount_paisa: int,
     note: str = "credit load",
 ) -> int:
-    async with db.transaction() as tx:
+
+    async def body(tx: Tx) -> int:
         if await tx.fetchrow("SELECT id FROM merchants WHERE id = $1", merchant_id) is None:
             raise LookupError(f"no merchant {merchant_id}")
         account_id = await ledger.merchant_account(tx, merchant_id, env)
         return await _load(tx, account_id, env, amount_paisa, note)
 
+    return await db.run(body)
+
 
 async def set_status(db: Database, merchant_id: int, status: str) -> bool:
-    async with db.transaction() as tx:
-        changed = await tx.execute(
-            "UPDATE merchants SET status = $2 WHERE id = $1", merchant_id, status
-        )
+    changed = await db.run(
+        lambda tx: tx.execute("UPDATE merchants SET status = $2 WHERE id = $1", merchant_id, status)
+    )
     return changed == 1
 
 
 async def revoke_token(db: Database, token: str, *, key: bytes) -> bool:
-    async with db.transaction() as tx:
-        changed = await tx.execute(
+    changed = await db.run(
+        lambda tx: tx.execute(
             "UPDATE tokens SET status = 'revoked', revoked_ms = $2 WHERE token_hash = $1",
             tokens.digest(token, key),
             now_ms(),
         )
+    )
     return changed == 1
 
 
 async def list_all(db: Database) -> list[dict[str, object]]:
-    async with db.transaction() as tx:
-        rows = await tx.fetch(
+    rows = await db.read(
+        lambda tx: tx.fetch(
             "SELECT m.id, m.name, m.status, m.services, m.callback_url,"
             " t.balance_paisa - t.held_paisa AS test_available,"
             " l.balance_paisa - l.held_paisa AS live_available"
@@ -159,6 +166,7 @@ async def list_all(db: Database) -> list[dict[str, object]]:
             " LEFT JOIN accounts l ON l.kind = 'merchant' AND l.env = 'live' AND l.merchant_id = m.id"
             " ORDER BY m.id"
         )
+    )
     return [dict(row) for row in rows]
 
 

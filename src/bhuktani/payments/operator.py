@@ -163,7 +163,8 @@ async def resolve(
     The merchant's callback is queued in the same transaction."""
     note = _text(note, "note", MAX_NOTE_CHARS)
     operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
-    async with db.transaction() as tx:
+
+    async def body(tx: Tx) -> Resolved:
         row = await _one(tx, target)
         _refuse_unresolvable(row)
         payment_id = int(row["id"])
@@ -203,7 +204,9 @@ async def resolve(
             operator=operator,
             note=note,
         )
-    return Resolved(payment_id, state, transfer_id, action_id)
+        return Resolved(payment_id, state, transfer_id, action_id)
+
+    return await db.run(body)
 
 
 async def _refunded_paisa(tx: Tx, payment_id: int) -> int:
@@ -232,7 +235,8 @@ async def refund(
     operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
     if amount_paisa is not None and amount_paisa <= 0:
         raise OperatorError("a refund amount must be positive")
-    async with db.transaction() as tx:
+
+    async def body(tx: Tx) -> Refunded:
         # Locked: two refunds at once see each other's and never exceed the payment.
         row = await _one(tx, target)
         payment_id = int(row["id"])
@@ -275,8 +279,10 @@ async def refund(
             operator=operator,
             note=note,
         )
-    refunded = before_paisa + amount
-    return Refunded(payment_id, amount, refunded, paid_paisa - refunded, transfer_id, action_id)
+        refunded = before_paisa + amount
+        return Refunded(payment_id, amount, refunded, paid_paisa - refunded, transfer_id, action_id)
+
+    return await db.run(body)
 
 
 async def _transfers(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
@@ -393,6 +399,9 @@ async def _view(tx: Tx, row: Row) -> dict[str, Any]:
 
 async def show(db: Database, target: Target) -> list[dict[str, Any]]:
     """Every payment matching, oldest first, as JSON-ready values (amounts in rupees)."""
-    async with db.transaction() as tx:
+
+    async def body(tx: Tx) -> list[dict[str, Any]]:
         rows = await _matching(tx, target, lock=False)
         return [await _view(tx, row) for row in rows]
+
+    return await db.read(body)

@@ -299,7 +299,7 @@ class _Thread:
 
 
 class SqliteTx:
-    """A transaction whose statements each hop to the side thread (admin paths)."""
+    """A transaction whose statements each hop to the side thread (tests)."""
 
     def __init__(self, thread: _Thread, memo: dict[Any, Any]) -> None:
         self._thread = thread
@@ -325,9 +325,10 @@ class SqliteTx:
 
 class SqliteDatabase:
     """`run` executes whole transactions one after another on the main thread, so it needs
-    no lock: the thread is the queue. `transaction` (statement by statement, for admin
-    paths and tests) uses a second connection on its own thread; SQLite's write lock,
-    waited for by busy_timeout, keeps the two apart."""
+    no lock: the thread is the queue. `transaction` (statement by statement, for tests
+    that need to hold one open; the product's own paths all use `run` and `read`) uses a
+    second connection on its own thread; SQLite's write lock, waited for by busy_timeout,
+    keeps the two apart."""
 
     dialect = "sqlite"
 
