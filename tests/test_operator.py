@@ -247,7 +247,7 @@ async def test_resolve_failed_releases_the_credits_in_full_and_the_session(
     principal = Principal(merchant.merchant_id, "test", "all", None)
     subscriber = Subscriber("Pradhanang", "c1", "P", "50Mbps", 3, False, True, ())
     session_id = await sessions.open_session(
-        db, principal, "arrownet", "arrownet", subscriber, None, ttl_s=600
+        db, sessions.NewSession(principal, "arrownet", "arrownet", subscriber, None, ttl_s=600)
     )
     made = await flagged(db, merchant.merchant_id, session_id=session_id)
     assert (await books(db, merchant.merchant_id)).held_paisa == AMOUNT_PAISA

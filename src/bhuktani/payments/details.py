@@ -65,7 +65,8 @@ async def _sandbox_offer(
         if subscriber is None:
             return None, None
         session_id = await sessions.insert(
-            tx, principal, service, query.isp, subscriber, query.reference, ttl_s
+            tx,
+            sessions.NewSession(principal, service, query.isp, subscriber, query.reference, ttl_s),
         )
         return subscriber, session_id
 
@@ -97,8 +98,7 @@ async def details(
     subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
     session_id = None
     if group.uses_sessions:
-        session_id = await sessions.open_session(
-            gateway.db,
+        new = sessions.NewSession(
             principal,
             group.slug,
             query.isp,
@@ -106,4 +106,5 @@ async def details(
             query.reference,
             gateway.settings.session_ttl_s,
         )
+        session_id = await sessions.open_session(gateway.db, new)
     return group.render_details(subscriber, session_id)

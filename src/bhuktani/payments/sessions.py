@@ -42,42 +42,39 @@ _INSERT = (
 )
 
 
-def _new(
-    principal: Principal,
-    service: str,
-    isp: str,
-    subscriber: Subscriber,
-    reference: str | None,
-    ttl_s: int,
-) -> tuple[int, *tuple[object, ...]]:
-    """A new session's columns for _INSERT, under a fresh random id (the first)."""
-    now = now_ms()
-    return (
-        random_id(),
-        principal.merchant_id,
-        principal.env,
-        service,
-        isp,
-        subscriber.username,
-        reference,
-        orjson.dumps(subscriber_to_json(subscriber)).decode(),
-        now + ttl_s * 1000,
-        now,
-    )
+@dataclass(frozen=True)
+class NewSession:
+    """What a details call keeps as a session: the subscriber as priced for this merchant,
+    environment, service and ISP, and how long the offer stands."""
+
+    principal: Principal
+    service: str
+    isp: str
+    subscriber: Subscriber
+    reference: str | None
+    ttl_s: int
+
+    def values(self) -> tuple[int, *tuple[object, ...]]:
+        """Its columns for _INSERT, under a fresh random id (the first)."""
+        now = now_ms()
+        return (
+            random_id(),
+            self.principal.merchant_id,
+            self.principal.env,
+            self.service,
+            self.isp,
+            self.subscriber.username,
+            self.reference,
+            orjson.dumps(subscriber_to_json(self.subscriber)).decode(),
+            now + self.ttl_s * 1000,
+            now,
+        )
 
 
-async def insert(
-    tx: Tx,
-    principal: Principal,
-    service: str,
-    isp: str,
-    subscriber: Subscriber,
-    reference: str | None,
-    ttl_s: int,
-) -> int:
+async def insert(tx: Tx, new: NewSession) -> int:
     """The session under a fresh random id, in the caller's transaction; UniqueViolation
     in the (one in billions) case the id is taken, for `fresh_id` to draw again."""
-    values = _new(principal, service, isp, subscriber, reference, ttl_s)
+    values = new.values()
     await tx.execute(_INSERT, *values)
     return values[0]
 
@@ -92,20 +89,12 @@ async def fresh_id(attempt: Callable[[], Awaitable[T]]) -> T:
     raise RuntimeError("could not draw a free session id")
 
 
-async def open_session(
-    db: Database,
-    principal: Principal,
-    service: str,
-    isp: str,
-    subscriber: Subscriber,
-    reference: str | None,
-    ttl_s: int,
-) -> int:
+async def open_session(db: Database, new: NewSession) -> int:
     """The session in one statement committed on its own: on PostgreSQL one round trip,
     not three (BEGIN, INSERT, COMMIT)."""
 
     async def attempt() -> int:
-        values = _new(principal, service, isp, subscriber, reference, ttl_s)
+        values = new.values()
         await db.once(_INSERT, *values)
         return values[0]
 
