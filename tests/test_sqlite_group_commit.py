@@ -72,6 +72,14 @@ def insert(key: str, *, fail: bool = False, hold_s: float = 0.0) -> Any:
     return body
 
 
+async def holding_the_thread(db: store.SqliteDatabase, key: str = "first") -> asyncio.Future[str]:
+    """A write that keeps the SQLite thread busy for 0.2 s, returned once the thread is
+    inside it: what is queued meanwhile queues behind it."""
+    running = asyncio.ensure_future(db.run(insert(key, hold_s=0.2)))
+    await asyncio.sleep(0.05)
+    return running
+
+
 async def keys(db: store.SqliteDatabase) -> set[str]:
     rows = await db.read(lambda tx: tx.fetch("SELECT k FROM t"))
     return {row["k"] for row in rows}
@@ -82,8 +90,7 @@ async def test_bodies_queued_together_commit_together_and_a_failing_one_rolls_ba
 ) -> None:
     db, opened = sqlite_db
     commits_before = opened[0].commits
-    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
-    await asyncio.sleep(0.05)  # the thread is inside `first`: the rest queue behind it
+    first = await holding_the_thread(db)
     bodies = [insert(f"k{i}", fail=i == 7) for i in range(20)]
     bodies.append(insert("k3"))  # the same key again: a unique violation, alone too
     outcomes = await asyncio.gather(*(db.run(b) for b in bodies), return_exceptions=True)
@@ -104,8 +111,7 @@ async def test_a_job_that_is_not_a_write_transaction_ends_the_intake_of_a_group(
 ) -> None:
     db, opened = sqlite_db
     commits_before = opened[0].commits
-    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
-    await asyncio.sleep(0.05)
+    first = await holding_the_thread(db)
     joins = asyncio.ensure_future(db.run(insert("joins")))
     await asyncio.sleep(0.01)
     read = asyncio.ensure_future(keys(db))
@@ -124,8 +130,7 @@ async def test_a_group_takes_no_more_than_max_group_bodies(
 ) -> None:
     db, opened = sqlite_db
     commits_before = opened[0].commits
-    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
-    await asyncio.sleep(0.05)
+    first = await holding_the_thread(db)
     queued = [db.run(insert(f"k{i}")) for i in range(store.MAX_GROUP)]
     await asyncio.gather(first, *queued)
     # `first` and MAX_GROUP - 1 of those queued behind it, then the last one alone.
@@ -136,8 +141,7 @@ async def test_a_commit_that_fails_fails_every_body_of_its_group_and_keeps_nothi
     sqlite_db: tuple[store.SqliteDatabase, list[Connection]],
 ) -> None:
     db, opened = sqlite_db
-    first = asyncio.ensure_future(db.run(insert("first", hold_s=0.2)))
-    await asyncio.sleep(0.05)
+    first = await holding_the_thread(db)
     opened[0].fail_commit = True
     outcomes = await asyncio.gather(
         *(db.run(insert(f"k{i}")) for i in range(5)), return_exceptions=True
@@ -158,8 +162,7 @@ async def test_an_account_created_in_a_group_is_not_remembered_until_the_group_c
     async def account(tx: Tx) -> int:
         return await ledger.ensure_account(tx, "isp", "live", "isp:new")
 
-    blocker = asyncio.ensure_future(db.run(insert("blocker", hold_s=0.2)))
-    await asyncio.sleep(0.05)
+    blocker = await holding_the_thread(db, "blocker")
     opened[0].fail_commit = True
     # One group: the second body finds the row the first created, which the failed
     # COMMIT then drops. Had the second remembered its id, a later payment would post to
