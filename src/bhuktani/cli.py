@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -94,28 +93,16 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the API (applies pending migrations first)."""
-    import uvicorn
+    from bhuktani.api import serving
+    from bhuktani.logs import configure_logging
 
+    configure_logging(get_settings().log_level)
     upgrade(get_settings().database_url)
     # Worker processes build their settings from the environment.
     os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
     os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
     get_settings.cache_clear()
-    # uvicorn drains, then re-raises the signal it stopped on; a SIGTERM'd server that
-    # drained cleanly exits 0, as supervisors expect of a graceful stop.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        "bhuktani.api.app:serving_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # look-ups carry tokens in query strings; we log paths only
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-        loop="uvloop",
-        http="httptools",
-    )
+    raise typer.Exit(serving.serve(host, port, workers))
 
 
 @app.command()

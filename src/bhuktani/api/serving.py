@@ -1,0 +1,268 @@
+"""How `bhuktani serve` runs uvicorn: in one process, or as several workers that each
+listen on a socket of their own (SO_REUSEPORT), kept running by a small supervisor.
+
+uvicorn's own workers accept from one shared socket, and the worker that wakes first takes
+every connection queued on it: a client that opens its pool of keep-alive connections at
+once (a bank's, or wrk's) lands mostly on one worker and stays there (64 connections split
+60/4 in a bench run). With a listening socket per worker, the kernel spreads each new
+connection by a hash of its addresses. The supervisor opens the sockets and keeps them
+while workers come and go: connections queued on a dead worker's socket wait for its
+replacement instead of being reset."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Protocol
+
+import structlog
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+log = structlog.get_logger(__name__)
+
+GRACEFUL_SHUTDOWN_S = 30
+# A worker that died is started again, but a slot restarts at most this often, so that a
+# worker dying as it starts does not become a busy loop of spawns.
+RESTART_INTERVAL_S = 1.0
+# After SIGTERM, how long the supervisor waits beyond the workers' own drain before it
+# kills what is left.
+KILL_GRACE_S = 5.0
+BACKLOG = 2048
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def config(host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        "bhuktani.api.app:serving_app",
+        factory=True,
+        host=host,
+        port=port,
+        access_log=False,  # look-ups carry tokens in query strings; we log paths only
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        backlog=BACKLOG,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def serve(host: str, port: int, workers: int) -> int:
+    """Serve until SIGTERM or SIGINT, drain, and return the exit status."""
+    if workers == 1:
+        return _run_worker(config(host, port), None)
+    try:
+        sockets = listening_sockets(host, port, workers)
+    except OSError as exc:
+        log.error("listen_failed", host=host, port=port, error=str(exc))
+        return 1
+    try:
+        return Supervisor(config(host, port), sockets).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """A socket per worker, each bound to the port with SO_REUSEPORT, so that the kernel
+    gives each a share of the new connections. A port that anything listens on already is
+    refused first: SO_REUSEPORT would share it with another server of the same user."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    _bind(family, host, port, reuse_port=False).close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sockets.append(_bind(family, host, port, reuse_port=True))
+            sockets[-1].listen(BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bind(family: socket.AddressFamily, host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past connections' TIME_WAIT
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _run_worker(cfg: uvicorn.Config, sock: socket.socket | None, ready: Ready | None = None) -> int:
+    # uvicorn drains, then raises again the signal it stopped on; a worker that drained
+    # after SIGTERM or SIGINT exits 0, as supervisors expect of a graceful stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
+    server = _Server(cfg, ready)
+    server.run(sockets=None if sock is None else [sock])
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _exit_cleanly(*_: object) -> None:
+    sys.exit(0)
+
+
+def _drain_when_orphaned(parent: int) -> None:
+    """A worker whose supervisor died (SIGKILL, a crash) drains and exits: left running,
+    it would keep taking a share of the port's connections beside the next server."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before the line above
+        sys.exit(0)
+
+
+class Ready(Protocol):
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+
+
+class _Server(uvicorn.Server):
+    """Tells the supervisor when it serves: a worker that exits before then could not
+    start, and the next one would fail the same way."""
+
+    def __init__(self, cfg: uvicorn.Config, ready: Ready | None) -> None:
+        super().__init__(cfg)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._ready is not None:
+            self._ready.set()
+            log.info("worker_serving", pid=os.getpid())
+
+
+def _worker_main(cfg: uvicorn.Config, sock: socket.socket, ready: Ready, parent: int) -> None:
+    """A worker process: its own event loop, app and database connections."""
+    _drain_when_orphaned(parent)
+    cfg.configure_logging()
+    sys.exit(_run_worker(cfg, sock, ready))
+
+
+@dataclass
+class _Slot:
+    sock: socket.socket
+    process: BaseProcess | None = None
+    ready: Ready | None = None
+    started_at: float = field(default=-RESTART_INTERVAL_S)
+
+
+class Supervisor:
+    """Starts a worker per socket, starts again any that dies, and on SIGTERM or SIGINT
+    passes SIGTERM on and waits for every worker to drain."""
+
+    def __init__(self, cfg: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        self._config = cfg
+        self._slots = [_Slot(sock) for sock in sockets]
+        self._spawn = multiprocessing.get_context("spawn")
+        self._stopping: int | None = None
+
+    def run(self) -> int:
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+        try:
+            status = self._supervise(wake_r)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            wake_r.close()
+            wake_w.close()
+        return status
+
+    def _on_signal(self, sig: int, _: FrameType | None) -> None:
+        self._stopping = sig
+
+    def _supervise(self, wake: socket.socket) -> int:
+        status = 0
+        while self._stopping is None:
+            now = time.monotonic()
+            due = [slot for slot in self._slots if slot.process is None]
+            for slot in due:
+                if now - slot.started_at >= RESTART_INTERVAL_S:
+                    self._start(slot)
+            waiting = [
+                slot.started_at + RESTART_INTERVAL_S - now for slot in due if slot.process is None
+            ]
+            timeout_s = max(0.0, min(waiting)) if waiting else None
+            sentinels = [slot.process.sentinel for slot in self._slots if slot.process is not None]
+            ready = wait([wake, *sentinels], timeout=timeout_s)
+            if wake in ready:
+                wake.recv(64)
+            status = self._reap()
+            if status:
+                break
+        self._stop_all()
+        return status
+
+    def _start(self, slot: _Slot) -> None:
+        ready = self._spawn.Event()
+        process = self._spawn.Process(
+            target=_worker_main,
+            args=(self._config, slot.sock, ready, os.getpid()),
+            name=f"bhuktani-worker-{self._slots.index(slot)}",
+        )
+        process.start()
+        slot.process = process
+        slot.ready = ready
+        slot.started_at = time.monotonic()
+        log.info("worker_started", worker=self._slots.index(slot), pid=process.pid)
+
+    def _reap(self) -> int:
+        """Forget the workers that exited; non-zero if one exited before it served, for the
+        next would fail the same way (a broken app, a database unreachable, bad settings).
+        A worker that served and then died is started again."""
+        for index, slot in enumerate(self._slots):
+            process = slot.process
+            if process is None or process.exitcode is None:
+                continue
+            process.join()
+            served = slot.ready is not None and slot.ready.is_set()
+            slot.process = slot.ready = None
+            if not served:
+                log.error(
+                    "worker_failed_to_start",
+                    worker=index,
+                    pid=process.pid,
+                    exit_code=process.exitcode,
+                )
+                return STARTUP_FAILURE
+            # Not asked to stop: killed, out of memory, or a bug; its slot starts another.
+            log.error("worker_exited", worker=index, pid=process.pid, exit_code=process.exitcode)
+        return 0
+
+    def _stop_all(self) -> None:
+        running = [slot.process for slot in self._slots if slot.process is not None]
+        for process in running:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S + KILL_GRACE_S
+        for process in running:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                log.error(
+                    "worker_killed", pid=process.pid, after_s=GRACEFUL_SHUTDOWN_S + KILL_GRACE_S
+                )
+                process.kill()
+                process.join()
+        for slot in self._slots:
+            slot.process = None
