@@ -831,23 +831,67 @@ def init(url: str, tokens: list[str]) -> None:
     asyncio.run(pg())
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def uvicorn_config(host: str, port: int) -> Any:
     import uvicorn
 
-    # The settings of `bhuktani serve` (src/bhuktani/cli.py).
-    uvicorn.run(
+    # The settings of `bhuktani serve` (src/bhuktani/api/serving.py).
+    return uvicorn.Config(
         "ceiling_app:serving_app",
-        factory=True,
-        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        factory=True,  # importable: this script's folder leads sys.path, in workers too
         host=host,
         port=port,
-        workers=workers,
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=30,
+        backlog=2048,
         loop="uvloop",
         http="httptools",
     )
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """One process; or, as `bhuktani serve --workers N`, a listening socket per worker
+    (SO_REUSEPORT) opened by the parent, so that both servers split wrk's connections
+    alike. No restarts: a worker that dies ends the run."""
+    import multiprocessing
+    import signal
+    import socket
+
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.Server(uvicorn_config(host, port)).run()
+        return
+    sockets = []
+    for _ in range(workers):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sockets.append(sock)
+    spawn = multiprocessing.get_context("spawn")
+    procs = [spawn.Process(target=_worker, args=(host, port, sock)) for sock in sockets]
+    for proc in procs:
+        proc.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5) and all(proc.is_alive() for proc in procs):
+        pass
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            os.kill(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        proc.join()
+
+
+def _worker(host: str, port: int, sock: Any) -> None:
+    config = uvicorn_config(host, port)
+    config.configure_logging()
+    import uvicorn
+
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main(argv: list[str]) -> None:
