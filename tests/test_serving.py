@@ -135,7 +135,16 @@ def serving(tmp_path: Path, workers: int = 2) -> Iterator[Served]:
 
 def get(sock: socket.socket, path: str = "/healthz") -> bytes:
     """One keep-alive request on an open connection; the response's status line."""
+    send_get(sock, path)
+    return read_status(sock)
+
+
+def send_get(sock: socket.socket, path: str = "/healthz") -> None:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bhuktani\r\n\r\n".encode())
+
+
+def read_status(sock: socket.socket) -> bytes:
+    """The status line of a response whose body is a JSON object."""
     answer = b""
     while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
         chunk = sock.recv(65536)
@@ -284,27 +293,109 @@ def test_a_port_already_listened_on_is_refused(tmp_path: Path) -> None:
     assert b"worker_started" not in done.stdout
 
 
-def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
-    """Rather than starting one every second that fails the same way."""
-    script = (
-        "import sys, uvicorn\n"
-        "from bhuktani.api import serving\n"
-        "from bhuktani.logs import configure_logging\n"
-        "configure_logging()\n"
-        "sockets = serving.listening_sockets('127.0.0.1', int(sys.argv[1]), 2)\n"
-        "cfg = uvicorn.Config('bhuktani.no_such_module:app', log_level='critical')\n"
-        "sys.exit(serving.Supervisor(cfg, sockets).run())\n"
-    )
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(free_port())],
-        capture_output=True,
-        timeout=60,
-    )
-    elapsed_s = time.monotonic() - started
+SUPERVISE = """
+import sys, uvicorn
+from bhuktani.api import serving
+from bhuktani.logs import configure_logging
+configure_logging()
+sockets = serving.listening_sockets("127.0.0.1", int(sys.argv[1]), 2)
+cfg = uvicorn.Config(sys.argv[2], factory=True, log_level="critical")
+sys.exit(serving.Supervisor(cfg, sockets).run())
+"""
 
-    assert done.returncode == 3, done
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith(b"{")]
-    assert [e["event"] for e in lines].count("worker_started") == 2, lines
-    assert [e["event"] for e in lines].count("worker_failed_to_start") == 1, lines
-    assert elapsed_s < 30
+# An app whose factory fails while the file named by APP_BROKEN exists.
+FRAGILE_APP = """
+import os
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from bhuktani.logs import configure_logging
+
+def app():
+    configure_logging()
+    if os.path.exists(os.environ["APP_BROKEN"]):
+        raise RuntimeError("broken on purpose")
+    return Starlette(routes=[Route("/healthz", lambda _: JSONResponse({"status": "ok"}))])
+"""
+
+
+def supervise(tmp_path: Path, port: int, log_file: Any) -> subprocess.Popen[bytes]:
+    """The supervisor over two workers of `fragile_app`, started in a process of its own."""
+    (tmp_path / "fragile_app.py").write_text(FRAGILE_APP)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+        "APP_BROKEN": str(tmp_path / "broken"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE, str(port), "fragile_app:app"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
+    """Rather than starting one every second that fails the same way: no worker has
+    served, so the app or its settings are broken."""
+    (tmp_path / "broken").touch()
+    log_path = tmp_path / "supervisor.log"
+    with log_path.open("wb") as log_file:
+        process = supervise(tmp_path, free_port(), log_file)
+    served = Served(0, process, log_path)
+    try:
+        exit_code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert exit_code == 3, log_path.read_text()
+    assert len(served.events("worker_started")) == 2
+    assert len(served.events("worker_failed_to_start")) == 1
+
+
+def test_a_replacement_that_cannot_start_is_tried_again_while_the_others_serve(
+    tmp_path: Path,
+) -> None:
+    """Once the server has served, a worker that cannot start (its database down, say)
+    is no reason to stop the workers that run."""
+    port = free_port()
+    log_path = tmp_path / "supervisor.log"
+    with log_path.open("wb") as log_file:
+        process = supervise(tmp_path, port, log_file)
+    served = Served(port, process, log_path)
+    try:
+        wait_for(lambda: len(served.events("worker_serving")) == 2, "both workers serving")
+        (tmp_path / "broken").touch()
+        victim = served.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        failures = wait_for(lambda: served.events("worker_failed_to_start"), "a failed start")
+        with ExitStack() as stack:
+            opened = connections(stack, port, 16, timeout_s=2.0)
+            for sock in opened:
+                send_get(sock)
+            # The survivor answers its share; the others wait on the missing worker's socket.
+            answered, waiting = [], []
+            for sock in opened:
+                try:
+                    answered.append(read_status(sock))
+                except TimeoutError:
+                    waiting.append(sock)
+            still_running = process.poll() is None
+            (tmp_path / "broken").unlink()
+            for sock in waiting:
+                sock.settimeout(START_TIMEOUT_S)
+            answered_later = [read_status(sock) for sock in waiting]
+        wait_for(lambda: len(served.events("worker_serving")) == 3, "the replacement serving")
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert still_running
+    assert failures[0]["retry_in_s"] == 1.0
+    assert answered and waiting, "16 connections all hashed to one socket"
+    assert set(answered) == set(answered_later) == {b"HTTP/1.1 200 OK"}
+    assert exit_code == 0

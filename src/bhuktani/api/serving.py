@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -31,9 +31,11 @@ from uvicorn.config import STARTUP_FAILURE
 log = structlog.get_logger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 30
-# A worker that died is started again, but a slot restarts at most this often, so that a
-# worker dying as it starts does not become a busy loop of spawns.
+# A worker that died is started again, at most once this often; one that fails to start
+# again waits twice as long each time, up to MAX_RESTART_DELAY_S: each try costs an import
+# of the whole app.
 RESTART_INTERVAL_S = 1.0
+MAX_RESTART_DELAY_S = 30.0
 # After SIGTERM, how long the supervisor waits beyond the workers' own drain before it
 # kills what is left.
 KILL_GRACE_S = 5.0
@@ -159,7 +161,9 @@ class _Slot:
     sock: socket.socket
     process: BaseProcess | None = None
     ready: Ready | None = None
-    started_at: float = field(default=-RESTART_INTERVAL_S)
+    started_at: float = 0.0
+    due_at: float = 0.0  # when to start a worker, while there is none
+    failed_starts: int = 0
 
 
 class Supervisor:
@@ -171,6 +175,7 @@ class Supervisor:
         self._slots = [_Slot(sock) for sock in sockets]
         self._spawn = multiprocessing.get_context("spawn")
         self._stopping: int | None = None
+        self._served = False
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -196,13 +201,11 @@ class Supervisor:
         status = 0
         while self._stopping is None:
             now = time.monotonic()
-            due = [slot for slot in self._slots if slot.process is None]
-            for slot in due:
-                if now - slot.started_at >= RESTART_INTERVAL_S:
+            idle = [slot for slot in self._slots if slot.process is None]
+            for slot in idle:
+                if slot.due_at <= now:
                     self._start(slot)
-            waiting = [
-                slot.started_at + RESTART_INTERVAL_S - now for slot in due if slot.process is None
-            ]
+            waiting = [slot.due_at - now for slot in idle if slot.process is None]
             timeout_s = max(0.0, min(waiting)) if waiting else None
             sentinels = [slot.process.sentinel for slot in self._slots if slot.process is not None]
             ready = wait([wake, *sentinels], timeout=timeout_s)
@@ -228,9 +231,15 @@ class Supervisor:
         log.info("worker_started", worker=self._slots.index(slot), pid=process.pid)
 
     def _reap(self) -> int:
-        """Forget the workers that exited; non-zero if one exited before it served, for the
-        next would fail the same way (a broken app, a database unreachable, bad settings).
-        A worker that served and then died is started again."""
+        """Forget the workers that exited and plan their replacements. Non-zero if one
+        exited before it served while none has served yet: a broken app or bad settings,
+        and every next worker would fail the same way. Once the server has served, a
+        replacement that cannot start (a database down) is tried again, less and less
+        often, while the other workers serve."""
+        now = time.monotonic()
+        self._served = self._served or any(
+            s.ready is not None and s.ready.is_set() for s in self._slots
+        )
         for index, slot in enumerate(self._slots):
             process = slot.process
             if process is None or process.exitcode is None:
@@ -238,16 +247,28 @@ class Supervisor:
             process.join()
             served = slot.ready is not None and slot.ready.is_set()
             slot.process = slot.ready = None
-            if not served:
+            if served:
+                # Not asked to stop: killed, out of memory, or a bug.
                 log.error(
-                    "worker_failed_to_start",
-                    worker=index,
-                    pid=process.pid,
-                    exit_code=process.exitcode,
+                    "worker_exited", worker=index, pid=process.pid, exit_code=process.exitcode
                 )
+                slot.failed_starts = 0
+                slot.due_at = max(now, slot.started_at + RESTART_INTERVAL_S)
+                continue
+            slot.failed_starts += 1
+            delay_s = min(
+                MAX_RESTART_DELAY_S, RESTART_INTERVAL_S * 2 ** min(slot.failed_starts - 1, 10)
+            )
+            log.error(
+                "worker_failed_to_start",
+                worker=index,
+                pid=process.pid,
+                exit_code=process.exitcode,
+                retry_in_s=delay_s if self._served else None,
+            )
+            if not self._served:
                 return STARTUP_FAILURE
-            # Not asked to stop: killed, out of memory, or a bug; its slot starts another.
-            log.error("worker_exited", worker=index, pid=process.pid, exit_code=process.exitcode)
+            slot.due_at = now + delay_s
         return 0
 
     def _stop_all(self) -> None:
