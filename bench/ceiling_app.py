@@ -887,10 +887,10 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def _worker(host: str, port: int, sock: Any) -> None:
-    config = uvicorn_config(host, port)
-    config.configure_logging()
     import uvicorn
 
+    config = uvicorn_config(host, port)
+    config.configure_logging()
     uvicorn.Server(config).run(sockets=[sock])
 
 
