@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +70,15 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
-def tcp_sockets(port: int, state: str) -> set[int]:
-    """Inodes of the machine's TCP sockets in `state` whose local port is `port`."""
+def tcp_sockets(port: int, state: str, *, peer_port: int | None = None) -> set[int]:
+    """Inodes of the machine's TCP sockets in `state` whose local port is `port` (and
+    whose remote port is `peer_port`, if given)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+            local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+            if local == port and fields[3] == state and peer_port in (None, remote):
                 inodes.add(int(fields[9]))
     return inodes
 
@@ -126,11 +128,14 @@ def serving(tmp_path: Path, workers: int = 2) -> Iterator[Served]:
         assert process.poll() is None, served.log_path.read_text()
         yield served
     finally:
+        # Listed first: once the supervisor is gone its workers are no longer its children.
+        left = served.workers()
         if process.poll() is None:
             process.kill()
             process.wait()
-        for pid in children(process.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in left:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def get(sock: socket.socket, path: str = "/healthz") -> bytes:
@@ -250,14 +255,10 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(tmp_path: Path) -> 
 
 def accepted_by(served: Served, sock: socket.socket) -> int | None:
     """The worker holding the server's end of the client socket `sock`."""
-    client_port = sock.getsockname()[1]
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[2].rsplit(":", 1)[1], 16) == client_port and fields[3] == ESTABLISHED:
-            inode = int(fields[9])
-            for pid in served.workers():
-                if inode in sockets_of(pid):
-                    return pid
+    ends = tcp_sockets(served.port, ESTABLISHED, peer_port=sock.getsockname()[1])
+    for pid in served.workers():
+        if sockets_of(pid) & ends:
+            return pid
     return None
 
 

@@ -174,7 +174,7 @@ class Supervisor:
         self._config = cfg
         self._slots = [_Slot(sock) for sock in sockets]
         self._spawn = multiprocessing.get_context("spawn")
-        self._stopping: int | None = None
+        self._stopping = False
         self._served = False
 
     def run(self) -> int:
@@ -194,12 +194,12 @@ class Supervisor:
             wake_w.close()
         return status
 
-    def _on_signal(self, sig: int, _: FrameType | None) -> None:
-        self._stopping = sig
+    def _on_signal(self, _sig: int, _frame: FrameType | None) -> None:
+        self._stopping = True
 
     def _supervise(self, wake: socket.socket) -> int:
         status = 0
-        while self._stopping is None:
+        while not self._stopping:
             now = time.monotonic()
             idle = [slot for slot in self._slots if slot.process is None]
             for slot in idle:
