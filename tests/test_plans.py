@@ -20,7 +20,8 @@ pytestmark = only_postgresql
 
 STATEMENTS = {
     "hold": one_statement.HOLD,
-    "settle": one_statement.SETTLE,
+    "settle, post": one_statement.SETTLE_POST,
+    "settle, void": one_statement.SETTLE_VOID,
     "sandbox pay": inprocess._APPLY_IN_ONE_STATEMENT,
     "settle, not final": (
         "UPDATE payments SET isp_status = $2, updated_ms = $3"

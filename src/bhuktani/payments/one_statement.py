@@ -65,15 +65,24 @@ WHERE id = $14 AND EXISTS (SELECT 1 FROM hold)
 RETURNING id
 """
 
-# $1 payment id, $2 state, $3 ISP status, $4 detail, $5 now, $6 'post' or 'void'.
+
+# $1 payment id, $2 state, $3 ISP status, $4 detail, $5 now; `kind` is 'post' or 'void'.
 # The payment moves only while Processing; its hold is closed by a transfer that copies
 # it; a post credits the ISP and then debits the merchant (hot rows last, as in the
-# ledger), a void only releases the merchant's hold; a Failed payment gives its session
+# ledger), a void only releases the merchant's hold and gives a Failed payment's session
 # back. No row: the payment was no longer Processing, or had no hold to close (never so:
 # every Processing payment has one), which leaves it to the reconciler rather than commit
 # a final state that moved no money. A hold closed already fails the closing transfer's
 # unique pending_id, and the whole statement with it.
-SETTLE = f"""
+# One statement for each kind, not one taking the kind as a parameter: a step that a
+# parameter turns off is still planned, and its table opened and locked, on every call.
+# With the void's session step in every post, a commit (hold and post, 16 merchants)
+# cost 0.73 ms of backend CPU against 0.65 without it, and the whole Arrownet commit on
+# PostgreSQL ran 1,280 req/s against 1,490 (medians of alternated runs).
+def _settle(kind: str, *, steps: str, debit: str, debit_when: str) -> str:
+    """The settle of one kind: `steps` run between closing the hold and debiting the
+    merchant, `debit` moves the merchant's columns, once `debit_when` holds."""
+    return f"""
 WITH moved AS (
     UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,
         next_check_ms = NULL
@@ -83,33 +92,44 @@ WITH moved AS (
 ), closed AS (
     INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,
         pending_id, payment_id, created_ms)
-    SELECT $6::text, t.debit_account_id, t.credit_account_id, t.amount_paisa, t.id,
+    SELECT '{kind}', t.debit_account_id, t.credit_account_id, t.amount_paisa, t.id,
         t.payment_id, $5
     FROM transfers t
     WHERE t.id = (SELECT hold_transfer_id FROM moved) AND t.kind = 'pending'
     RETURNING debit_account_id, credit_account_id, amount_paisa
-), credited AS (
-    UPDATE accounts SET balance_paisa = accounts.balance_paisa + closed.amount_paisa
+){steps}, debited AS (
+    UPDATE accounts SET {debit}
     FROM closed
-    WHERE $6::text = 'post' AND accounts.id = closed.credit_account_id
-    RETURNING accounts.id
-), released AS (
-    UPDATE sessions SET payment_id = NULL
-    FROM moved
-    WHERE $2::text = 'Failed' AND sessions.id = moved.session_id
-        AND sessions.payment_id = moved.id
-    RETURNING sessions.id
-), debited AS (
-    UPDATE accounts SET
-        balance_paisa = accounts.balance_paisa
-            - CASE WHEN $6::text = 'post' THEN closed.amount_paisa ELSE 0 END,
-        held_paisa = accounts.held_paisa - closed.amount_paisa,
-        consumed_paisa = accounts.consumed_paisa
-            + CASE WHEN $6::text = 'post' THEN closed.amount_paisa ELSE 0 END
-    FROM closed
-    WHERE accounts.id = closed.debit_account_id
-        AND ($6::text <> 'post' OR EXISTS (SELECT 1 FROM credited))
+    WHERE accounts.id = closed.debit_account_id{debit_when}
     RETURNING accounts.balance_paisa - accounts.held_paisa AS available
 )
 SELECT moved.*, debited.available FROM moved LEFT JOIN debited ON TRUE
 """
+
+
+# A Success: the hold posted, the ISP credited, then the merchant debited.
+SETTLE_POST = _settle(
+    "post",
+    steps=""", credited AS (
+    UPDATE accounts SET balance_paisa = accounts.balance_paisa + closed.amount_paisa
+    FROM closed
+    WHERE accounts.id = closed.credit_account_id
+    RETURNING accounts.id
+)""",
+    debit="""balance_paisa = accounts.balance_paisa - closed.amount_paisa,
+        held_paisa = accounts.held_paisa - closed.amount_paisa,
+        consumed_paisa = accounts.consumed_paisa + closed.amount_paisa""",
+    debit_when=" AND EXISTS (SELECT 1 FROM credited)",
+)
+# A Failed payment: the hold voided, its session given back, the merchant's hold released.
+SETTLE_VOID = _settle(
+    "void",
+    steps=""", released AS (
+    UPDATE sessions SET payment_id = NULL
+    FROM moved
+    WHERE sessions.id = moved.session_id AND sessions.payment_id = moved.id
+    RETURNING sessions.id
+)""",
+    debit="held_paisa = accounts.held_paisa - closed.amount_paisa",
+    debit_when="",
+)

@@ -316,13 +316,12 @@ async def settle(
         # The commit's own settle, one round trip (see one_statement).
         state, isp_status, detail = _final(result)
         row = await db.once(
-            one_statement.SETTLE,
+            one_statement.SETTLE_POST if state == "Success" else one_statement.SETTLE_VOID,
             payment_id,
             state,
             isp_status,
             detail,
             now_ms(),
-            "post" if state == "Success" else "void",
         )
         if row is None:
             return await db.run(as_it_is)
