@@ -5,11 +5,15 @@ test_isp_sim_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
+import httpx
 import pytest
 
 from bhuktani.sandbox import isp_sim
-from tests.sandbox.conftest import API_KEY, Sim
+from tests.sandbox.conftest import API_KEY, AUTH, PAYMENTS_PATH, Sim, order_json
+from tests.support import free_port, wait_healthy
 
 pytestmark = pytest.mark.asyncio
 
@@ -101,3 +105,31 @@ async def test_serve_runs_until_cancelled() -> None:
     serving.cancel()
     with pytest.raises(asyncio.CancelledError):
         await serving
+
+
+async def test_sim_answers_503_past_the_payments_it_may_keep_set_on_its_command_line() -> None:
+    """A load test sets the bound above what it will pay; past it, new payments are
+    answered 503 and nothing is applied, while the ones kept are still answered."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bhuktani", "isp-sim", "--port", str(port)),
+            *("--api-key", API_KEY, "--max-payments", "2"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_healthy, base_url, process)
+        async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as client:
+            answers = [await client.post(PAYMENTS_PATH, json=order_json(i)) for i in (1, 2, 3, 1)]
+            applied = (await client.get("/_sim/applied")).json()["payments"]
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 10)
+
+    assert [a.status_code for a in answers] == [200, 200, 503, 200]
+    assert answers[2].json() == {"error": "too_many_payments"}
+    assert answers[3].json() == answers[0].json()
+    assert sorted(p["payment_id"] for p in applied) == [1, 2]

@@ -64,7 +64,8 @@ LISTEN_BACKLOG = 4096
 # Covers a keep-alive connection's idle wait too: a silent client is dropped after it.
 REQUEST_TIMEOUT_S = 30.0
 MAX_REQUESTS_PER_CONNECTION = 10_000
-# Payments are kept in memory; past this the simulator answers 503 rather than grow.
+# Payments are kept in memory; past this the simulator answers 503 rather than grow
+# (`--max-payments`: a load test at thousands of payments a second passes it in a minute).
 MAX_PAYMENTS = 100_000
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -132,6 +133,8 @@ class IspSimulator:
     ) -> None:
         if slow_delay_s < 0:
             raise ValueError("slow_delay_s must not be negative")
+        if max_payments < 1:
+            raise ValueError("max_payments must be at least 1")
         self._api_key = api_key or None  # an empty key is no key, as the CLI passes it
         self.slow_delay_s = slow_delay_s
         self._max_payments = max_payments
@@ -592,10 +595,13 @@ async def start(
     *,
     api_key: str | None = None,
     slow_delay_s: float = 10.0,
+    max_payments: int = MAX_PAYMENTS,
     faults: Faults | None = None,
 ) -> tuple[asyncio.Server, IspSimulator]:
     """A listening simulator; port 0 picks a free port (see server.sockets)."""
-    sim = IspSimulator(api_key=api_key, slow_delay_s=slow_delay_s, faults=faults)
+    sim = IspSimulator(
+        api_key=api_key, slow_delay_s=slow_delay_s, max_payments=max_payments, faults=faults
+    )
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_connection(sim, reader, writer)
@@ -623,10 +629,18 @@ async def serve(
     api_key: str | None,
     slow_delay_s: float,
     ready: asyncio.Event | None = None,
+    max_payments: int = MAX_PAYMENTS,
     faults: Faults | None = None,
 ) -> None:
     """Serve until cancelled."""
-    server, sim = await start(host, port, api_key=api_key, slow_delay_s=slow_delay_s, faults=faults)
+    server, sim = await start(
+        host,
+        port,
+        api_key=api_key,
+        slow_delay_s=slow_delay_s,
+        max_payments=max_payments,
+        faults=faults,
+    )
     try:
         if ready is not None:
             ready.set()

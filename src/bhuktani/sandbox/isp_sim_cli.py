@@ -19,6 +19,14 @@ def isp_sim_command(
         str | None, typer.Option(envvar="BHUKTANI_ISP_SIM_API_KEY", help="Required bearer key.")
     ] = None,
     slow_delay_s: Annotated[float, typer.Option(help="How long slow-user takes.")] = 10.0,
+    max_payments: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Payments kept in memory; past them every new payment is answered 503.",
+            show_default="100000",
+        ),
+    ] = None,
     latency_s: Annotated[float, typer.Option(help="Latency added to every answer.")] = 0.0,
     latency_jitter_s: Annotated[
         float, typer.Option(help="Random latency on top: its bound (uniform) or mean.")
@@ -66,5 +74,12 @@ def isp_sim_command(
     typer.echo(f"faults {json.dumps(faults.to_json())}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            sim.serve(host, port, api_key=api_key, slow_delay_s=slow_delay_s, faults=faults)
+            sim.serve(
+                host,
+                port,
+                api_key=api_key,
+                slow_delay_s=slow_delay_s,
+                max_payments=sim.MAX_PAYMENTS if max_payments is None else max_payments,
+                faults=faults,
+            )
         )
