@@ -20,7 +20,7 @@ validation, no logging. It does only the database work the measured call cannot 
   (the slow-ISP scenario) it also makes the ISP calls of a LIVE commit, the subscriber
   look-up before the hold (kept 30 s, as the product keeps it) and the payment between the
   two transactions, with a minimal HTTP/1.1 client (keep-alive, no cap on connections;
-  CEILING_ISP_CLIENT=httpx for httpx).
+  CEILING_ISP_CLIENT=aiohttp for the product's client).
 
 The token only picks the merchant's account (a dict loaded at start); nothing is checked.
 
@@ -556,37 +556,50 @@ class RawHttp:
         self._idle.clear()
 
 
-class HttpxHttp:
-    """httpx, as the product's LIVE adapter uses it, without a cap on connections."""
+class AiohttpHttp:
+    """aiohttp, the product's LIVE client, as the product sets it up (one session, no
+    decompression, a connection cap per process), to price the client apart."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
-        import httpx
-
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"},
-            timeout=httpx.Timeout(timeout_s, connect=connect_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-        )
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"}
+        self._timeout_s, self._connect_s = timeout_s, connect_s
+        self._session: Any = None
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/json"} if body else {}
-        answer = await self._client.request(method, path, content=body or None, headers=headers)
-        return answer.status_code, answer.content
+        import aiohttp
+
+        if self._session is None:  # a session belongs to the running event loop
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=self._connect_s + self._timeout_s,
+                    connect=self._connect_s,
+                    sock_read=self._timeout_s,
+                ),
+                connector=aiohttp.TCPConnector(limit=1024, limit_per_host=0),
+                auto_decompress=False,
+            )
+        headers = {"Content-Type": "application/json"} if body else None
+        async with self._session.request(
+            method, self._base_url + path, data=body or None, headers=headers
+        ) as answer:
+            return answer.status, await answer.read()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 PRICE_TTL_S = 30.0
 
 
 class Isp:
-    """The two calls of a LIVE Arrownet commit. CEILING_ISP_CLIENT=httpx uses httpx (as the
-    product does) instead of the raw client."""
+    """The two calls of a LIVE Arrownet commit. CEILING_ISP_CLIENT=aiohttp uses aiohttp (as
+    the product does) instead of the raw client."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
-        client = RawHttp if os.environ.get("CEILING_ISP_CLIENT", "raw") == "raw" else HttpxHttp
+        client = RawHttp if os.environ.get("CEILING_ISP_CLIENT", "raw") == "raw" else AiohttpHttp
         self._http = client(base_url, api_key, timeout_s, connect_s)
         self._prices: dict[tuple[str, int], tuple[float, tuple[str, str, int]]] = {}
         self._asking: dict[tuple[str, int], asyncio.Future[tuple[str, str, int]]] = {}
