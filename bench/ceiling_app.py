@@ -421,7 +421,7 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
 
-# -- PostgreSQL: asyncpg, a pool of the product's size (2..10) per process.
+# -- PostgreSQL: asyncpg, a pool of the product's default size (2..5) per process.
 
 
 class PgStore:
@@ -439,7 +439,7 @@ class PgStore:
             CEILING_PG_RESET=1 keeps the default."""
 
         reset = None if os.environ.get("CEILING_PG_RESET") == "1" else no_reset
-        return cls(await asyncpg.create_pool(url, min_size=2, max_size=10, reset=reset))
+        return cls(await asyncpg.create_pool(url, min_size=2, max_size=5, reset=reset))
 
     async def accounts(self) -> dict[str, int]:
         rows = await self._pool.fetch("SELECT code, id FROM accounts")

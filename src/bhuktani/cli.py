@@ -117,7 +117,7 @@ def worker() -> None:
     configure_logging(settings.log_level)
 
     async def main() -> None:
-        db = await connect(settings.database_url)
+        db = await connect(settings.database_url, pool_size=settings.db_pool_size)
         gateway = gateway_mod.build(db, settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -192,7 +192,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await connect(settings.database_url)
+        db = await connect(settings.database_url, pool_size=settings.db_pool_size)
         gateway = gateway_mod.build(db, settings)
         app.state.gateway = gateway
         stop = asyncio.Event()

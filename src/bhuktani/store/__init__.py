@@ -27,7 +27,8 @@ async def query(db: Database, sql: str, *args: Any) -> Sequence[Row]:
     return await db.read(lambda tx: tx.fetch(sql, *args))
 
 
-async def connect(url: str) -> Database:
+async def connect(url: str, *, pool_size: int = 5) -> Database:
+    """The database at `url`; on PostgreSQL, a pool of up to `pool_size` connections."""
     if url.startswith("sqlite:///"):
         from bhuktani.store.sqlite import SqliteDatabase
 
@@ -35,7 +36,7 @@ async def connect(url: str) -> Database:
     if url.startswith(("postgresql://", "postgres://")):
         from bhuktani.store.postgres import PostgresDatabase
 
-        return await PostgresDatabase.connect(url)
+        return await PostgresDatabase.connect(url, max_size=pool_size)
     raise ValueError("database URL must start with sqlite:/// or postgresql://")
 
 

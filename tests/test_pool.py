@@ -1,0 +1,33 @@
+"""The PostgreSQL pool is the operator's to size (BHUKTANI_DB_POOL_SIZE): on a small
+machine fewer connections made more commits a second, on a bigger one more may."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bhuktani.api.app import create_app
+from bhuktani.store.postgres import PostgresDatabase
+from tests.conftest import only_postgresql
+from tests.support import fast_settings
+
+pytestmark = only_postgresql
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_the_app_opens_no_more_postgresql_connections_than_its_setting(
+    empty_pg_url: str, size: int
+) -> None:
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=size))
+    async with app.router.lifespan_context(app):
+        db = app.state.gateway.db
+        assert isinstance(db, PostgresDatabase)
+        # More statements at once than connections: they wait for one, none opens more.
+        await asyncio.gather(*(db.once("SELECT pg_sleep(0.05)") for _ in range(size * 3)))
+        assert db.pool_size() == size
+
+
+def test_a_pool_of_no_connections_is_refused() -> None:
+    with pytest.raises(ValueError, match="db_pool_size"):
+        fast_settings("sqlite:///unused.db", db_pool_size=0)
