@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bhuktani.store.base import POOL_SIZE
+
 
 class Settings(BaseSettings):
     """Everything an operator can set, read from `BHUKTANI_*` environment variables."""
@@ -12,10 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BHUKTANI_", extra="ignore")
 
     database_url: str = "sqlite:///./bhuktani.db"
-    # PostgreSQL connections per process. Each waits on the same few hot rows and the same
-    # cores: on 2 cores 5 made more commits a second than 10, with a quarter less
-    # backend CPU a commit (bench/README.md).
-    db_pool_size: int = Field(default=5, ge=1)
+    # PostgreSQL connections per process (store.base.POOL_SIZE says why so few).
+    db_pool_size: int = Field(default=POOL_SIZE, ge=1)
     # Keys the token hash. Tokens carry 120+ random bits, so the key is defence in depth:
     # set it in production so that a copy of the database alone cannot check tokens.
     token_hash_key: SecretStr = SecretStr("bhuktani-development-key")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bhuktani.store.base import CheckViolation, Database, Row, Tx, UniqueViolation
+from bhuktani.store.base import POOL_SIZE, CheckViolation, Database, Row, Tx, UniqueViolation
 
 __all__ = [
     "CheckViolation",
@@ -27,7 +27,7 @@ async def query(db: Database, sql: str, *args: Any) -> Sequence[Row]:
     return await db.read(lambda tx: tx.fetch(sql, *args))
 
 
-async def connect(url: str, *, pool_size: int = 5) -> Database:
+async def connect(url: str, *, pool_size: int = POOL_SIZE) -> Database:
     """The database at `url`; on PostgreSQL, a pool of up to `pool_size` connections."""
     if url.startswith("sqlite:///"):
         from bhuktani.store.sqlite import SqliteDatabase

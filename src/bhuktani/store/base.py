@@ -12,6 +12,11 @@ from typing import Any, Protocol, TypeVar
 
 Row = Mapping[str, Any]
 
+# PostgreSQL connections per process unless told otherwise (BHUKTANI_DB_POOL_SIZE). Each
+# waits on the same few hot rows and the same cores: on 2 cores 5 made more commits a
+# second than 10, with a quarter less backend CPU a commit (bench/README.md).
+POOL_SIZE = 5
+
 
 class UniqueViolation(Exception):
     """A unique constraint refused the write; the transaction is rolled back."""

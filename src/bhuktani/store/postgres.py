@@ -61,7 +61,7 @@ class PostgresDatabase:
         self.memo: dict[Any, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 5) -> PostgresDatabase:
+    async def connect(cls, url: str, *, max_size: int, min_size: int = 2) -> PostgresDatabase:
         pool = await asyncpg.create_pool(
             url, min_size=min(min_size, max_size), max_size=max_size, reset=_keep_session
         )
@@ -88,10 +88,6 @@ class PostgresDatabase:
     async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._pool.acquire() as conn:
             return await body(PostgresTx(conn, self.memo))
-
-    def pool_size(self) -> int:
-        """Connections the pool holds now, in use or idle."""
-        return int(self._pool.get_size())
 
     async def ping(self) -> bool:
         try:
