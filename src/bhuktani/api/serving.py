@@ -165,6 +165,11 @@ class _Slot:
     due_at: float = 0.0  # when to start a worker, while there is none
     failed_starts: int = 0
 
+    @property
+    def served(self) -> bool:
+        """Whether its worker got as far as serving."""
+        return self.ready is not None and self.ready.is_set()
+
 
 class Supervisor:
     """Starts a worker per socket, starts again any that dies, and on SIGTERM or SIGINT
@@ -218,17 +223,18 @@ class Supervisor:
         return status
 
     def _start(self, slot: _Slot) -> None:
+        index = self._slots.index(slot)
         ready = self._spawn.Event()
         process = self._spawn.Process(
             target=_worker_main,
             args=(self._config, slot.sock, ready, os.getpid()),
-            name=f"bhuktani-worker-{self._slots.index(slot)}",
+            name=f"bhuktani-worker-{index}",
         )
         process.start()
         slot.process = process
         slot.ready = ready
         slot.started_at = time.monotonic()
-        log.info("worker_started", worker=self._slots.index(slot), pid=process.pid)
+        log.info("worker_started", worker=index, pid=process.pid)
 
     def _reap(self) -> int:
         """Forget the workers that exited and plan their replacements. Non-zero if one
@@ -237,15 +243,13 @@ class Supervisor:
         replacement that cannot start (a database down) is tried again, less and less
         often, while the other workers serve."""
         now = time.monotonic()
-        self._served = self._served or any(
-            s.ready is not None and s.ready.is_set() for s in self._slots
-        )
+        self._served = self._served or any(slot.served for slot in self._slots)
         for index, slot in enumerate(self._slots):
             process = slot.process
             if process is None or process.exitcode is None:
                 continue
             process.join()
-            served = slot.ready is not None and slot.ready.is_set()
+            served = slot.served
             slot.process = slot.ready = None
             if served:
                 # Not asked to stop: killed, out of memory, or a bug.
