@@ -43,6 +43,17 @@ class Served:
                     found.append(event)
         return found
 
+    def kill(self) -> None:
+        """The supervisor and its workers, whatever is left of them."""
+        # Listed first: once the supervisor is gone its workers are no longer its children.
+        left = self.workers()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in left:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def workers(self) -> list[int]:
         """The worker processes: children of the supervisor but multiprocessing's tracker."""
         return [
@@ -107,7 +118,7 @@ def wait_for(check: Any, what: str, timeout_s: float = START_TIMEOUT_S) -> Any:
 
 
 @contextmanager
-def serving(tmp_path: Path, workers: int = 2) -> Iterator[Served]:
+def serving(tmp_path: Path, workers: int = 2, **settings: str) -> Iterator[Served]:
     port = free_port()
     log_path = tmp_path / "serve.log"
     command = [sys.executable, "-m", "bhuktani", "serve", "--port", str(port)]
@@ -115,7 +126,7 @@ def serving(tmp_path: Path, workers: int = 2) -> Iterator[Served]:
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
-            env=fast_env(f"sqlite:///{tmp_path}/serving.db"),
+            env=fast_env(f"sqlite:///{tmp_path}/serving.db", **settings),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -128,14 +139,7 @@ def serving(tmp_path: Path, workers: int = 2) -> Iterator[Served]:
         assert process.poll() is None, served.log_path.read_text()
         yield served
     finally:
-        # Listed first: once the supervisor is gone its workers are no longer its children.
-        left = served.workers()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for pid in left:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        served.kill()
 
 
 def get(sock: socket.socket, path: str = "/healthz") -> bytes:
@@ -301,26 +305,36 @@ from bhuktani.logs import configure_logging
 configure_logging()
 sockets = serving.listening_sockets("127.0.0.1", int(sys.argv[1]), 2)
 cfg = uvicorn.Config(sys.argv[2], factory=True, log_level="critical")
-sys.exit(serving.Supervisor(cfg, sockets).run())
+sys.exit(serving.Supervisor(cfg, sockets, hung_after_s=float(sys.argv[3])).run())
 """
 
-# An app whose factory fails while the file named by APP_BROKEN exists.
+# An app whose factory fails while the file named by APP_BROKEN exists, and whose
+# /hang?s=N stops the worker's event loop for N seconds, as a stuck call would.
 FRAGILE_APP = """
-import os
+import os, time
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from bhuktani.logs import configure_logging
 
+async def hang(request):
+    time.sleep(float(request.query_params["s"]))
+    return JSONResponse({"status": "woke"})
+
 def app():
     configure_logging()
     if os.path.exists(os.environ["APP_BROKEN"]):
         raise RuntimeError("broken on purpose")
-    return Starlette(routes=[Route("/healthz", lambda _: JSONResponse({"status": "ok"}))])
+    return Starlette(routes=[
+        Route("/healthz", lambda _: JSONResponse({"status": "ok"})),
+        Route("/hang", hang),
+    ])
 """
 
 
-def supervise(tmp_path: Path, port: int, log_file: Any) -> subprocess.Popen[bytes]:
+def supervise(
+    tmp_path: Path, port: int, log_file: Any, hung_after_s: float = 0
+) -> subprocess.Popen[bytes]:
     """The supervisor over two workers of `fragile_app`, started in a process of its own."""
     (tmp_path / "fragile_app.py").write_text(FRAGILE_APP)
     env = {
@@ -329,7 +343,7 @@ def supervise(tmp_path: Path, port: int, log_file: Any) -> subprocess.Popen[byte
         "APP_BROKEN": str(tmp_path / "broken"),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", SUPERVISE, str(port), "fragile_app:app"],
+        [sys.executable, "-c", SUPERVISE, str(port), "fragile_app:app", str(hung_after_s)],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -400,3 +414,121 @@ def test_a_replacement_that_cannot_start_is_tried_again_while_the_others_serve(
     assert answered and waiting, "16 connections all hashed to one socket"
     assert set(answered) == set(answered_later) == {b"HTTP/1.1 200 OK"}
     assert exit_code == 0
+
+
+@contextmanager
+def supervised(tmp_path: Path, hung_after_s: float) -> Iterator[Served]:
+    """Two workers of `fragile_app` serving, under a supervisor that replaces a worker
+    silent for `hung_after_s`; stopped with SIGTERM, which must exit 0."""
+    port = free_port()
+    log_path = tmp_path / "supervisor.log"
+    with log_path.open("wb") as log_file:
+        process = supervise(tmp_path, port, log_file, hung_after_s)
+    served = Served(port, process, log_path)
+    try:
+        wait_for(lambda: len(served.events("worker_serving")) == 2, "both workers serving")
+        yield served
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=45) == 0, log_path.read_text()
+    finally:
+        served.kill()
+
+
+def hang_a_worker(stack: ExitStack, served: Served, seconds: float) -> tuple[socket.socket, int]:
+    """A connection whose request stops the event loop of the worker that took it."""
+    (sock,) = connections(stack, served.port, 1, timeout_s=START_TIMEOUT_S)
+    send_get(sock, f"/hang?s={seconds:g}")
+    owner = wait_for(lambda: accepted_by(served, sock), "the connection accepted")
+    return sock, owner
+
+
+def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
+    """Its socket would keep its share of new connections waiting for it for ever; killed,
+    they wait for the replacement instead. The worker that serves is left alone."""
+    with supervised(tmp_path, hung_after_s=3) as served, ExitStack() as stack:
+        first = served.workers()
+        hung_sock, hung = hang_a_worker(stack, served, 600)
+        (event,) = wait_for(lambda: served.events("worker_hung"), "the hung worker found")
+        wait_for(lambda: len(served.events("worker_serving")) == 3, "the replacement serving")
+        hung_answer = hung_sock.recv(65536)
+        opened = connections(stack, served.port, 16, timeout_s=START_TIMEOUT_S)
+        statuses = [get(sock) for sock in opened]
+        now = served.workers()
+        exited = served.events("worker_exited")
+
+    assert (event["pid"], event["worker"]) == (hung, first.index(hung))
+    assert 3 < event["silent_s"] < 10, event
+    assert [(e["pid"], e["exit_code"]) for e in exited] == [(hung, -signal.SIGKILL)]
+    assert hung_answer == b"", "the hung request was answered"
+    (survivor,) = set(first) - {hung}
+    assert survivor in now and hung not in now and len(now) == 2
+    assert statuses == [b"HTTP/1.1 200 OK"] * 16
+
+
+def test_serve_replaces_a_worker_silent_for_the_setting(tmp_path: Path) -> None:
+    """The real app under `bhuktani serve`, one worker stopped (SIGSTOP) as a hung loop."""
+    with serving(tmp_path, BHUKTANI_WORKER_HUNG_AFTER_S="5") as served:
+        first = served.workers()
+        os.kill(first[0], signal.SIGSTOP)
+        (event,) = wait_for(lambda: served.events("worker_hung"), "the stopped worker found")
+        wait_for(lambda: len(served.events("worker_serving")) == 3, "the replacement serving")
+        now = served.workers()
+
+    assert event["pid"] == first[0]
+    assert 5 < event["silent_s"] < 10, event
+    assert first[1] in now and first[0] not in now and len(now) == 2
+
+
+def test_a_worker_busy_for_less_than_the_limit_is_left_alone(tmp_path: Path) -> None:
+    with supervised(tmp_path, hung_after_s=5) as served, ExitStack() as stack:
+        first = served.workers()
+        sock, _ = hang_a_worker(stack, served, 2.5)
+        answer = read_status(sock)
+        time.sleep(1.5)  # past the supervisor's next look
+        now = served.workers()
+
+    assert answer == b"HTTP/1.1 200 OK"
+    assert served.events("worker_hung") == []
+    assert now == first
+
+
+def test_with_no_limit_a_hung_worker_is_left_alone(tmp_path: Path) -> None:
+    with supervised(tmp_path, hung_after_s=0) as served, ExitStack() as stack:
+        first = served.workers()
+        sock, _ = hang_a_worker(stack, served, 4)
+        answer = read_status(sock)
+        now = served.workers()
+
+    assert answer == b"HTTP/1.1 200 OK"
+    assert served.events("worker_hung") == []
+    assert now == first
+
+
+def test_workers_are_not_blamed_for_a_pause_of_the_whole_server(tmp_path: Path) -> None:
+    """Stopped together (SIGSTOP, as a paused machine stops them all), the supervisor can
+    run again before the workers do: their silence was its own too."""
+    with supervised(tmp_path, hung_after_s=3) as served:
+        first = served.workers()
+        for pid in [served.process.pid, *first]:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(5)
+        os.kill(served.process.pid, signal.SIGCONT)
+        time.sleep(0.5)
+        for pid in first:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(2.5)
+        now = served.workers()
+
+    assert served.events("worker_hung") == []
+    assert now == first
+
+
+def test_a_limit_shorter_than_two_heartbeats_is_refused() -> None:
+    from bhuktani.api import serving
+    from bhuktani.settings import Settings
+
+    with pytest.raises(ValueError, match="at least 2"):
+        serving.Supervisor(serving.config("127.0.0.1", 0), [], hung_after_s=1.5)
+    with pytest.raises(ValueError, match="at least 5 seconds"):
+        Settings(worker_hung_after_s=4)
+    assert Settings(worker_hung_after_s=0).worker_hung_after_s == 0

@@ -102,7 +102,8 @@ def serve(
     os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
     os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
     get_settings.cache_clear()
-    raise typer.Exit(serving.serve(host, port, workers))
+    hung_after_s = get_settings().worker_hung_after_s
+    raise typer.Exit(serving.serve(host, port, workers, hung_after_s=hung_after_s))
 
 
 @app.command()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bhuktani.store.base import POOL_SIZE
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     session_ttl_s: int = 30 * 60
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # `serve --workers N`: a worker whose event loop has not run for this long is killed
+    # and replaced (api.serving says why). 0 leaves hung workers alone; below 5 s a busy
+    # worker could pass for a hung one.
+    worker_hung_after_s: float = 30.0
 
     # Reconciliation of payments left Processing.
     reconciler_enabled: bool = True
@@ -88,6 +92,13 @@ class Settings(BaseSettings):
     # money held) until a probe after the cool-down succeeds.
     isp_breaker_failures: int = 5
     isp_breaker_cooldown_s: float = 30.0
+
+    @field_validator("worker_hung_after_s")
+    @classmethod
+    def _hung_after(cls, value: float) -> float:
+        if value != 0 and value < 5:
+            raise ValueError("0 (never) or at least 5 seconds")
+        return value
 
 
 @lru_cache(maxsize=1)

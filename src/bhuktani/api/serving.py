@@ -7,10 +7,17 @@ once (a bank's, or wrk's) lands mostly on one worker and stays there (64 connect
 60/4 in a bench run). With a listening socket per worker, the kernel spreads each new
 connection by a hash of its addresses. The supervisor opens the sockets and keeps them
 while workers come and go: connections queued on a dead worker's socket wait for its
-replacement instead of being reset."""
+replacement instead of being reset.
+
+The same kernel hash keeps sending a hung worker its share of the new connections: on a
+shared socket the other workers would take them, on its own socket they wait for it. So
+each worker's event loop writes the time to shared memory every second, and the supervisor
+kills a worker whose time has not moved for `hung_after_s` (BHUKTANI_WORKER_HUNG_AFTER_S):
+its slot starts another, and the connections queued on its socket wait for that one."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import multiprocessing
 import os
@@ -40,6 +47,9 @@ MAX_RESTART_DELAY_S = 30.0
 # kills what is left.
 KILL_GRACE_S = 5.0
 BACKLOG = 2048
+# How often a worker tells the supervisor that its event loop runs, and how often the
+# supervisor looks.
+HEARTBEAT_S = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -58,8 +68,9 @@ def config(host: str, port: int) -> uvicorn.Config:
     )
 
 
-def serve(host: str, port: int, workers: int) -> int:
-    """Serve until SIGTERM or SIGINT, drain, and return the exit status."""
+def serve(host: str, port: int, workers: int, *, hung_after_s: float) -> int:
+    """Serve until SIGTERM or SIGINT, drain, and return the exit status. With several
+    workers, one whose event loop stops for `hung_after_s` is replaced (0: never)."""
     if workers == 1:
         return _run_worker(config(host, port), None)
     try:
@@ -68,7 +79,7 @@ def serve(host: str, port: int, workers: int) -> int:
         log.error("listen_failed", host=host, port=port, error=str(exc))
         return 1
     try:
-        return Supervisor(config(host, port), sockets).run()
+        return Supervisor(config(host, port), sockets, hung_after_s=hung_after_s).run()
     finally:
         for sock in sockets:
             sock.close()
@@ -105,12 +116,17 @@ def _bind(family: socket.AddressFamily, host: str, port: int, *, reuse_port: boo
     return sock
 
 
-def _run_worker(cfg: uvicorn.Config, sock: socket.socket | None, ready: Ready | None = None) -> int:
+def _run_worker(
+    cfg: uvicorn.Config,
+    sock: socket.socket | None,
+    ready: Ready | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> int:
     # uvicorn drains, then raises again the signal it stopped on; a worker that drained
     # after SIGTERM or SIGINT exits 0, as supervisors expect of a graceful stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    server = _Server(cfg, ready)
+    server = _Server(cfg, ready, heartbeat)
     server.run(sockets=None if sock is None else [sock])
     return 0 if server.started else STARTUP_FAILURE
 
@@ -134,26 +150,48 @@ class Ready(Protocol):
     def is_set(self) -> bool: ...
 
 
-class _Server(uvicorn.Server):
-    """Tells the supervisor when it serves: a worker that exits before then could not
-    start, and the next one would fail the same way."""
+class Heartbeat(Protocol):
+    """A double in shared memory: when the worker's event loop last ran (time.monotonic,
+    one clock for every process of the machine)."""
 
-    def __init__(self, cfg: uvicorn.Config, ready: Ready | None) -> None:
+    value: float
+
+
+async def _beat(heartbeat: Heartbeat) -> None:
+    while True:
+        heartbeat.value = time.monotonic()
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+class _Server(uvicorn.Server):
+    """Tells the supervisor when it serves (a worker that exits before then could not
+    start, and the next one would fail the same way), then that its event loop runs."""
+
+    def __init__(
+        self, cfg: uvicorn.Config, ready: Ready | None, heartbeat: Heartbeat | None
+    ) -> None:
         super().__init__(cfg)
         self._ready = ready
+        self._heartbeat = heartbeat
+        self._beating: asyncio.Task[None] | None = None  # the loop keeps tasks weakly
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and self._ready is not None:
+            if self._heartbeat is not None:
+                self._heartbeat.value = time.monotonic()
+                self._beating = asyncio.create_task(_beat(self._heartbeat))
             self._ready.set()
             log.info("worker_serving", pid=os.getpid())
 
 
-def _worker_main(cfg: uvicorn.Config, sock: socket.socket, ready: Ready, parent: int) -> None:
+def _worker_main(
+    cfg: uvicorn.Config, sock: socket.socket, ready: Ready, heartbeat: Heartbeat, parent: int
+) -> None:
     """A worker process: its own event loop, app and database connections."""
     _drain_when_orphaned(parent)
     cfg.configure_logging()
-    sys.exit(_run_worker(cfg, sock, ready))
+    sys.exit(_run_worker(cfg, sock, ready, heartbeat))
 
 
 @dataclass
@@ -161,6 +199,8 @@ class _Slot:
     sock: socket.socket
     process: BaseProcess | None = None
     ready: Ready | None = None
+    heartbeat: Heartbeat | None = None
+    killed: bool = False  # as hung, its exit not reaped yet
     started_at: float = 0.0
     due_at: float = 0.0  # when to start a worker, while there is none
     failed_starts: int = 0
@@ -172,15 +212,23 @@ class _Slot:
 
 
 class Supervisor:
-    """Starts a worker per socket, starts again any that dies, and on SIGTERM or SIGINT
-    passes SIGTERM on and waits for every worker to drain."""
+    """Starts a worker per socket, starts again any that dies or hangs, and on SIGTERM or
+    SIGINT passes SIGTERM on and waits for every worker to drain."""
 
-    def __init__(self, cfg: uvicorn.Config, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self, cfg: uvicorn.Config, sockets: list[socket.socket], *, hung_after_s: float
+    ) -> None:
         self._config = cfg
         self._slots = [_Slot(sock) for sock in sockets]
         self._spawn = multiprocessing.get_context("spawn")
         self._stopping = False
         self._served = False
+        # A worker beats once a second, late by what its loop is busy with: a shorter
+        # silence is no sign of a hang.
+        if hung_after_s and hung_after_s < 2 * HEARTBEAT_S:
+            raise ValueError(f"hung_after_s must be 0 or at least {2 * HEARTBEAT_S:g}")
+        self._hung_after_s = hung_after_s
+        self._looked_at = time.monotonic()
 
     def run(self) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -211,11 +259,14 @@ class Supervisor:
                 if slot.due_at <= now:
                     self._start(slot)
             waiting = [slot.due_at - now for slot in idle if slot.process is None]
+            if self._hung_after_s:
+                waiting.append(HEARTBEAT_S)
             timeout_s = max(0.0, min(waiting)) if waiting else None
             sentinels = [slot.process.sentinel for slot in self._slots if slot.process is not None]
             ready = wait([wake, *sentinels], timeout=timeout_s)
             if wake in ready:
                 wake.recv(64)
+            self._kill_hung()
             status = self._reap()
             if status:
                 break
@@ -225,16 +276,40 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         index = self._slots.index(slot)
         ready = self._spawn.Event()
+        heartbeat = self._spawn.RawValue("d", 0.0)
         process = self._spawn.Process(
             target=_worker_main,
-            args=(self._config, slot.sock, ready, os.getpid()),
+            args=(self._config, slot.sock, ready, heartbeat, os.getpid()),
             name=f"bhuktani-worker-{index}",
         )
         process.start()
         slot.process = process
         slot.ready = ready
+        slot.heartbeat = heartbeat
+        slot.killed = False
         slot.started_at = time.monotonic()
         log.info("worker_started", worker=index, pid=process.pid)
+
+    def _kill_hung(self) -> None:
+        """Kill the serving workers whose event loop has not run for `hung_after_s`; the
+        sentinel of each then wakes `_reap`, which plans its replacement."""
+        if not self._hung_after_s:
+            return
+        now = time.monotonic()
+        late_s, self._looked_at = now - self._looked_at, now
+        if late_s > max(2 * HEARTBEAT_S, self._hung_after_s / 2):
+            # The supervisor itself did not run for a while (stopped, the machine paused):
+            # the workers' silence may be its own. Give them a beat to be heard again.
+            return
+        for index, slot in enumerate(self._slots):
+            process, heartbeat = slot.process, slot.heartbeat
+            if process is None or heartbeat is None or slot.killed or not slot.served:
+                continue
+            silent_s = now - heartbeat.value
+            if silent_s > self._hung_after_s and process.exitcode is None:
+                log.error("worker_hung", worker=index, pid=process.pid, silent_s=round(silent_s, 1))
+                process.kill()
+                slot.killed = True
 
     def _reap(self) -> int:
         """Forget the workers that exited and plan their replacements. Non-zero if one
@@ -250,7 +325,7 @@ class Supervisor:
                 continue
             process.join()
             served = slot.served
-            slot.process = slot.ready = None
+            slot.process = slot.ready = slot.heartbeat = None
             if served:
                 # Not asked to stop: killed, out of memory, or a bug.
                 log.error(
