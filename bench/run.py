@@ -654,6 +654,9 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
                 env["CEILING_ISP_URL"] = f"http://127.0.0.1:{sim_port}"
                 env["CEILING_ISP_KEY"] = ISP_KEY
                 env["CEILING_ISP_TIMEOUT_S"] = f"{args.isp_timeout:g}"
+                env["CEILING_ISP_CLIENT"] = args.ceiling_isp_client
+            if args.ceiling_pg_reset:
+                env["CEILING_PG_RESET"] = "1"
             prefix = "ceiling-live-" if case.live else "TEST:ceiling-"
             tokens = [f"{prefix}{i}" for i in range(1, case.merchants + 1)]
             ceiling = [sys.executable, str(HARNESS["ceiling"])]
@@ -1067,6 +1070,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run the product from src/ as it is at each run, not from a copy"
         " taken when the bench starts",
     )
+    p.add_argument(
+        "--ceiling-isp-client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="slow-isp: the ceiling's ISP client, its minimal one or the product's aiohttp",
+    )
+    p.add_argument(
+        "--ceiling-pg-reset",
+        action="store_true",
+        help="the ceiling's asyncpg pool runs its default reset query on every release",
+    )
     p.add_argument("--wrk", help="path of wrk (installed with apt-get when missing)")
     p.add_argument("--out", default=str(BENCH / "results"), help="where results go")
     p.add_argument("--keep-temp", action="store_true", help="keep each run's temp dir (logs)")
@@ -1204,12 +1218,19 @@ def main(argv: list[str]) -> int:
         else "live src/"
     )
     machine = result["machine"]
+    variants = [
+        f"ceiling ISP client {args.ceiling_isp_client}"
+        if args.ceiling_isp_client != "raw" and "slow-isp" in args.scenarios
+        else "",
+        "ceiling PG reset" if args.ceiling_pg_reset and "postgres" in args.dbs else "",
+    ]
     header = (
         f"bhuktani bench {result['started']} ({'quick' if args.quick else 'full'}:"
         f" {args.rounds} rounds, {args.duration:g} s runs"
         f"{f', slow-ISP {args.slow_duration:g} s' if 'slow-isp' in args.scenarios else ''});"
         f" {machine['nproc']} x"
         f" {machine['cpu_model']}, Python {machine['python']}; product {source}"
+        + "".join(f"; {variant}" for variant in variants if variant)
     )
     (out_dir / f"{stem}.md").write_text(header + "\n\n" + text + "\n")
     print(header + "\n")
