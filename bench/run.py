@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -320,8 +321,6 @@ class Postgres:
     def __init__(self, url: str) -> None:
         self.url = url
         self.created: set[str] = set()
-        base, _, _ = url.rpartition("/")
-        self._base = base
 
     def _run(self, sql: str, fetch: bool = False) -> Any:
         import asyncpg
@@ -359,7 +358,9 @@ class Postgres:
         name = f"bench_{os.getpid()}_{secrets.token_hex(4)}"
         self._run(f'CREATE DATABASE "{name}"')
         self.created.add(name)
-        return name, f"{self._base}/{name}"
+        # The database is the URL's path; a query may name a Unix socket's directory
+        # (?host=/var/run/postgresql), and keeps it.
+        return name, urllib.parse.urlsplit(self.url)._replace(path=f"/{name}").geturl()
 
     def drop(self, name: str) -> None:
         with contextlib.suppress(Exception):
