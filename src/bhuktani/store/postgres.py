@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
+from bhuktani.store.gate import FairGate
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class PostgresDatabase:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self.memo: dict[Any, Any] = {}
+        # Every statement waits its turn here, not in the pool's own unfair queue (gate.py).
+        self._gate = FairGate(pool.get_max_size())
 
     @classmethod
     async def connect(cls, url: str, *, max_size: int, min_size: int = 2) -> PostgresDatabase:
@@ -69,14 +72,23 @@ class PostgresDatabase:
         return cls(pool)
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        await self._gate.acquire()
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        finally:
+            self._gate.release()
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with _typed_errors():
                 async with conn.transaction():
                     yield PostgresTx(conn, self.memo)
 
     async def once(self, sql: str, *args: Any) -> Row | None:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with _typed_errors():
                 row: Row | None = await conn.fetchrow(sql, *args)
                 return row
@@ -86,10 +98,12 @@ class PostgresDatabase:
             return await body(tx)
 
     async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             return await body(PostgresTx(conn, self.memo))
 
     async def ping(self) -> bool:
+        # Past the gate: a health check does not queue behind every waiting statement; it
+        # takes the next connection the pool frees, within its 2 s.
         try:
             async with self._pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1")
