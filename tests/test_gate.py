@@ -96,3 +96,18 @@ async def test_a_waiter_cancelled_after_it_was_given_a_place_passes_it_on() -> N
 async def test_a_gate_needs_a_place() -> None:
     with pytest.raises(ValueError):
         FairGate(0)
+
+
+async def test_only_the_waits_are_timed() -> None:
+    waited: list[float] = []
+    gate = FairGate(1, on_wait=waited.append)
+    await gate.acquire()  # a free place: nothing to time
+    got: list[str] = []
+    later = asyncio.create_task(take(gate, "later", got))
+    await settle()
+    assert gate.waiting == 1
+    await asyncio.sleep(0.05)
+    gate.release()
+    await later
+    assert gate.waiting == 0
+    assert len(waited) == 1 and 0.04 < waited[0] < 1, waited

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
 
 from bhuktani.api.app import create_app
@@ -39,3 +40,35 @@ async def test_the_app_opens_no_more_postgresql_connections_than_its_setting(
 def test_a_pool_of_no_connections_is_refused() -> None:
     with pytest.raises(ValueError, match="db_pool_size"):
         fast_settings("sqlite:///unused.db", db_pool_size=0)
+
+
+async def test_metrics_tell_how_long_statements_waited_for_a_connection(
+    empty_pg_url: str,
+) -> None:
+    """What an operator reads when commits slow down and PostgreSQL is idle: the pool is
+    the queue."""
+    from bhuktani import metrics
+
+    quiet = {"reconciler_enabled": False, "callbacks_enabled": False}  # no other statements
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **quiet))
+    before = metrics.DB_WAIT_SECONDS.collect()[0]
+    count_before = _sample(before, "bhuktani_db_connection_wait_seconds_count")
+    async with app.router.lifespan_context(app):
+        db = app.state.gateway.db
+        running = [asyncio.create_task(db.once("SELECT pg_sleep(0.1)")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert db.waiting() == 2
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            scraped = (await http.get("/metrics")).text
+        await asyncio.gather(*running)
+        assert db.waiting() == 0
+    after = metrics.DB_WAIT_SECONDS.collect()[0]
+
+    assert "bhuktani_db_statements_waiting 2.0" in scraped
+    assert _sample(after, "bhuktani_db_connection_wait_seconds_count") == count_before + 2
+    assert _sample(after, "bhuktani_db_connection_wait_seconds_sum") >= 0.1 + 0.2 - 0.05
+
+
+def _sample(family: object, name: str) -> float:
+    return next(s.value for s in family.samples if s.name == name)  # type: ignore[attr-defined]

@@ -32,6 +32,17 @@ ISP_HTTP_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
 
+# PostgreSQL statements that found every connection of the process's pool taken: how many
+# wait now, and how long each waited. Statements that found one free are not counted.
+DB_WAITING = Gauge(
+    "bhuktani_db_statements_waiting", "PostgreSQL statements waiting for a connection now"
+)
+DB_WAIT_SECONDS = Histogram(
+    "bhuktani_db_connection_wait_seconds",
+    "How long PostgreSQL statements that found the pool busy waited for a connection",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -48,7 +59,9 @@ def isp_exchange(group: str, isp: str, call: str, outcome: str) -> Histogram:
     return ISP_HTTP_SECONDS.labels(group=group, isp=isp, call=call, outcome=outcome)
 
 
-def render(breakers: Breakers) -> bytes:
+def render(breakers: Breakers, db_waiting: int | None) -> bytes:
+    if db_waiting is not None:
+        DB_WAITING.set(db_waiting)
     for isp, state in breakers.snapshot().items():
         ISP_DEGRADED.labels(isp=isp).set(0 if state["state"] == CLOSED else 1)
         trips = state["trips"]

@@ -234,7 +234,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JsonResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        body = metrics.render(_gateway(request).breakers)
+        gateway = _gateway(request)
+        body = metrics.render(gateway.breakers, gateway.db.waiting())
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))

@@ -69,4 +69,9 @@ class Database(Protocol):
 
     async def ping(self) -> bool: ...
 
+    def waiting(self) -> int | None:
+        """Statements waiting for a connection now (PostgreSQL); None where statements do
+        not queue for connections (SQLite: one thread runs them in turn)."""
+        ...
+
     async def close(self) -> None: ...

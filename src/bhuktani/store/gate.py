@@ -13,16 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+from collections.abc import Callable
 
 
 class FairGate:
-    """At most `size` holders at once; the others wait in the order they came."""
+    """At most `size` holders at once; the others wait in the order they came. `on_wait`
+    is told how long each one that had to wait waited (nothing is timed on the way in
+    without a wait)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_wait: Callable[[float], None] | None = None) -> None:
         if size < 1:
             raise ValueError("a gate needs at least one place")
         self._free = size
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._on_wait = on_wait
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
     async def acquire(self) -> None:
         if self._free and not self._waiters:
@@ -30,6 +39,7 @@ class FairGate:
             return
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(place)
+        started = time.perf_counter()
         try:
             await place
         except asyncio.CancelledError:
@@ -38,6 +48,8 @@ class FairGate:
             elif place in self._waiters:
                 self._waiters.remove(place)
             raise
+        if self._on_wait is not None:
+            self._on_wait(time.perf_counter() - started)
 
     def release(self) -> None:
         while self._waiters:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from bhuktani import metrics
 from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
 from bhuktani.store.gate import FairGate
 
@@ -61,7 +62,7 @@ class PostgresDatabase:
         self._pool = pool
         self.memo: dict[Any, Any] = {}
         # Every statement waits its turn here, not in the pool's own unfair queue (gate.py).
-        self._gate = FairGate(pool.get_max_size())
+        self._gate = FairGate(pool.get_max_size(), on_wait=metrics.DB_WAIT_SECONDS.observe)
 
     @classmethod
     async def connect(cls, url: str, *, max_size: int, min_size: int = 2) -> PostgresDatabase:
@@ -100,6 +101,9 @@ class PostgresDatabase:
     async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._connection() as conn:
             return await body(PostgresTx(conn, self.memo))
+
+    def waiting(self) -> int | None:
+        return self._gate.waiting
 
     async def ping(self) -> bool:
         # Past the gate: a health check does not queue behind every waiting statement; it

@@ -383,6 +383,9 @@ class SqliteDatabase:
 
         return await self._main.call(whole)
 
+    def waiting(self) -> int | None:
+        return None
+
     async def ping(self) -> bool:
         try:
             await self._main.call(lambda conn: conn.execute("SELECT 1").fetchone())
