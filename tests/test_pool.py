@@ -8,6 +8,7 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.metrics_core import Metric
 
 from bhuktani.api.app import create_app
 from tests.conftest import only_postgresql
@@ -70,5 +71,5 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
     assert _sample(after, "bhuktani_db_connection_wait_seconds_sum") >= 0.1 + 0.2 - 0.05
 
 
-def _sample(family: object, name: str) -> float:
-    return next(s.value for s in family.samples if s.name == name)  # type: ignore[attr-defined]
+def _sample(family: Metric, name: str) -> float:
+    return next(s.value for s in family.samples if s.name == name)
