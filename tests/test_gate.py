@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bhuktani.store.gate import FairGate
+from bhuktani.gate import FairGate
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bhuktani import metrics
+from bhuktani.gate import FairGate
 from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
-from bhuktani.store.gate import FairGate
 
 T = TypeVar("T")
 
