@@ -52,7 +52,7 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
 
     quiet = {"reconciler_enabled": False, "callbacks_enabled": False}  # no other statements
     app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **quiet))
-    before = metrics.DB_WAIT_SECONDS.collect()[0]
+    before = next(iter(metrics.DB_WAIT_SECONDS.collect()))
     count_before = _sample(before, "bhuktani_db_connection_wait_seconds_count")
     async with app.router.lifespan_context(app):
         db = app.state.gateway.db
@@ -64,7 +64,7 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
             scraped = (await http.get("/metrics")).text
         await asyncio.gather(*running)
         assert db.waiting() == 0
-    after = metrics.DB_WAIT_SECONDS.collect()[0]
+    after = next(iter(metrics.DB_WAIT_SECONDS.collect()))
 
     assert "bhuktani_db_statements_waiting 2.0" in scraped
     assert _sample(after, "bhuktani_db_connection_wait_seconds_count") == count_before + 2
