@@ -20,7 +20,7 @@ validation, no logging. It does only the database work the measured call cannot 
   (the slow-ISP scenario) it also makes the ISP calls of a LIVE commit, the subscriber
   look-up before the hold (kept 30 s, as the product keeps it) and the payment between the
   two transactions, with a minimal HTTP/1.1 client (keep-alive, no cap on connections;
-  CEILING_ISP_CLIENT=aiohttp for the product's client).
+  CEILING_ISP_CLIENT=aiohttp for aiohttp, the product's client before its own).
 
 The token only picks the merchant's account (a dict loaded at start); nothing is checked.
 
@@ -557,7 +557,7 @@ class RawHttp:
 
 
 class AiohttpHttp:
-    """aiohttp, the product's LIVE client, as the product sets it up (one session, no
+    """aiohttp, as the product set it up before it had its own client (one session, no
     decompression, a connection cap per process), to price the client apart."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
@@ -596,7 +596,7 @@ PRICE_TTL_S = 30.0
 
 class Isp:
     """The two calls of a LIVE Arrownet commit. CEILING_ISP_CLIENT=aiohttp uses aiohttp (as
-    the product does) instead of the raw client."""
+    the product did; installed by `make dev`) instead of the raw client."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float, connect_s: float) -> None:
         client = RawHttp if os.environ.get("CEILING_ISP_CLIENT", "raw") == "raw" else AiohttpHttp

@@ -1075,7 +1075,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--ceiling-isp-client",
         choices=("raw", "aiohttp"),
         default="raw",
-        help="slow-isp: the ceiling's ISP client, its minimal one or the product's aiohttp",
+        help="slow-isp: the ceiling's ISP client, its minimal one or aiohttp (make dev installs it)",
     )
     p.add_argument(
         "--ceiling-pg-reset",

@@ -5,6 +5,7 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bhuktani.providers.http1 import split_base_url
 from bhuktani.store.base import POOL_SIZE
 
 
@@ -92,6 +93,13 @@ class Settings(BaseSettings):
     # money held) until a probe after the cool-down succeeds.
     isp_breaker_failures: int = 5
     isp_breaker_cooldown_s: float = 30.0
+
+    @field_validator("hashcnet_v2_base_url", "arrownet_base_url")
+    @classmethod
+    def _isp_base_url(cls, value: str) -> str:
+        if value:
+            split_base_url(value)
+        return value
 
     @field_validator("worker_hung_after_s")
     @classmethod

@@ -5,10 +5,10 @@ A payment is pending by default: only an explicit `paid` or `refused` answer is 
 everything else - a timeout, a dropped connection, a 5xx, an unreadable body - is Unknown,
 for the reconciler to settle by asking `status`.
 
-The HTTP client is aiohttp: with a thousand payments waiting on a slow ISP at once, its
-connection pool hands out a connection in constant time, where httpx's scanned every
-connection of the pool on each request (27 ms of CPU a request at 1,000 in flight,
-against 0.2 ms; bench/README.md)."""
+The HTTP client is our own (http1.py): keep-alive connections, a bounded pool handed out
+first come, first served in constant time, no redirects. httpx's pool scanned every
+connection on each request (27 ms of CPU a request at 1,000 in flight), aiohttp's cost
+0.2-0.35 ms of CPU a commit more than this one (bench/README.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from bhuktani import metrics
@@ -36,6 +35,7 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
+from bhuktani.providers.http1 import AnswerTimeout, Http1Client, NoAnswer
 
 # An answer larger than this is not one of ours: read no further, treat it as unreadable.
 MAX_ANSWER_BYTES = 256 * 1024
@@ -74,40 +74,23 @@ class IspHttpProvider:
             raise ValueError("settle_window_s must not be negative")
         self._group = group
         self.settle_window_s = settle_window_s
-        self._base_url = base_url.rstrip("/")
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            # Compressed answers could inflate past MAX_ANSWER_BYTES chunk by chunk.
-            "Accept-Encoding": "identity",
-            "User-Agent": "bhuktani",
-        }
-        # connect and each read are bounded apart; total bounds the whole exchange, so an
-        # ISP trickling bytes cannot hold a payment open indefinitely.
-        self._timeout = aiohttp.ClientTimeout(
-            total=connect_timeout_s + timeout_s,
-            connect=connect_timeout_s,
-            sock_read=timeout_s,
+        self._client = Http1Client(
+            base_url,
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                # Compressed answers could inflate past MAX_ANSWER_BYTES.
+                "Accept-Encoding": "identity",
+                "User-Agent": "bhuktani",
+            },
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            max_answer_bytes=MAX_ANSWER_BYTES,
         )
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use: an aiohttp session belongs to the running event loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
-                auto_decompress=False,
-                raise_for_status=False,
-            )
-        return self._session
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.aclose()
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
         path = f"{self._service(query.isp)}/subscribers/{_segment(query.username)}"
@@ -150,24 +133,17 @@ class IspHttpProvider:
         """One request and its answer, read within the deadline and a size limit, and timed
         (metrics.ISP_HTTP_SECONDS)."""
         body = None if payload is None else orjson.dumps(payload)
-        headers = None if body is None else {"Content-Type": "application/json"}
         started = time.perf_counter()
         outcome = "error"  # anything the handlers below do not name
         try:
-            async with self._client().request(
-                method, self._base_url + path, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                raw = await _read_bounded(response.content)
-                status_code = response.status
+            status_code, raw = await self._client.request(method, path, body, "application/json")
             outcome = f"{status_code // 100}xx"
-        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
+        except AnswerTimeout as exc:
             outcome = "timeout"
-            raise _NoAnswer(f"the ISP did not answer in time ({type(exc).__name__})") from None
-        except aiohttp.ClientError as exc:
+            raise _NoAnswer(f"the ISP did not answer in time ({exc})") from None
+        except NoAnswer as exc:
             outcome = "no_answer"
-            # Only the class name: client messages can carry the URL, and a URL can carry
-            # credentials.
-            raise _NoAnswer(f"no answer from the ISP ({type(exc).__name__})") from None
+            raise _NoAnswer(f"no answer from the ISP ({exc})") from None
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -250,18 +226,6 @@ def _json(order: Order) -> dict[str, Any]:
         "days": order.days,
         "amount_paisa": order.amount_paisa,
     }
-
-
-async def _read_bounded(stream: aiohttp.StreamReader) -> bytes | None:
-    """The body, or None when it is larger than any answer of ours."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in stream.iter_any():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:
