@@ -457,7 +457,7 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
         exited = served.events("worker_exited")
 
     assert (event["pid"], event["worker"]) == (hung, first.index(hung))
-    assert 3 < event["silent_s"] < 10, event
+    assert 3 <= event["silent_s"] < 10, event  # logged to a tenth: past 3 s may read 3.0
     assert [(e["pid"], e["exit_code"]) for e in exited] == [(hung, -signal.SIGKILL)]
     assert hung_answer == b"", "the hung request was answered"
     (survivor,) = set(first) - {hung}
@@ -475,7 +475,7 @@ def test_serve_replaces_a_worker_silent_for_the_setting(tmp_path: Path) -> None:
         now = served.workers()
 
     assert event["pid"] == first[0]
-    assert 5 < event["silent_s"] < 10, event
+    assert 5 <= event["silent_s"] < 10, event  # logged to a tenth: past 5 s may read 5.0
     assert first[1] in now and first[0] not in now and len(now) == 2
 
 
