@@ -43,6 +43,14 @@ DB_WAIT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+# LIVE ISP calls that found every connection to their ISP busy
+# (BHUKTANI_ISP_MAX_CONNECTIONS), waiting now; their wait is inside bhuktani_isp_http_seconds.
+ISP_WAITING = Gauge(
+    "bhuktani_isp_calls_waiting",
+    "LIVE ISP calls waiting for a connection now, by service group",
+    ["group"],
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -59,9 +67,11 @@ def isp_exchange(group: str, isp: str, call: str, outcome: str) -> Histogram:
     return ISP_HTTP_SECONDS.labels(group=group, isp=isp, call=call, outcome=outcome)
 
 
-def render(breakers: Breakers, db_waiting: int | None) -> bytes:
+def render(breakers: Breakers, db_waiting: int | None, isp_waiting: dict[str, int]) -> bytes:
     if db_waiting is not None:
         DB_WAITING.set(db_waiting)
+    for group, waiting in isp_waiting.items():
+        ISP_WAITING.labels(group=group).set(waiting)
     for isp, state in breakers.snapshot().items():
         ISP_DEGRADED.labels(isp=isp).set(0 if state["state"] == CLOSED else 1)
         trips = state["trips"]

@@ -347,6 +347,32 @@ async def test_pay_oversized_answer_is_unknown() -> None:
     assert isinstance(await pay_with(answering(200, body)), Unknown)
 
 
+async def test_metrics_tell_how_many_calls_wait_for_a_connection(tmp_path: Any) -> None:
+    """Past BHUKTANI_ISP_MAX_CONNECTIONS calls queue: what an operator reads when LIVE
+    payments slow down and the ISP's own latency does not explain it."""
+    from bhuktani.api.app import create_app
+    from tests.support import fast_settings
+
+    async with isp(stalling(0.3)) as base_url:
+        settings = fast_settings(
+            f"sqlite:///{tmp_path}/metrics.db",
+            arrownet_base_url=base_url,
+            arrownet_api_key=API_KEY,
+            isp_max_connections=1,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            provider = app.state.gateway.live["arrownet"]
+            paying = [asyncio.create_task(provider.pay(ARROWNET_ORDER)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+                scraped = (await http.get("/metrics")).text
+            assert [type(result) for result in await asyncio.gather(*paying)] == [Paid] * 3
+            assert provider.waiting == 0
+    assert 'bhuktani_isp_calls_waiting{group="arrownet"} 2.0' in scraped
+
+
 async def test_api_key_is_never_in_a_reason() -> None:
     async def echo(request: web.Request) -> web.Response:
         # An ISP that echoes what it was sent, key included, in an unreadable answer.

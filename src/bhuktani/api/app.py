@@ -235,7 +235,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def metrics_endpoint(request: Request) -> Response:
         gateway = _gateway(request)
-        body = metrics.render(gateway.breakers, gateway.db.waiting())
+        body = metrics.render(gateway.breakers, gateway.db.waiting(), gateway.isp_waiting())
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))

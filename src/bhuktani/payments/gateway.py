@@ -77,6 +77,13 @@ class Gateway:
         if group in self.settings.maintenance or isp in self.settings.maintenance:
             raise ApiError("1019", f"The service {isp!r} is in maintenance; try again later")
 
+    def isp_waiting(self) -> dict[str, int]:
+        """LIVE calls waiting for a connection to their ISP now, by service group."""
+        waiting = {
+            group: getattr(provider, "waiting", None) for group, provider in self.live.items()
+        }
+        return {group: count for group, count in waiting.items() if isinstance(count, int)}
+
     async def aclose(self) -> None:
         for provider in self.live.values():
             close = getattr(provider, "aclose", None)

@@ -233,6 +233,11 @@ class Http1Client:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._closed = False
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place now: every connection is busy."""
+        return self._gate.waiting
+
     async def request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = ""
     ) -> tuple[int, bytes | None]:

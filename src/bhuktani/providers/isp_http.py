@@ -89,6 +89,11 @@ class IspHttpProvider:
             max_answer_bytes=MAX_ANSWER_BYTES,
         )
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a connection to this service group's ISPs now."""
+        return self._client.waiting
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
