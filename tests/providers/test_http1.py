@@ -321,14 +321,18 @@ async def test_waiting_for_a_place_counts_in_the_deadline() -> None:
         await asyncio.sleep(5)
         return OK
 
-    async with talking(stall, max_connections=1, connect_timeout_s=0.1, timeout_s=0.2) as (
-        http,
-        _,
-    ):
-        results = await asyncio.gather(
-            http.request("GET", "/a"), http.request("GET", "/b"), return_exceptions=True
-        )
-    assert all(isinstance(result, AnswerTimeout) for result in results)
+    loop = asyncio.get_running_loop()
+    options = {"max_connections": 1, "connect_timeout_s": 0.1, "timeout_s": 0.5}
+    async with talking(stall, **options) as (http, _):
+        first = asyncio.create_task(http.request("GET", "/a"))  # holds the place 0.5 s
+        await asyncio.sleep(0)
+        started = loop.time()
+        with pytest.raises(AnswerTimeout):
+            await http.request("GET", "/b")
+        # 0.6 s from asking (connect + timeout), not 0.5 s for the place and 0.5 s more.
+        assert loop.time() - started < 0.85
+        with pytest.raises(AnswerTimeout):
+            await first
 
 
 # Deadlines, cancellation
