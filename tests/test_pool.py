@@ -15,6 +15,8 @@ from tests.conftest import only_postgresql
 from tests.support import fast_settings
 
 pytestmark = only_postgresql
+# No background statements: the reconciler and the callback worker off.
+QUIET = {"reconciler_enabled": False, "callbacks_enabled": False}
 
 
 @pytest.mark.parametrize("size", [1, 3])
@@ -50,8 +52,7 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
     the queue."""
     from bhuktani import metrics
 
-    quiet = {"reconciler_enabled": False, "callbacks_enabled": False}  # no other statements
-    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **quiet))
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
     before = next(iter(metrics.DB_WAIT_SECONDS.collect()))
     count_before = _sample(before, "bhuktani_db_connection_wait_seconds_count")
     async with app.router.lifespan_context(app):
@@ -73,3 +74,35 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
 
 def _sample(family: Metric, name: str) -> float:
     return next(s.value for s in family.samples if s.name == name)
+
+
+async def test_the_health_check_answers_while_the_only_connection_is_kept(
+    empty_pg_url: str,
+) -> None:
+    """A statement keeps its connection for the next one, out of the pool: a health check
+    that asked the pool alone would wait 2 s and call the database down."""
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
+    async with app.router.lifespan_context(app):
+        db = app.state.gateway.db
+        await db.once("SELECT 1")
+        assert await asyncio.wait_for(db.ping(), 1.0) is True
+        assert await db.once("SELECT 2 AS two") is not None
+
+
+async def test_a_connection_postgresql_closed_is_not_kept(empty_pg_url: str) -> None:
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
+    async with app.router.lifespan_context(app):
+        db = app.state.gateway.db
+        row = await db.once("SELECT pg_backend_pid() AS pid")
+        assert row is not None
+        watcher = await asyncpg.connect(empty_pg_url)
+        try:
+            await watcher.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        finally:
+            await watcher.close()
+        # The statement on the dead connection fails, as it would through the pool alone;
+        # the next one gets a new connection.
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await db.once("SELECT 1")
+        again = await db.once("SELECT pg_backend_pid() AS pid")
+        assert again is not None and again["pid"] != row["pid"]
