@@ -13,6 +13,9 @@ from bhuktani.gate import FairGate
 from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
 
 T = TypeVar("T")
+# What a statement on a connection PostgreSQL had closed raises, by when asyncpg reads the
+# termination: not PostgresErrors.
+DEAD_CONNECTION = (asyncpg.InterfaceError, asyncpg.InternalClientError)
 # A kept connection goes back through the pool's checks this often (uses, all connections).
 KEPT_RECYCLE_EVERY = 1000
 
@@ -141,7 +144,7 @@ class PostgresDatabase:
             else:
                 async with self._pool.acquire(timeout=2) as conn:
                     await conn.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except (*DEAD_CONNECTION, OSError, asyncpg.PostgresError, TimeoutError):
             return False
         return True
 
