@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 from bhuktani.api.app import create_app
-from bhuktani.store.postgres import DEAD_CONNECTION
+from bhuktani.store.postgres import DEAD_CONNECTION, PostgresDatabase
 from tests.conftest import only_postgresql
 from tests.support import fast_settings
 
@@ -73,6 +73,19 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
     assert _sample(after, "bhuktani_db_connection_wait_seconds_sum") >= 0.1 + 0.2 - 0.05
 
 
+async def _terminate_kept_connection(db: PostgresDatabase, pg_url: str) -> int:
+    """Run a statement, so its connection is kept, and have PostgreSQL terminate that
+    connection's backend from another one; the backend's pid."""
+    row = await db.once("SELECT pg_backend_pid() AS pid")
+    assert row is not None
+    watcher = await asyncpg.connect(pg_url)
+    try:
+        await watcher.execute("SELECT pg_terminate_backend($1)", row["pid"])
+    finally:
+        await watcher.close()
+    return int(row["pid"])
+
+
 def _sample(family: Metric, name: str) -> float:
     return next(s.value for s in family.samples if s.name == name)
 
@@ -94,19 +107,13 @@ async def test_a_connection_postgresql_closed_is_not_kept(empty_pg_url: str) -> 
     app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
     async with app.router.lifespan_context(app):
         db = app.state.gateway.db
-        row = await db.once("SELECT pg_backend_pid() AS pid")
-        assert row is not None
-        watcher = await asyncpg.connect(empty_pg_url)
-        try:
-            await watcher.execute("SELECT pg_terminate_backend($1)", row["pid"])
-        finally:
-            await watcher.close()
+        killed = await _terminate_kept_connection(db, empty_pg_url)
         # The statement on the dead connection fails, as it would through the pool alone
         # (how depends on when the termination is read); the next one gets a new connection.
         with pytest.raises((*DEAD_CONNECTION, asyncpg.PostgresError, OSError)):
             await db.once("SELECT 1")
         again = await db.once("SELECT pg_backend_pid() AS pid")
-        assert again is not None and again["pid"] != row["pid"]
+        assert again is not None and again["pid"] != killed
 
 
 async def test_the_health_check_on_a_connection_postgresql_closed_says_so(
@@ -116,12 +123,6 @@ async def test_the_health_check_on_a_connection_postgresql_closed_says_so(
     app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
     async with app.router.lifespan_context(app):
         db = app.state.gateway.db
-        row = await db.once("SELECT pg_backend_pid() AS pid")
-        assert row is not None
-        watcher = await asyncpg.connect(empty_pg_url)
-        try:
-            await watcher.execute("SELECT pg_terminate_backend($1)", row["pid"])
-        finally:
-            await watcher.close()
+        await _terminate_kept_connection(db, empty_pg_url)
         assert await db.ping() is False
         assert await db.ping() is True
