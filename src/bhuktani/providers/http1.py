@@ -215,12 +215,12 @@ class Http1Client:
             raise ValueError("timeouts must be positive")
         self._host = parts.hostname
         self._tls = parts.scheme == "https"
-        self._port = parts.port or (443 if self._tls else 80)
+        default_port = 443 if self._tls else 80
+        self._port = parts.port or default_port
         self._prefix = parts.path.rstrip("/")
         self._ssl = (ssl_context or ssl.create_default_context()) if self._tls else None
-        default_port = self._port == (443 if self._tls else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
-        fixed = {"Host": host if default_port else f"{host}:{self._port}", **headers}
+        fixed = {"Host": host if self._port == default_port else f"{host}:{self._port}", **headers}
         if any(c in text for item in fixed.items() for text in item for c in "\r\n"):
             raise ValueError("a header name or value holds a line break")
         self._fixed_head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
