@@ -137,13 +137,14 @@ class PostgresDatabase:
     async def ping(self) -> bool:
         # Past the gate: a health check does not queue behind every waiting statement; it
         # takes the next connection the pool frees, within its 2 s.
+        # A kept connection first (the pool may have none left), handed back to the pool
+        # after, where health checks waiting on it take it.
         try:
-            if self._kept:  # idle, and out of the pool: the pool may have none left
-                async with self._kept_or_pooled() as conn:
-                    await conn.fetchval("SELECT 1")
-            else:
-                async with self._pool.acquire(timeout=2) as conn:
-                    await conn.fetchval("SELECT 1")
+            conn = self._kept.pop() if self._kept else await self._pool.acquire(timeout=2)
+            try:
+                await conn.fetchval("SELECT 1")
+            finally:
+                await self._pool.release(conn)
         except (*DEAD_CONNECTION, OSError, asyncpg.PostgresError, TimeoutError):
             return False
         return True
