@@ -126,3 +126,17 @@ async def test_the_health_check_on_a_connection_postgresql_closed_says_so(
         await _terminate_kept_connection(db, empty_pg_url)
         assert await db.ping() is False
         assert await db.ping() is True
+
+
+async def test_health_checks_at_once_share_the_only_connection_when_it_was_kept(
+    empty_pg_url: str,
+) -> None:
+    """The first check takes the kept connection; the others wait on the pool, so the
+    first must hand it to the pool, not keep it, or they wait their 2 s and say down."""
+    app = create_app(fast_settings(empty_pg_url, db_pool_size=1, **QUIET))
+    async with app.router.lifespan_context(app):
+        db = app.state.gateway.db
+        await db.once("SELECT 1")
+        answers = await asyncio.wait_for(asyncio.gather(*(db.ping() for _ in range(10))), 1.5)
+        assert answers == [True] * 10
+        assert await db.once("SELECT 2 AS two") is not None
