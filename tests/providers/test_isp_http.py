@@ -520,9 +520,9 @@ async def test_each_exchange_is_timed_by_isp_call_and_outcome() -> None:
 
 
 async def test_constructor_refuses_unbounded_settings() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
         IspHttpProvider("hashcnet-v2", "http://isp.test", API_KEY, 1.0, 1.0, 0, 120.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timeouts must be positive"):
         IspHttpProvider("hashcnet-v2", "http://isp.test", API_KEY, 0.0, 1.0, 4, 120.0)
 
 

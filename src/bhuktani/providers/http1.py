@@ -213,6 +213,8 @@ class Http1Client:
         assert parts.hostname is not None
         if connect_timeout_s <= 0 or timeout_s <= 0 or idle_s <= 0:
             raise ValueError("timeouts must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self._host = parts.hostname
         self._tls = parts.scheme == "https"
         default_port = 443 if self._tls else 80

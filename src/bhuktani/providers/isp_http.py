@@ -66,8 +66,6 @@ class IspHttpProvider:
     ) -> None:
         if not group or "/" in group:
             raise ValueError("group must be a service group slug")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
         if settle_window_s < 0:
             raise ValueError("settle_window_s must not be negative")
         self._group = group
