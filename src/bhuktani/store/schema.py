@@ -34,7 +34,13 @@ merchants = Table(
     Column("callback_secret", String(64)),
     Column("expires_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
+    # The merchant's own request rate limit (token bucket, per environment); NULL takes
+    # the gateway's default (BHUKTANI_RATE_PER_S, BHUKTANI_RATE_BURST).
+    Column("rate_per_s", Integer),
+    Column("rate_burst", Integer),
     CheckConstraint("status IN ('active', 'disabled', 'deleted')", name="merchant_status"),
+    CheckConstraint("rate_per_s IS NULL OR rate_per_s > 0", name="merchant_rate_positive"),
+    CheckConstraint("rate_burst IS NULL OR rate_burst > 0", name="merchant_burst_positive"),
 )
 
 tokens = Table(
@@ -108,6 +114,8 @@ sessions = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("payment_id", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
+    # The worker deletes expired, unspent sessions by this index.
+    Index("sessions_expiry", "expires_ms"),
 )
 
 payments = Table(
@@ -136,6 +144,8 @@ payments = Table(
     Column("lease_until_ms", BigInteger, nullable=False, server_default="0"),
     Column("checks", Integer, nullable=False, server_default="0"),
     Column("flagged", Boolean, nullable=False, server_default=false()),
+    # Why the payment waits for an operator, in the words of what flagged it.
+    Column("flag_reason", String(200)),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
         "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",
