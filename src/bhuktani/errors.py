@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ CODES: dict[str, tuple[str, str]] = {
     "1019": ("Service in maintenance mode", "maintenance"),
     "1020": ("ERC for the amount could not be obtained", "erc_unavailable"),
     "1021": ("Error from Provider", "provider_error"),
+    "1022": ("Too many requests", "rate_limited"),
     "4000": ("Can't fulfill request", "client_error"),
     "002": ("The reference sent is not a valid reference.", "invalid_reference"),
 }
@@ -41,6 +44,8 @@ class ApiError(Exception):
     details: str
     error_data: dict[str, Any] | None = None
     http_status: int = 400
+    # Headers the refusal's response carries besides its envelope (Retry-After of a 1022).
+    headers: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         assert self.code in CODES, self.code
@@ -74,3 +79,20 @@ def client_error(details: str) -> ApiError:
 
 def server_error(request_id: str) -> ApiError:
     return ApiError("1017", f"Unexpected error; request id {request_id}", http_status=500)
+
+
+def retry_after_s(wait_s: float) -> int:
+    """Retry-After in whole seconds (RFC 9110 section 10.2.3): never earlier than the wait,
+    and at least 1. Rounded to the millisecond first, so 1.0000000001 s of float noise is
+    1, not 2."""
+    return max(1, math.ceil(round(wait_s, 3)))
+
+
+def rate_limited(wait_s: float, details: str) -> ApiError:
+    retry_after = retry_after_s(wait_s)
+    return ApiError(
+        "1022",
+        f"{details}; retry after {retry_after} s",
+        http_status=429,
+        headers={"Retry-After": str(retry_after)},
+    )

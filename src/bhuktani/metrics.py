@@ -51,6 +51,12 @@ ISP_WAITING = Gauge(
     ["group"],
 )
 
+# Requests refused with 1022: reason "merchant" (the merchant's request rate) or "auth"
+# (the client address's failed authentications).
+RATE_LIMITED = Counter(
+    "bhuktani_rate_limited", "Requests refused by a rate limit, by reason", ["reason"]
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -65,6 +71,12 @@ def payment_answers(env: str, service: str, state: str) -> Counter:
 def isp_exchange(group: str, isp: str, call: str, outcome: str) -> Histogram:
     """The ISP-latency histogram of these labels, resolved once (as payment_answers)."""
     return ISP_HTTP_SECONDS.labels(group=group, isp=isp, call=call, outcome=outcome)
+
+
+@cache
+def rate_limited(reason: str) -> Counter:
+    """The refusal counter of this reason, resolved once (as payment_answers)."""
+    return RATE_LIMITED.labels(reason=reason)
 
 
 def render(breakers: Breakers, db_waiting: int | None, isp_waiting: dict[str, int]) -> bytes:

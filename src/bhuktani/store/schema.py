@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -231,4 +232,18 @@ operator_actions = Table(
         "action IN ('resolve_success', 'resolve_failed', 'refund')", name="action_kind"
     ),
     Index("operator_actions_payment", "payment_id"),
+)
+
+# The shared token bucket of each merchant and environment (ratelimit/merchants.py): every
+# process of every host leases its tokens here, so the limit holds across them. UNLOGGED
+# on PostgreSQL (migration 0004): it is rewritten all day and worth nothing after a crash,
+# where an empty table means full buckets.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("env", String(4), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("granted", Integer, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )

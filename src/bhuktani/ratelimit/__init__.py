@@ -1,0 +1,69 @@
+"""Request rate limits, checked around authentication, before any flow work: a refused
+request has read nothing and moved nothing (README "Limits").
+
+1. The client address's failed authentications (addresses.py), before the token is hashed.
+2. The token, as always; a refusal of it counts against the address.
+3. The merchant's own rate in the token's environment (merchants.py), shared by every
+   process through the database."""
+
+from __future__ import annotations
+
+import time
+
+from bhuktani.errors import ApiError, rate_limited
+from bhuktani.merchants.service import Principal
+from bhuktani.ratelimit.addresses import AddressLimiter
+from bhuktani.ratelimit.bucket import Clock, Limit
+from bhuktani.ratelimit.merchants import MerchantLimiter
+from bhuktani.ratelimit.trips import Trips
+from bhuktani.store import Database
+
+__all__ = ["Limit", "Limits"]
+
+
+class Limits:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        merchant_default: Limit,
+        auth_failures: Limit,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.merchant_default = merchant_default
+        self.addresses = AddressLimiter(auth_failures, clock=clock)
+        self.merchants = MerchantLimiter(db, clock=clock)
+        self._trips = Trips(clock=clock)
+
+    def check_address(self, host: str) -> None:
+        wait_s = self.addresses.wait_s(host)
+        if wait_s > 0:
+            limit = self.addresses.limit
+            self._trips.refused("auth", host, address=host, per_s=limit.per_s, burst=limit.burst)
+            raise rate_limited(wait_s, "Too many failed authentications from this address")
+
+    def auth_failed(self, host: str, refusal: ApiError) -> None:
+        if refusal.code != "1001":  # no token: nothing was hashed or looked up
+            self.addresses.failed(host)
+
+    def merchant_limit(self, principal: Principal) -> Limit:
+        if principal.rate_per_s is None or principal.rate_burst is None:
+            return self.merchant_default
+        return Limit(principal.rate_per_s, principal.rate_burst)
+
+    async def admit(self, principal: Principal) -> None:
+        limit = self.merchant_limit(principal)
+        key = (principal.merchant_id, principal.env)
+        wait_s = await self.merchants.admit(key, limit)
+        if wait_s > 0:
+            self._trips.refused(
+                "merchant",
+                key,
+                merchant_id=principal.merchant_id,
+                env=principal.env,
+                per_s=limit.per_s,
+                burst=limit.burst,
+            )
+            raise rate_limited(
+                wait_s, f"Over {limit.per_s:g} requests a second (burst {limit.burst})"
+            )
