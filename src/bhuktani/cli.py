@@ -203,6 +203,38 @@ def merchant_set_callback(
     console.print(f"merchant {merchant_id} callbacks go to {target or 'nowhere'}")
 
 
+@merchant_app.command("set-rate-limit")
+def merchant_set_rate_limit(
+    merchant_id: int,
+    per_s: Annotated[
+        int | None, typer.Option("--per-s", min=1, help="Requests a second, each environment.")
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(min=1, help="Requests at once above the rate.")
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Back to the gateway's default limit.")
+    ] = False,
+) -> None:
+    """Set a merchant's request rate limit; running servers take it within seconds."""
+    if default == (per_s is not None or burst is not None):
+        raise typer.BadParameter("give --per-s and --burst, or --default alone")
+    if not default and (per_s is None or burst is None):
+        raise typer.BadParameter("give both --per-s and --burst")
+    changed = _with_db(lambda db, _: merchants.set_rate_limit(db, merchant_id, per_s, burst))
+    if not changed:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    if default:
+        settings = get_settings()
+        console.print(
+            f"merchant {merchant_id}: the default limit,"
+            f" {settings.rate_per_s}/s with bursts of {settings.rate_burst}"
+        )
+    else:
+        console.print(f"merchant {merchant_id}: {per_s}/s with bursts of {burst}")
+
+
 @merchant_app.command("list")
 def merchant_list() -> None:
     """List merchants and their available credits."""

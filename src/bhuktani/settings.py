@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     # takes effect within it. 0 checks the database on every request.
     auth_cache_s: float = 5.0
     session_ttl_s: int = 30 * 60
+    # Requests a second each merchant may make in each environment, and the burst above
+    # it; a merchant's own limit (`merchant set-rate-limit`) wins. README "Limits" says why
+    # 100 and 200.
+    rate_per_s: int = Field(default=100, ge=1)
+    rate_burst: int = Field(default=200, ge=1)
+    # Failed authentications (a token refused) a second per client address, and the burst.
+    auth_fail_per_s: float = Field(default=1.0, gt=0)
+    auth_fail_burst: int = Field(default=20, ge=1)
+    # Proxies trusted to name the client in X-Forwarded-For (uvicorn's forwarded_allow_ips:
+    # addresses or networks, comma separated, "*" any). Empty: the client is the socket's
+    # peer, whatever the headers say.
+    forwarded_allow_ips: str = ""
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     # `serve --workers N`: a worker whose event loop has not run for this long is killed

@@ -52,7 +52,7 @@ class JsonResponse(Response):
 
 
 def error_response(error: ApiError) -> JsonResponse:
-    return JsonResponse(error.body(), status_code=error.http_status)
+    return JsonResponse(error.body(), status_code=error.http_status, headers=error.headers)
 
 
 def api_error_response(error: ApiError) -> JsonResponse:
@@ -119,7 +119,15 @@ def _document_routes(app: Starlette) -> None:
     app.router.routes.append(Route("/docs", docs_endpoint, methods=["GET"]))
 
 
-Flow = Callable[[gateway_mod.Gateway, ServiceGroup, dict[str, Any], str | None], Awaitable[Any]]
+Flow = Callable[
+    [gateway_mod.Gateway, ServiceGroup, dict[str, Any], str | None, str], Awaitable[Any]
+]
+
+
+def client_of(request: Request) -> str:
+    """The client's address, counted by the rate limits: the socket's peer, or the client
+    a trusted proxy names (BHUKTANI_FORWARDED_ALLOW_IPS, applied by uvicorn)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> None:
@@ -129,7 +137,8 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
         gateway = _gateway(request)
         raw = await read_limited(request, gateway.settings.max_body_bytes)
         data = parse_object(raw)
-        return JsonResponse(await flow(gateway, group, data, token_of(data, request)))
+        token = token_of(data, request)
+        return JsonResponse(await flow(gateway, group, data, token, client_of(request)))
 
     path = f"/api/servicegroup/{verb}/{group.slug}/"
     name = f"{verb}_{group.slug.replace('-', '_')}"
@@ -147,17 +156,20 @@ def _lookup_routes(app: Starlette) -> None:
     async def status_endpoint(request: Request) -> JsonResponse:
         gateway = _gateway(request)
         data = await _lookup_data(request, gateway.settings.max_body_bytes)
-        return JsonResponse(await lookup.status(gateway, data, token_of(data, request)))
+        token = token_of(data, request)
+        return JsonResponse(await lookup.status(gateway, data, token, client_of(request)))
 
     async def bulk_endpoint(request: Request) -> JsonResponse:
         gateway = _gateway(request)
         data = await _lookup_data(request, gateway.settings.max_body_bytes)
-        return JsonResponse(await lookup.bulk_status(gateway, data, token_of(data, request)))
+        token = token_of(data, request)
+        return JsonResponse(await lookup.bulk_status(gateway, data, token, client_of(request)))
 
     async def balance_endpoint(request: Request) -> JsonResponse:
         gateway = _gateway(request)
         data = await _lookup_data(request, gateway.settings.max_body_bytes)
-        return JsonResponse(await lookup.balance(gateway, token_of(data, request)))
+        token = token_of(data, request)
+        return JsonResponse(await lookup.balance(gateway, token, client_of(request)))
 
     for path, endpoint in (
         ("/api/service/status/", status_endpoint),

@@ -35,6 +35,8 @@ import structlog
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from bhuktani.settings import get_settings
+
 log = structlog.get_logger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 30
@@ -54,6 +56,10 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def config(host: str, port: int) -> uvicorn.Config:
+    # The rate limits count failed authentications by client address: the socket's peer,
+    # unless an operator names the proxies whose X-Forwarded-For is believed (uvicorn's
+    # default believes 127.0.0.1's, so any local process could pose as anyone).
+    trusted = get_settings().forwarded_allow_ips
     return uvicorn.Config(
         "bhuktani.api.app:serving_app",
         factory=True,
@@ -65,6 +71,8 @@ def config(host: str, port: int) -> uvicorn.Config:
         backlog=BACKLOG,
         loop="uvloop",
         http="httptools",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
     )
 
 

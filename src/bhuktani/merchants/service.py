@@ -23,6 +23,9 @@ class Principal:
     env: str
     services: str
     callback_url: str | None
+    # The merchant's own request rate limit; None: the gateway's default.
+    rate_per_s: int | None = None
+    rate_burst: int | None = None
 
     def may_use(self, service: str, isp: str) -> bool:
         if self.services.strip() == "all":
@@ -106,6 +109,25 @@ async def set_callback_url(db: Database, merchant_id: int, url: str | None) -> b
     changed = await db.run(
         lambda tx: tx.execute(
             "UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url
+        )
+    )
+    return changed == 1
+
+
+async def set_rate_limit(
+    db: Database, merchant_id: int, per_s: int | None, burst: int | None
+) -> bool:
+    """The merchant's request rate in each environment; None for both: the gateway's
+    default. Running servers take it within BHUKTANI_AUTH_CACHE_S."""
+    assert (per_s is None) == (burst is None), "a rate and a burst, or neither"
+    assert per_s is None or per_s > 0, per_s
+    assert burst is None or burst > 0, burst
+    changed = await db.run(
+        lambda tx: tx.execute(
+            "UPDATE merchants SET rate_per_s = $2, rate_burst = $3 WHERE id = $1",
+            merchant_id,
+            per_s,
+            burst,
         )
     )
     return changed == 1
@@ -203,7 +225,8 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
     row = await query_row(
         db,
         "SELECT t.token_hash, t.env, t.status AS token_status, t.merchant_id,"
-        " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url"
+        " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url,"
+        " m.rate_per_s, m.rate_burst"
         " FROM tokens t JOIN merchants m ON m.id = t.merchant_id WHERE t.token_hash = $1",
         token_hash,
     )
@@ -227,4 +250,6 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
         env=env,
         services=str(row["services"]),
         callback_url=row["callback_url"],
+        rate_per_s=None if row["rate_per_s"] is None else int(row["rate_per_s"]),
+        rate_burst=None if row["rate_burst"] is None else int(row["rate_burst"]),
     )

@@ -77,10 +77,10 @@ def _refusal_error(refusal: Refused) -> ApiError:
 
 
 async def commit(
-    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
+    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
     settings = gateway.settings
-    principal = await gateway.authenticate(token)
+    principal = await gateway.authenticate(token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_commit(data)
     logs.bind(reference=query.reference)

@@ -77,9 +77,9 @@ async def _sandbox_offer(
 
 
 async def details(
-    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None
+    gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    principal = await gateway.authenticate(token)
+    principal = await gateway.authenticate(token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_details(data)
     if query.reference:

@@ -12,6 +12,7 @@ from bhuktani.providers.base import Provider, Subscriber
 from bhuktani.providers.breaker import Breaker, Breakers
 from bhuktani.providers.group import ServiceGroup
 from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
+from bhuktani.ratelimit import Limit, Limits
 from bhuktani.sandbox.inprocess import SandboxProvider
 from bhuktani.settings import Settings
 from bhuktani.store import Database
@@ -29,6 +30,8 @@ class Gateway:
     # LIVE ISPs only: the sandbox never degrades.
     breakers: Breakers = field(default_factory=lambda: Breakers(5, 30.0))
     auth_cache: AuthCache | None = None
+    # None: no request rate limits (build() always sets them).
+    limits: Limits | None = None
     # Subscribers as their ISP last showed them: (env, merchant, isp, username).
     subscribers: TtlCache[tuple[str, int, str, str], Subscriber] = field(
         default_factory=lambda: TtlCache(0)
@@ -50,8 +53,20 @@ class Gateway:
             raise ApiError("1018", f"The {group} service is not available for LIVE tokens yet")
         return provider
 
-    async def authenticate(self, token: str | None) -> Principal:
-        return await authenticate(self.db, token, key=self.token_key, cache=self.auth_cache)
+    async def authenticate(self, token: str | None, client: str) -> Principal:
+        """The token's principal, within the rate limits: 1022 before anything else."""
+        if self.limits is None:
+            return await authenticate(self.db, token, key=self.token_key, cache=self.auth_cache)
+        self.limits.check_address(client)
+        try:
+            principal = await authenticate(
+                self.db, token, key=self.token_key, cache=self.auth_cache
+            )
+        except ApiError as refusal:
+            self.limits.auth_failed(client, refusal)
+            raise
+        await self.limits.admit(principal)
+        return principal
 
     def breaker(self, env: str, isp: str) -> Breaker | None:
         return self.breakers.of(isp) if env == "live" else None
@@ -129,6 +144,11 @@ def build(db: Database, settings: Settings) -> Gateway:
         live=live_providers(settings),
         breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
         auth_cache=AuthCache(settings.auth_cache_s),
+        limits=Limits(
+            db,
+            merchant_default=Limit(settings.rate_per_s, settings.rate_burst),
+            auth_failures=Limit(settings.auth_fail_per_s, settings.auth_fail_burst),
+        ),
         # The last third of an answer's life is spent refreshing it.
         subscribers=TtlCache(
             settings.isp_lookup_cache_s, refresh_ahead_s=settings.isp_lookup_cache_s / 3

@@ -72,8 +72,10 @@ def _invalid_reference() -> ApiError:
     return ApiError("002", "No payment with this reference for this token")
 
 
-async def status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
-    principal = await gateway.authenticate(token)
+async def status(
+    gateway: Gateway, data: dict[str, Any], token: str | None, client: str
+) -> dict[str, Any]:
+    principal = await gateway.authenticate(token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     reference = data.get("reference")
     if reference in (None, ""):
@@ -115,8 +117,10 @@ def _parse_references(data: dict[str, Any]) -> list[str]:
     return references
 
 
-async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None) -> dict[str, Any]:
-    principal = await gateway.authenticate(token)
+async def bulk_status(
+    gateway: Gateway, data: dict[str, Any], token: str | None, client: str
+) -> dict[str, Any]:
+    principal = await gateway.authenticate(token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     references = _parse_references(data)
     detail: list[dict[str, Any]] = []
@@ -142,8 +146,8 @@ async def bulk_status(gateway: Gateway, data: dict[str, Any], token: str | None)
     return {"status": True, "message": "Success", "detail": detail}
 
 
-async def balance(gateway: Gateway, token: str | None) -> dict[str, Any]:
-    principal = await gateway.authenticate(token)
+async def balance(gateway: Gateway, token: str | None, client: str) -> dict[str, Any]:
+    principal = await gateway.authenticate(token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
 
     async def _tx(tx: Tx) -> ledger.Balance:
