@@ -52,6 +52,7 @@ MESSAGES = {
     "1019": "Service in maintenance mode",
     "1020": "ERC for the amount could not be obtained",
     "1021": "Error from Provider",
+    "1022": "Too many requests",
     "4000": "Can't fulfill request",
     "002": "The reference sent is not a valid reference.",
 }
@@ -59,6 +60,7 @@ MESSAGES = {
 ERRORS = {
     "1002": "token_not_found",
     "1010": "validation_error",
+    "1022": "rate_limited",
     "4000": "client_error",
     "002": "invalid_reference",
 }
@@ -199,6 +201,28 @@ async def test_1001_empty_token(client: AppClient, endpoint: str) -> None:
 async def test_1002_unknown_token(client: AppClient, endpoint: str) -> None:
     token = "TEST:" + uuid.uuid4().hex[:20]
     assert_envelope(await call(client, endpoint, token), 400, "1002")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_1022_past_the_merchants_rate_limit_on_every_call(
+    client: AppClient, merchant: NewMerchant, endpoint: str
+) -> None:
+    """Every merchant call counts (section 2.1: 429, with Retry-After in whole seconds)."""
+    await service.set_rate_limit(client.gateway.db, merchant.merchant_id, 1, 2)
+    for _ in range(2):
+        assert (await call(client, BALANCE, merchant.test_token)).status_code == 200
+    response = await call(client, endpoint, merchant.test_token)
+    assert_envelope(response, 429, "1022")
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_1022_past_an_addresss_failed_authentications(client: AppClient) -> None:
+    budget = client.gateway.settings.auth_fail_burst
+    for _ in range(budget):
+        assert_envelope(await call(client, BALANCE, "TEST:" + uuid.uuid4().hex[:20]), 400, "1002")
+    response = await call(client, BALANCE, "TEST:" + uuid.uuid4().hex[:20])
+    assert_envelope(response, 429, "1022")
+    assert int(response.headers["retry-after"]) >= 1
 
 
 @pytest.mark.parametrize("token", ["TEST:" + "x" * 5000, "y" * 5000])
