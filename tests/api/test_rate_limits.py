@@ -173,6 +173,28 @@ async def test_bad_token_guesses_from_one_address_are_refused_and_others_still_p
         assert (await balance(guesser, merchant.test_token)).status_code == 200
 
 
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
+    db_url: str, db: Database, tmp_path: Path
+) -> None:
+    merchant = await new_merchant(db)
+    env = {"BHUKTANI_FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    with running_server(db_url, tmp_path / "server.log", **env) as server:
+        async with http_from(server) as proxy:
+
+            def via_proxy(token: str, client: str) -> Any:
+                headers = {"Authorization": f"Token {token}", "X-Forwarded-For": client}
+                return proxy.get(BALANCE, headers=headers)
+
+            for _ in range(20):
+                guess = f"TEST:{uuid.uuid4().hex[:20]}"
+                assert_envelope(await via_proxy(guess, "203.0.113.7"), 400, "1002")
+            assert_rate_limited(await via_proxy(f"TEST:{uuid.uuid4().hex[:20]}", "203.0.113.7"))
+            # Another client of the same proxy, and the proxy itself, are not touched.
+            assert_envelope(await via_proxy("TEST:" + "z" * 20, "203.0.113.8"), 400, "1002")
+            assert (await via_proxy(merchant.test_token, "203.0.113.8")).status_code == 200
+            assert (await balance(proxy, merchant.test_token)).status_code == 200
+
+
 async def test_a_limit_set_with_the_cli_reaches_the_running_server_within_seconds(
     db_url: str, db: Database, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ import time
 
 from bhuktani.errors import ApiError, rate_limited
 from bhuktani.merchants.service import Principal
-from bhuktani.ratelimit.addresses import AddressLimiter
+from bhuktani.ratelimit.addresses import AddressLimiter, address_key
 from bhuktani.ratelimit.bucket import Clock, Limit
 from bhuktani.ratelimit.merchants import MerchantLimiter
 from bhuktani.ratelimit.trips import Trips
@@ -39,7 +39,10 @@ class Limits:
         wait_s = self.addresses.wait_s(host)
         if wait_s > 0:
             limit = self.addresses.limit
-            self._trips.refused("auth", host, address=host, per_s=limit.per_s, burst=limit.burst)
+            address = address_key(host)
+            self._trips.refused(
+                "auth", address, address=address, per_s=limit.per_s, burst=limit.burst
+            )
             raise rate_limited(wait_s, "Too many failed authentications from this address")
 
     def auth_failed(self, host: str, refusal: ApiError) -> None:

@@ -1,9 +1,9 @@
 """Each merchant's request rate, per environment, held across every process.
 
 The bucket itself is a row of `rate_buckets`, refilled and drawn from by one atomic
-statement. A process leases a few tokens at a time (about 5 % of a second's rate, at most
-a tenth of the burst) and spends them from memory, so most requests never reach the
-database for it. What the row never gave cannot be spent, so the processes together stay
+statement. A process leases a few tokens at a time (a tenth of a second's rate, at most a
+tenth of the burst: 10 at the default 100/s) and spends them from memory, so most requests
+never reach the database for it (docs/DESIGN.md has what a lease costs). What the row never gave cannot be spent, so the processes together stay
 within the limit; a lease unspent after LEASE_S is dropped, so tokens leased in a quiet
 moment cannot add to a later burst. The cost is the other way: a lease idle in one
 process is a few tokens the others may not have for up to LEASE_S.
@@ -24,7 +24,7 @@ from bhuktani.ratelimit.bucket import Clock, Limit
 from bhuktani.store import Database
 
 LEASE_S = 1.0
-LEASE_SHARE_OF_RATE = 0.05
+LEASE_SHARE_OF_RATE = 0.1
 LEASE_SHARE_OF_BURST = 0.1
 # Rounds of leasing one request may wait through before it is refused: each round either
 # gives it a token, finds the bucket empty, or was drained by requests that came first.
