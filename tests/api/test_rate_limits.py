@@ -6,6 +6,7 @@ allows: the burst, plus the rate times the seconds the burst took."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -84,6 +85,16 @@ async def test_a_burst_past_a_merchants_limit_gets_1022_and_another_merchant_non
         assert [r.status_code for r in theirs] == [200] * 60
         await asyncio.sleep(max(waits))
         assert (await balance(http, limited.test_token)).status_code == 200
+    # The operator's view: one warning for the burst, and each refusal's request line.
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    trips = [line for line in lines if line.get("event") == "rate_limited"]
+    assert len(trips) == 1, trips
+    assert trips[0]["reason"] == "merchant" and trips[0]["merchant_id"] == limited.merchant_id
+    assert (trips[0]["env"], trips[0]["per_s"], trips[0]["burst"]) == ("test", 5, 10)
+    refused = [line for line in lines if line.get("error_code") == "1022"]
+    assert len(refused) == len(waits)
+    assert all(line["status"] == 429 for line in refused)
+    assert all(line["merchant_id"] == limited.merchant_id for line in refused)
 
 
 def _details_body(token: str) -> dict[str, Any]:
@@ -267,4 +278,5 @@ async def test_the_limit_holds_across_two_worker_processes_on_postgresql(
         if response.status_code != 200:
             assert_rate_limited(response)
     # One bucket for both processes: a bucket each would let up to twice this through.
-    assert 40 <= ok <= 40 + 20 * elapsed_s + 2, (ok, elapsed_s)
+    # (A lease left idle in one process may keep a token or two from the burst.)
+    assert 40 - 4 <= ok <= 40 + 20 * elapsed_s + 2, (ok, elapsed_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from bhuktani import logs
 from bhuktani.errors import ApiError, rate_limited
 from bhuktani.merchants.service import Principal
 from bhuktani.ratelimit.addresses import AddressLimiter, address_key
@@ -59,6 +60,8 @@ class Limits:
         key = (principal.merchant_id, principal.env)
         wait_s = await self.merchants.admit(key, limit)
         if wait_s > 0:
+            # The refused request's own line names whose limit it was.
+            logs.bind(merchant_id=principal.merchant_id, env=principal.env)
             self._trips.refused(
                 "merchant",
                 key,
