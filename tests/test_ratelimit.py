@@ -209,6 +209,18 @@ async def test_an_empty_bucket_refuses_from_memory_without_asking_the_database(
         assert await limiter.admit(key, Limit(5, 10)) > 0
 
 
+async def test_a_new_limit_drops_what_was_leased_under_the_old_one(db: Database) -> None:
+    merchant = await new_merchant(db)
+    clock = Clock()
+    limiter = MerchantLimiter(db, clock=clock, wall_ms=clock.wall_ms)
+    key = (merchant.merchant_id, "test")
+    assert await limiter.admit(key, Limit(100, 200)) == 0.0  # leased 10, spent 1
+    smaller = Limit(1, 3)
+    waits = [await limiter.admit(key, smaller) for _ in range(5)]
+    assert waits[:3] == [0.0] * 3  # the row, capped at the new burst
+    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(1.0)
+
+
 def _refusals(reason: str) -> float:
     value = REGISTRY.get_sample_value("bhuktani_rate_limited_total", {"reason": reason})
     return value or 0.0

@@ -108,6 +108,10 @@ def server_env(db_url: str, sim_url: str) -> dict[str, str]:
         BHUKTANI_ISP_TIMEOUT_S=str(ISP_TIMEOUT_S),
         # Timeouts of slow-user are expected here; they must not degrade the ISP (1018).
         BHUKTANI_ISP_BREAKER_FAILURES="1000",
+        # Streams of commits from one merchant, faster than the default 100 a second: the
+        # drain is tested here, the rate limits in tests/api/test_rate_limits.py.
+        BHUKTANI_RATE_PER_S="100000",
+        BHUKTANI_RATE_BURST="100000",
     )
 
 

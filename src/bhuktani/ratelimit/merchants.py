@@ -70,6 +70,7 @@ def _lease_sql(dialect: str) -> str:
 
 @dataclass
 class _Lease:
+    limit: Limit | None = None
     tokens: int = 0
     expires_s: float = 0.0
     empty_until_s: float = 0.0
@@ -102,6 +103,10 @@ class MerchantLimiter:
     async def admit(self, key: Key, limit: Limit) -> float:
         """0 when the request may go on (it took a token), else the seconds to wait."""
         lease = self._lease(key)
+        if lease.limit != limit:
+            # A new limit (set by the operator, seen at the next token check): what was
+            # leased or learnt under the old one does not hold; the row caps at the new burst.
+            lease.limit, lease.tokens, lease.empty_until_s = limit, 0, 0.0
         for _ in range(MAX_ROUNDS):
             now_s = self._clock()
             if lease.tokens > 0 and now_s < lease.expires_s:
