@@ -108,11 +108,12 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run the background workers (reconciler, callbacks) apart from the API hosts."""
+    """Run the background workers (reconciler, callbacks, session sweeper) apart from the
+    API hosts."""
     from bhuktani.logs import configure_logging
     from bhuktani.payments import gateway as gateway_mod
     from bhuktani.workers import callbacks as callback_worker
-    from bhuktani.workers import reconciler
+    from bhuktani.workers import reconciler, sweeper
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -125,7 +126,11 @@ def worker() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await asyncio.gather(reconciler.run(gateway, stop), callback_worker.run(gateway, stop))
+            await asyncio.gather(
+                reconciler.run(gateway, stop),
+                callback_worker.run(gateway, stop),
+                sweeper.run(gateway, stop),
+            )
         finally:
             await gateway.aclose()
 

@@ -20,6 +20,9 @@ RECONCILED = Counter(
 CALLBACK_ATTEMPTS = Counter(
     "bhuktani_callback_attempts", "Callback delivery attempts by outcome", ["outcome"]
 )
+SESSIONS_DELETED = Counter(
+    "bhuktani_sessions_deleted", "Expired sessions that no payment spent, deleted by the sweeper"
+)
 ISP_DEGRADED = Gauge("bhuktani_isp_degraded", "1 while a LIVE ISP's breaker is not closed", ["isp"])
 ISP_TRIPS = Gauge("bhuktani_isp_breaker_trips", "Times a LIVE ISP's breaker opened", ["isp"])
 # How long a LIVE ISP takes, from asking for a pooled connection to the answer's last byte.

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # takes effect within it. 0 checks the database on every request.
     auth_cache_s: float = 5.0
     session_ttl_s: int = 30 * 60
+    # Expired sessions that no payment spent are deleted this long after they expired
+    # (until then a late commit is told "Session expired"), swept this often.
+    session_keep_expired_s: int = Field(default=3600, ge=0)
+    session_sweep_s: float = Field(default=60.0, gt=0)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     # `serve --workers N`: a worker whose event loop has not run for this long is killed

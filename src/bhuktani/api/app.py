@@ -33,7 +33,7 @@ from bhuktani.providers.group import ServiceGroup
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import connect
 from bhuktani.workers import callbacks as callback_worker
-from bhuktani.workers import reconciler
+from bhuktani.workers import reconciler, sweeper
 
 log = structlog.get_logger()
 
@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         workers = []
         if settings.reconciler_enabled:
             workers.append(asyncio.create_task(reconciler.run(gateway, stop)))
+            workers.append(asyncio.create_task(sweeper.run(gateway, stop)))
         if settings.callbacks_enabled:
             workers.append(asyncio.create_task(callback_worker.run(gateway, stop)))
         try:
