@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bhuktani import money
 from bhuktani.callbacks.urls import UnsafeUrl
+from bhuktani.display import DataConsole
 from bhuktani.merchants import service as merchants
 from bhuktani.payments.operator_cli import payment_app
 from bhuktani.sandbox.isp_sim_cli import isp_sim_command
@@ -36,7 +36,7 @@ callbacks_app = typer.Typer(help="Delivery callbacks: attempts and retries.", no
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(payment_app, name="payment")
 app.command("isp-sim")(isp_sim_command)
-console = Console()
+console = DataConsole()
 
 
 def _with_db(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
