@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics
-from bhuktani.api.body import parse_object, read_limited, token_of, underscored
+from bhuktani.api.body import parse_object, query_object, read_limited, token_of
 from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.errors import ApiError
 from bhuktani.logs import configure_logging
@@ -138,7 +138,7 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
 
 async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
     """Look-ups take their fields from the query string or a JSON body (the body wins)."""
-    data = underscored(dict(request.query_params))
+    data = query_object(request)
     data.update(parse_object(await read_limited(request, max_bytes), required=False))
     return data
 
