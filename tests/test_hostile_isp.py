@@ -4,7 +4,11 @@ a payment that cannot be finished is flagged for an operator within a minute."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +24,7 @@ from bhuktani.merchants.service import NewMerchant
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers import codec
 from bhuktani.sandbox import catalog
-from tests.support import assert_books_balance, fast_settings, new_merchant
+from tests.support import assert_books_balance, eventually, fast_settings, new_merchant
 
 API_KEY = "isp-key-hostile-0123456789"
 ARROWNET_DETAILS = "/api/servicegroup/details/arrownet/"
@@ -311,3 +315,83 @@ async def test_a_subscriber_that_cannot_be_read_is_1018(
         commit = await gw.post(ARROWNET_COMMIT, arrownet_commit(reference()))
         assert commit.json()["error_code"] == "1018"
         assert gw.isp.payments == []
+
+
+# A payment that cannot be finished is flagged within a minute, shown, and resolved.
+
+
+def cli_env(db_url: str) -> dict[str, str]:
+    return {**os.environ, "BHUKTANI_DATABASE_URL": db_url}
+
+
+async def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bhuktani", *args],
+            env=cli_env(db_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return await asyncio.to_thread(run)
+
+
+async def test_unreadable_answers_flag_the_payment_for_an_operator_who_resolves_it(
+    db_url: str,
+) -> None:
+    """The ISP applied the payment but answers nothing readable, ever: the merchant is told
+    Processing, the reconciler flags it after three unreadable answers (a setting), an
+    operator sees why and captures it, and the books balance."""
+    isp = ScriptedIsp(arrownet_subscriber(), pay=garbage, status=garbage)
+    async with live(
+        db_url, isp, reconcile_flag_after_failures=3, reconcile_retry_failed_s=0.2
+    ) as gw:
+        ref = reference()
+        response = await gw.post(ARROWNET_COMMIT, arrownet_commit(ref))
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "Processing"
+        payment_id = response.json()["id"]
+
+        async def flagged() -> bool:
+            return bool((await gw.row(payment_id))["flagged"])
+
+        await eventually(flagged, timeout_s=30)
+        asked = len(isp.questions)
+        assert asked == 3, isp.questions
+        row = await gw.row(payment_id)
+        assert row["state"] == "Processing"
+        assert "unreadable" in str(row["flag_reason"]), row
+        await asyncio.sleep(0.5)
+        assert len(isp.questions) == asked, "a flagged payment is asked no more"
+
+        shown = await cli(db_url, "payment", "show", ref, "--json")
+        assert shown.returncode == 0, shown.stderr
+        [view] = json.loads(shown.stdout)
+        assert view["flagged"] is True
+        assert view["state"] == "Processing"
+        assert "unreadable" in view["flag_reason"]
+
+        done = await cli(
+            db_url, "payment", "resolve", ref, "--success", "--note", "ISP confirmed by phone",
+            "--operator", "ops",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (await gw.row(payment_id))["state"] == "Success"
+
+
+async def test_the_reconciler_settles_a_paid_status_with_a_nul_receipt(db_url: str) -> None:
+    """Once the reconciler's round failed on it every minute, for a day, on PostgreSQL."""
+    isp = ScriptedIsp(arrownet_subscriber(), pay=garbage, status=paid("R\x00X"))
+    async with live(db_url, isp) as gw:
+        response = await gw.post(ARROWNET_COMMIT, arrownet_commit(reference()))
+        assert response.json()["state"] == "Processing", response.text
+        payment_id = response.json()["id"]
+
+        async def settled() -> bool:
+            return (await gw.row(payment_id))["state"] != "Processing"
+
+        await eventually(settled, timeout_s=10)
+        row = await gw.row(payment_id)
+        assert (row["state"], row["detail"], row["flagged"]) == ("Success", "R\\x00X", False)
+        assert isp.questions == [payment_id]

@@ -68,7 +68,7 @@ async def open_held(
 async def flagged(db: Database, merchant_id: int, **kw: Any) -> Made:
     """What the reconciler leaves after its window: Processing, held, flagged."""
     made = await open_held(db, merchant_id, **kw)
-    await records.flag(db, made.payment_id)
+    await records.flag(db, made.payment_id, "the ISP has not confirmed it in 86400 s")
     return made
 
 

@@ -390,7 +390,7 @@ class PaymentMachine(RuleBasedStateMachine):
         reconciler stops asking. A final payment is not flagged. (The window is a day, so a
         commit still in flight is never flagged.)"""
         payment = self._pick(data, self._where(commit=ANSWERED) + self._where(commit=CRASHED))
-        self.run(records.flag(self.db, payment.payment_id))
+        self.run(records.flag(self.db, payment.payment_id, "past the window"))
         if payment.state == "Processing":
             payment.flagged = True
         event(f"flag: {payment.state}")

@@ -17,6 +17,11 @@ PAYMENTS = Counter(
 RECONCILED = Counter(
     "bhuktani_reconciled", "Status questions the reconciler asked, by answer", ["answer"]
 )
+# Reconciler rounds that could not finish a payment: kind is "unreadable" (the ISP's answer)
+# or "error" (our own write failed); each one is logged too, and repeated ones flag it.
+RECONCILE_FAILURES = Counter(
+    "bhuktani_reconcile_failures", "Reconciler rounds that failed for a payment, by kind", ["kind"]
+)
 CALLBACK_ATTEMPTS = Counter(
     "bhuktani_callback_attempts", "Callback delivery attempts by outcome", ["outcome"]
 )

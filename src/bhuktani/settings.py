@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     ]
     # Past this age a payment still unknown is flagged for an operator, never guessed.
     reconcile_flag_after_s: int = 24 * 3600
+    # A payment the reconciler cannot finish - its write fails (a database error on
+    # settle), or the ISP's answers cannot be read - is flagged for an operator after this
+    # many failed rounds in a row, each tried again after reconcile_retry_failed_s: with
+    # the defaults, within 20 s of the first failure.
+    reconcile_flag_after_failures: int = Field(default=3, ge=1)
+    reconcile_retry_failed_s: float = Field(default=10.0, gt=0)
 
     # Delivery callbacks: the delay before each retry; past the last one (about 24 h in
     # all) a callback that was never acknowledged is given up, its attempts on record.

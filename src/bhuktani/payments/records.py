@@ -19,6 +19,7 @@ from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, client_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import one_statement, sessions
+from bhuktani.providers import untrusted
 from bhuktani.providers.base import NotFound, Order, Paid, Refused, StatusResult
 from bhuktani.store import CheckViolation, Database, Row, Tx, UniqueViolation
 
@@ -381,16 +382,39 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
     ]
 
 
-async def flag(db: Database, payment_id: int) -> None:
-    """Past the reconciliation window: an operator decides, the hold stays."""
+# payments.flag_reason's size.
+FLAG_REASON_CHARS = 200
+
+
+async def flag(db: Database, payment_id: int, reason: str) -> None:
+    """An operator decides, the hold stays: past the reconciliation window, or after
+    rounds that could not finish the payment. `reason` is what the operator reads."""
 
     async def _tx(tx: Tx) -> None:
         await tx.execute(
-            "UPDATE payments SET flagged = $2, next_check_ms = NULL, updated_ms = $3"
-            " WHERE id = $1 AND state = 'Processing'",
+            "UPDATE payments SET flagged = $2, flag_reason = $3, next_check_ms = NULL,"
+            " lease_until_ms = 0, updated_ms = $4 WHERE id = $1 AND state = 'Processing'",
             payment_id,
             True,
+            untrusted.shown(reason, FLAG_REASON_CHARS),
             now_ms(),
+        )
+
+    await db.run(_tx)
+
+
+async def retry_later(db: Database, payment_id: int, *, next_check_ms: int) -> None:
+    """After a round that could not finish the payment: asked again at next_check_ms, not
+    when the round's lease runs out."""
+
+    async def _tx(tx: Tx) -> None:
+        await tx.execute(
+            "UPDATE payments SET next_check_ms = $2, lease_until_ms = 0, updated_ms = $3"
+            " WHERE id = $1 AND state = 'Processing' AND flagged = $4",
+            payment_id,
+            next_check_ms,
+            now_ms(),
+            False,
         )
 
     await db.run(_tx)

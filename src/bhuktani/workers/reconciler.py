@@ -4,6 +4,14 @@ Only the ISP's explicit answer settles a payment: Paid posts the hold, Refused v
 NotFound voids it once the ISP's settle window has passed (before that, the payment may
 still be on its way). Unknown keeps asking; past the flag window the payment is left held
 for an operator, never refunded by guess.
+
+A round that cannot finish its payment - the ISP's answer cannot be read, or our own write
+fails (a database error on settle) - is counted, logged and tried again after
+reconcile_retry_failed_s; after reconcile_flag_after_failures such rounds in a row the
+payment is flagged, with the reason, for an operator. Nothing fails the same way forever,
+and one payment's failure never fails the others' round. The count is kept by the process
+(Gateway.reconcile_failures): with several workers sharing the payments, a payment is
+flagged after at most that many failed rounds on each.
 """
 
 from __future__ import annotations
@@ -44,12 +52,54 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
         return Unknown(type(exc).__name__)
 
 
+# Payments whose failed rounds are counted at once, at most: a bound on the memory that
+# payments settled elsewhere (by another worker, by an operator) leave behind.
+MAX_COUNTED = 10_000
+FAILED_ROUND = "Retry"
+FLAGGED = "Flagged"
+
+
 async def resolve(gateway: Gateway, due: records.Due) -> str:
+    """One round for one payment: its state after it, "Retry" after a failed round, or
+    "Flagged". Never raises, so one payment cannot fail the round of the others."""
+    try:
+        return await _resolve(gateway, due)
+    except Exception as exc:
+        log.exception("reconcile_round_failed", payment_id=due.payment_id)
+        return await _failed_round(gateway, due, "error", f"{type(exc).__name__}: {exc}")
+
+
+async def _failed_round(gateway: Gateway, due: records.Due, kind: str, why: str) -> str:
+    metrics.RECONCILE_FAILURES.labels(kind=kind).inc()
+    failures = gateway.reconcile_failures
+    count = failures.pop(due.payment_id, 0) + 1
+    settings = gateway.settings
+    try:
+        if count >= settings.reconcile_flag_after_failures:
+            reason = f"{count} reconciler rounds in a row failed ({kind}); the last: {why}"
+            await records.flag(gateway.db, due.payment_id, reason)
+            log.warning("payment_flagged", payment_id=due.payment_id, reason=reason)
+            return FLAGGED
+        retry_ms = now_ms() + int(settings.reconcile_retry_failed_s * 1000)
+        await records.retry_later(gateway.db, due.payment_id, next_check_ms=retry_ms)
+    except Exception:
+        # The database itself fails: the lease runs out and a later round counts again.
+        log.exception("reconcile_failure_not_recorded", payment_id=due.payment_id)
+    if len(failures) >= MAX_COUNTED:
+        failures.pop(next(iter(failures)))
+    failures[due.payment_id] = count
+    log.warning("reconcile_retry", payment_id=due.payment_id, failures=count, why=why)
+    return FAILED_ROUND
+
+
+async def _resolve(gateway: Gateway, due: records.Due) -> str:
     settings = gateway.settings
     result = await _ask(gateway, due)
     metrics.RECONCILED.labels(answer=type(result).__name__).inc()
     # A status answer is a probe too: an explicit one shows the ISP is back.
     gateway.record_upstream(due.env, due.order.isp, ok=not isinstance(result, Unknown))
+    if isinstance(result, Unknown) and result.unreadable:
+        return await _failed_round(gateway, due, "unreadable", result.reason)
     age_s = (now_ms() - due.created_ms) / 1000
     settle_window_s = (
         gateway.sandbox.settle_window_s
@@ -62,9 +112,11 @@ async def resolve(gateway: Gateway, due: records.Due) -> str:
         isinstance(result, NotFound) and age_s < settle_window_s
     )
     if pending and age_s >= settings.reconcile_flag_after_s:
-        await records.flag(gateway.db, due.payment_id)
+        reason = f"the ISP has not confirmed it in {round(age_s)} s"
+        await records.flag(gateway.db, due.payment_id, reason)
+        gateway.reconcile_failures.pop(due.payment_id, None)
         log.warning("payment_flagged", payment_id=due.payment_id, age_s=round(age_s))
-        return "Flagged"
+        return FLAGGED
     settled = await records.settle(
         gateway.db,
         due.payment_id,
@@ -73,6 +125,7 @@ async def resolve(gateway: Gateway, due: records.Due) -> str:
         not_found_is_final=age_s >= settle_window_s,
         notify=True,
     )
+    gateway.reconcile_failures.pop(due.payment_id, None)
     log.info(
         "reconciled",
         payment_id=due.payment_id,
