@@ -344,9 +344,7 @@ async def test_unreadable_answers_flag_the_payment_for_an_operator_who_resolves_
     Processing, the reconciler flags it after three unreadable answers (a setting), an
     operator sees why and captures it, and the books balance."""
     isp = ScriptedIsp(arrownet_subscriber(), pay=garbage, status=garbage)
-    async with live(
-        db_url, isp, reconcile_flag_after_failures=3, reconcile_retry_failed_s=0.2
-    ) as gw:
+    async with live(db_url, isp, reconcile_flag_after_failures=3) as gw:
         ref = reference()
         response = await gw.post(ARROWNET_COMMIT, arrownet_commit(ref))
         assert response.status_code == 200, response.text

@@ -268,7 +268,7 @@ async def flag_reason_of(db: Database, payment_id: int) -> str | None:
 async def test_a_settle_that_keeps_failing_is_flagged_and_an_operator_resolves_it(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = fast_settings(db_url, reconcile_flag_after_failures=3, reconcile_retry_failed_s=0.1)
+    settings = fast_settings(db_url, reconcile_flag_after_failures=3)
     db = await connect(db_url)
     gateway = gateway_mod.build(db, settings)
     merchant = await new_merchant(db)
@@ -314,7 +314,7 @@ async def order_reference(db: Database, order: Order) -> str:
 async def test_one_payment_that_fails_does_not_fail_the_round_of_the_others(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = fast_settings(db_url, reconcile_retry_failed_s=0.1)
+    settings = fast_settings(db_url)
     db = await connect(db_url)
     gateway = gateway_mod.build(db, settings)
     merchant = await new_merchant(db)
