@@ -393,3 +393,23 @@ async def test_the_reconciler_settles_a_paid_status_with_a_nul_receipt(db_url: s
         row = await gw.row(payment_id)
         assert (row["state"], row["detail"], row["flagged"]) == ("Success", "R\\x00X", False)
         assert isp.questions == [payment_id]
+
+
+async def test_arrownet_details_never_show_a_nonsensical_price(db_url: str) -> None:
+    durations = [
+        {"code": "1", "title": "1 Month", "amount_paisa": 169_500, "days": 30},
+        {"code": "3", "title": "3 Months", "amount_paisa": -100, "days": 90},
+        {"code": "6", "title": "6 Months", "amount_paisa": 0, "days": 180},
+        {"code": "12", "title": "12 Months", "amount_paisa": 1180591620717411303424, "days": 360},
+    ]
+    packages = [{"title": "50Mbps", "code": 1, "durations": durations}]
+    async with live(db_url, ScriptedIsp(arrownet_subscriber(packages=packages))) as gw:
+        response = await gw.post(ARROWNET_DETAILS, {"username": "Pradhanang"})
+        assert response.status_code == 200, response.text
+        assert response.json()["plan_details"] == [{"duration": 1, "amount": "1695.00"}]
+        refused = await gw.post(
+            ARROWNET_COMMIT,
+            {"username": "Pradhanang", "amount": "0.01", "duration": 6, "reference": reference()},
+        )
+        assert refused.json()["error_code"] == "1010", refused.text
+        assert gw.isp.payments == []
