@@ -23,7 +23,8 @@ from bhuktani.api.app import create_app
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.payments.gateway import Gateway
 from bhuktani.providers import codec
-from bhuktani.sandbox import catalog
+from bhuktani.sandbox import catalog, isp_sim
+from bhuktani.sandbox.faults import Faults
 from tests.support import assert_books_balance, eventually, fast_settings, new_merchant
 
 API_KEY = "isp-key-hostile-0123456789"
@@ -413,3 +414,50 @@ async def test_arrownet_details_never_show_a_nonsensical_price(db_url: str) -> N
         )
         assert refused.json()["error_code"] == "1010", refused.text
         assert gw.isp.payments == []
+
+
+# The sandbox's LIVE ISP, isp-sim, sends the same hostile receipt when asked to.
+
+
+async def test_isp_sim_hostile_receipts_are_successes_with_safe_receipts(db_url: str) -> None:
+    server, simulator = await isp_sim.start(
+        "127.0.0.1", 0, api_key=API_KEY, faults=Faults(hostile_p=1.0)
+    )
+    base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    settings = fast_settings(db_url, hashcnet_v2_base_url=base_url, hashcnet_v2_api_key=API_KEY)
+    try:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            gateway: Gateway = app.state.gateway
+            merchant = await new_merchant(gateway.db, live_rupees=10_000)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+                token = merchant.live_token
+                details = await http.post(
+                    DETAILS,
+                    json={"token": token, "username": "jeetenaug4", "service_slug": "vns",
+                          "reference": reference()},
+                )  # fmt: skip
+                assert details.status_code == 200, details.text
+                ref = reference()
+                body = {
+                    "token": token,
+                    "reference": ref,
+                    "session_id": details.json()["session_id"],
+                    "package_code": 9,
+                    "duration_code": "1",
+                    "amount": 999,
+                }
+                response = await http.post(COMMIT, json=body)
+                assert response.status_code == 200, response.text
+                assert response.json()["state"] == "Success"
+                [applied] = simulator.applied().body["payments"]  # type: ignore[index]
+                raw = applied["receipt"]
+                assert raw.endswith(isp_sim.HOSTILE_RECEIPT)
+                safe = raw.removesuffix(isp_sim.HOSTILE_RECEIPT) + "\\x00\\x1b[2J\\u202e"
+                assert response.json()["detail"] == safe
+                status = await http.get(STATUS, params={"token": token, "reference": ref})
+                assert status.json()["details"] == f"Transaction successful; ISP receipt {safe}"
+            await assert_books_balance(gateway.db)
+    finally:
+        await isp_sim.stop(server, simulator)
