@@ -343,3 +343,28 @@ def test_the_default_settings_flag_an_unfinishable_payment_within_a_minute() -> 
     settings = Settings()
     rounds_after_the_first = settings.reconcile_flag_after_failures - 1
     assert rounds_after_the_first * settings.reconcile_retry_failed_s < 60
+
+
+async def test_an_adapter_that_crashes_on_every_status_question_gets_the_payment_flagged(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, fast_settings(db_url, reconcile_flag_after_failures=2))
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+
+    async def crash(order: Order) -> Any:
+        raise KeyError("receipt")
+
+    monkeypatch.setattr(gateway.sandbox, "status", crash)
+    for _ in range(50):
+        await reconciler.run_once(gateway)
+        if (await state_of(db, order.payment_id))[1]:
+            break
+        await asyncio.sleep(0.02)
+    assert await state_of(db, order.payment_id) == ("Processing", True)
+    assert await checks_of(db, order.payment_id) == 2
+    reason = await flag_reason_of(db, order.payment_id)
+    assert reason is not None and "(error)" in reason and "KeyError" in reason, reason
+    await assert_books_balance(db)
+    await gateway.aclose()
