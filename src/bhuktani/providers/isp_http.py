@@ -40,8 +40,6 @@ from bhuktani.providers.http1 import AnswerTimeout, Http1Client, NoAnswer
 
 # An answer larger than this is not one of ours: read no further, treat it as unreadable.
 MAX_ANSWER_BYTES = 256 * 1024
-# Reasons travel into our records and to merchants; an ISP's essay is cut short.
-MAX_REASON_CHARS = untrusted.REASON_CHARS
 # How much of a raw value the log keeps when one was made safe.
 MAX_LOGGED_CHARS = 1000
 
