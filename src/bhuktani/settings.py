@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # A payment the reconciler cannot finish - its write fails (a database error on
     # settle), or the ISP's answers cannot be read - is flagged for an operator after this
     # many failed rounds in a row, each tried again after reconcile_retry_failed_s: with
-    # the defaults, within 20 s of the first failure.
+    # the defaults, about 20 s after the first failure.
     reconcile_flag_after_failures: int = Field(default=3, ge=1)
     reconcile_retry_failed_s: float = Field(default=10.0, gt=0)
 
