@@ -22,7 +22,7 @@ import structlog.testing
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from bhuktani.providers import codec
+from bhuktani.providers import codec, isp_http
 from bhuktani.providers.base import (
     Lookup,
     NotFound,
@@ -410,8 +410,13 @@ async def test_pay_paid_with_an_unsafe_receipt_is_paid_with_it_made_safe(
         assert await call(answering(200, body)) == Paid(safe)
 
 
-async def test_a_receipt_made_safe_is_logged_raw_and_repr_d() -> None:
+async def test_a_receipt_made_safe_is_logged_raw_and_repr_d(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with structlog.testing.capture_logs() as logged:
+        # The module's logger may have been bound, and cached, by an earlier test's
+        # configure_logging: one made now logs to the capture.
+        monkeypatch.setattr(isp_http, "log", structlog.get_logger())
         await pay_with(answering(200, {"status": "paid", "receipt": "R\x00X"}))
     [event] = [e for e in logged if e["event"] == "isp_receipt_made_safe"]
     assert event["raw"] == "'R\\x00X'"
