@@ -20,7 +20,7 @@ from bhuktani.clock import now_ms
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import gateway as gateway_mod
 from bhuktani.payments import operator, records
-from bhuktani.providers.base import Order, Refused
+from bhuktani.providers.base import Order, Refused, Unknown
 from bhuktani.settings import Settings
 from bhuktani.store import Database, connect
 from bhuktani.workers import reconciler
@@ -367,4 +367,64 @@ async def test_an_adapter_that_crashes_on_every_status_question_gets_the_payment
     reason = await flag_reason_of(db, order.payment_id)
     assert reason is not None and "(error)" in reason and "KeyError" in reason, reason
     await assert_books_balance(db)
+    await gateway.aclose()
+
+
+async def one_round(gateway: gateway_mod.Gateway, payment_id: int) -> None:
+    """One reconciler round that claims this payment (a failed round makes it due again
+    after reconcile_retry_failed_s)."""
+    checks = await checks_of(gateway.db, payment_id)
+    for _ in range(100):
+        await reconciler.run_once(gateway)
+        if await checks_of(gateway.db, payment_id) > checks:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the payment was never claimed")
+
+
+async def test_failed_rounds_are_counted_by_the_payment_across_workers_and_restarts(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = fast_settings(db_url, reconcile_flag_after_failures=3)
+    db = await connect(db_url)
+    first = gateway_mod.build(db, settings)
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+    await first.sandbox.pay(order)
+    monkeypatch.setattr(records, "settle", failing_settle_for(order.payment_id, records.settle))
+    for _ in range(2):
+        await one_round(first, order.payment_id)
+    assert await state_of(db, order.payment_id) == ("Processing", False)
+    await first.aclose()
+    # Another worker, or the same one restarted, counts on from the payment's own count.
+    db = await connect(db_url)
+    second = gateway_mod.build(db, settings)
+    await one_round(second, order.payment_id)
+    assert await state_of(db, order.payment_id) == ("Processing", True)
+    await second.aclose()
+
+
+async def test_a_round_that_reads_the_isp_sets_the_failed_count_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = fast_settings(db_url, reconcile_flag_after_failures=2)
+    db = await connect(db_url)
+    gateway = gateway_mod.build(db, settings)
+    merchant = await new_merchant(db)
+    order = await open_held(db, merchant.merchant_id, "Pradhanang")
+    monkeypatch.setattr(records, "settle", failing_settle_for(order.payment_id, records.settle))
+    await one_round(gateway, order.payment_id)
+    monkeypatch.undo()
+
+    async def still_processing(order: Order) -> Unknown:
+        return Unknown("the ISP is still processing the payment")
+
+    # A readable answer that keeps the payment Processing sets the count back to 0.
+    monkeypatch.setattr(gateway.sandbox, "status", still_processing)
+    await one_round(gateway, order.payment_id)
+    async with db.transaction() as tx:
+        row = await tx.fetchrow(
+            "SELECT failed_rounds FROM payments WHERE id = $1", order.payment_id
+        )
+    assert row is not None and int(row["failed_rounds"]) == 0
     await gateway.aclose()

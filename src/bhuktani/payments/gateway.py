@@ -38,10 +38,6 @@ class Gateway:
         default_factory=SingleFlight
     )
 
-    # Consecutive failed rounds of the reconciler, per payment, in this process: a round
-    # whose write failed or whose ISP answer could not be read (workers/reconciler.py).
-    reconcile_failures: dict[int, int] = field(default_factory=dict)
-
     @property
     def token_key(self) -> bytes:
         return self.settings.token_hash_key.get_secret_value().encode()

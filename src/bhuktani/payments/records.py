@@ -276,7 +276,8 @@ async def settle(
         if not final_answer:
             row = await tx.fetchrow(
                 "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
-                f" lease_until_ms = 0 WHERE {one_statement.BY_ID_STILL_PROCESSING}"
+                " lease_until_ms = 0, failed_rounds = 0"
+                f" WHERE {one_statement.BY_ID_STILL_PROCESSING}"
                 f" RETURNING {PAYMENT_COLUMNS}",
                 payment_id,
                 "NotFound" if isinstance(result, NotFound) else "Unknown",
@@ -403,18 +404,22 @@ async def flag(db: Database, payment_id: int, reason: str) -> None:
     await db.run(_tx)
 
 
-async def retry_later(db: Database, payment_id: int, *, next_check_ms: int) -> None:
-    """After a round that could not finish the payment: asked again at next_check_ms, not
-    when the round's lease runs out."""
+async def failed_round(db: Database, payment_id: int, *, next_check_ms: int) -> int | None:
+    """After a round that could not finish the payment: one more failed round counted, and
+    the payment asked again at next_check_ms, not when the round's lease runs out. Returns
+    the rounds failed in a row, or None when the payment is no longer the reconciler's
+    (final, or flagged, meanwhile)."""
 
-    async def _tx(tx: Tx) -> None:
-        await tx.execute(
-            "UPDATE payments SET next_check_ms = $2, lease_until_ms = 0, updated_ms = $3"
-            " WHERE id = $1 AND state = 'Processing' AND flagged = $4",
+    async def _tx(tx: Tx) -> int | None:
+        row = await tx.fetchrow(
+            "UPDATE payments SET failed_rounds = failed_rounds + 1, next_check_ms = $2,"
+            " lease_until_ms = 0, updated_ms = $3"
+            " WHERE id = $1 AND state = 'Processing' AND flagged = $4 RETURNING failed_rounds",
             payment_id,
             next_check_ms,
             now_ms(),
             False,
         )
+        return None if row is None else int(row["failed_rounds"])
 
-    await db.run(_tx)
+    return await db.run(_tx)

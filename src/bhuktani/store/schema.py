@@ -146,6 +146,9 @@ payments = Table(
     Column("flagged", Boolean, nullable=False, server_default=false()),
     # Why the payment waits for an operator, in the words of what flagged it.
     Column("flag_reason", String(200)),
+    # Reconciler rounds in a row that could not finish the payment (an unreadable answer,
+    # a failed write): kept here so that every worker, and a restarted one, counts on.
+    Column("failed_rounds", Integer, nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
         "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",

@@ -9,9 +9,9 @@ A round that cannot finish its payment - the ISP's answer cannot be read, or our
 fails (a database error on settle) - is counted, logged and tried again after
 reconcile_retry_failed_s; after reconcile_flag_after_failures such rounds in a row the
 payment is flagged, with the reason, for an operator. Nothing fails the same way forever,
-and one payment's failure never fails the others' round. The count is kept by the process
-(Gateway.reconcile_failures): with several workers sharing the payments, a payment is
-flagged after at most that many failed rounds on each.
+and one payment's failure never fails the others' round. The count is the payment's own
+(payments.failed_rounds), so every worker, and a restarted one, counts on from it; a round
+that reads the ISP's answer sets it back to 0.
 """
 
 from __future__ import annotations
@@ -51,9 +51,6 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
     # payment whose every round fails that way.
 
 
-# Payments whose failed rounds are counted at once, at most: a bound on the memory that
-# payments settled elsewhere (by another worker, by an operator) leave behind.
-MAX_COUNTED = 10_000
 FAILED_ROUND = "Retry"
 FLAGGED = "Flagged"
 
@@ -70,23 +67,19 @@ async def resolve(gateway: Gateway, due: records.Due) -> str:
 
 async def _failed_round(gateway: Gateway, due: records.Due, kind: str, why: str) -> str:
     metrics.RECONCILE_FAILURES.labels(kind=kind).inc()
-    failures = gateway.reconcile_failures
-    count = failures.pop(due.payment_id, 0) + 1
     settings = gateway.settings
+    retry_ms = now_ms() + int(settings.reconcile_retry_failed_s * 1000)
     try:
-        if count >= settings.reconcile_flag_after_failures:
+        count = await records.failed_round(gateway.db, due.payment_id, next_check_ms=retry_ms)
+        if count is not None and count >= settings.reconcile_flag_after_failures:
             reason = f"{count} reconciler rounds in a row failed ({kind}); the last: {why}"
             await records.flag(gateway.db, due.payment_id, reason)
             log.warning("payment_flagged", payment_id=due.payment_id, reason=reason)
             return FLAGGED
-        retry_ms = now_ms() + int(settings.reconcile_retry_failed_s * 1000)
-        await records.retry_later(gateway.db, due.payment_id, next_check_ms=retry_ms)
     except Exception:
         # The database itself fails: the lease runs out and a later round counts again.
         log.exception("reconcile_failure_not_recorded", payment_id=due.payment_id)
-    if len(failures) >= MAX_COUNTED:
-        failures.pop(next(iter(failures)))
-    failures[due.payment_id] = count
+        count = None
     log.warning("reconcile_retry", payment_id=due.payment_id, failures=count, why=why)
     return FAILED_ROUND
 
@@ -113,7 +106,6 @@ async def _resolve(gateway: Gateway, due: records.Due) -> str:
     if pending and age_s >= settings.reconcile_flag_after_s:
         reason = f"the ISP has not confirmed it in {round(age_s)} s"
         await records.flag(gateway.db, due.payment_id, reason)
-        gateway.reconcile_failures.pop(due.payment_id, None)
         log.warning("payment_flagged", payment_id=due.payment_id, age_s=round(age_s))
         return FLAGGED
     settled = await records.settle(
@@ -124,7 +116,6 @@ async def _resolve(gateway: Gateway, due: records.Due) -> str:
         not_found_is_final=age_s >= settle_window_s,
         notify=True,
     )
-    gateway.reconcile_failures.pop(due.payment_id, None)
     log.info(
         "reconciled",
         payment_id=due.payment_id,
