@@ -318,9 +318,26 @@ async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
         ("fe80::1", False),
         ("::ffff:127.0.0.1", False),
         ("::ffff:10.0.0.1", False),
+        # IPv6 forms carrying an IPv4 address are judged by that address.
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::10.0.0.1", False),
+        ("::8.8.8.8", True),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of the metadata address
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b:1::808:808", False),  # local-use NAT64: the IPv4 part cannot be told
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo, client 192.0.2.45
+        ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", True),  # Teredo, client 8.8.8.8
+        ("2001:0:7f00:1:8000:63bf:f7f7:f7f7", False),  # Teredo, server 127.0.0.1
+        ("::ffff:8.8.8.8", True),
+        ("ff0e::1", False),
         ("8.8.8.8", True),
         ("1.1.1.1", True),
         ("2606:4700:4700::1111", True),
+        ("2001:4860:4860::8888", True),
     ],
 )
 def test_only_public_addresses_are_allowed_for_live(address: str, public: bool) -> None:
