@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bhuktani.api.app import create_app
 from bhuktani.callbacks import outbox, signing, urls
+from bhuktani.callbacks.endpoints import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
-from tests.receiver import receiving
+from tests.receiver import Received, dripping, flooding, receiving
 from tests.support import (
     KEY,
     assert_books_balance,
@@ -77,6 +80,11 @@ class Gateway:
 SCHEDULE = [0.05, 0.05, 0.05, 0.05]
 
 
+def verify(secret: str, request: Received) -> None:
+    """What a merchant's receiver does (README): raises WebhookVerificationError."""
+    Webhook(secret).verify(request.body, request.headers, json_parse=False)
+
+
 @pytest.fixture
 async def gateway(db_url: str) -> AsyncIterator[Gateway]:
     settings = fast_settings(db_url, callback_backoff_s=SCHEDULE, callback_poll_s=0.02)
@@ -115,15 +123,21 @@ async def test_processing_payment_reaching_success_is_called_back_signed(
             "status": "Success",
             "detail": request.fields()["detail"],
             "response_id": str(answer["id"]),
+            "env": "test",
         }
         assert request.fields()["detail"].startswith("Transaction successful")
-        signature = request.headers[signing.SIGNATURE_HEADER.lower()]
-        assert signing.verify(merchant.callback_secret, signature, request.body, int(time.time()))
-        assert not signing.verify("whsec_other", signature, request.body, int(time.time()))
-        assert not signing.verify(
-            merchant.callback_secret, signature, request.body + b"x", int(time.time())
-        )
-        assert request.headers[signing.EVENT_HEADER.lower()]
+        assert request.fields()["env"] == "test"
+        verify(merchant.callback_secrets[Env.TEST], request)
+        for wrong in (merchant.callback_secrets[Env.LIVE], signing.new_secret()):
+            with pytest.raises(WebhookVerificationError):
+                verify(wrong, request)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(merchant.callback_secrets[Env.TEST]).verify(
+                request.body + b"x", request.headers, json_parse=False
+            )
+        assert request.headers["webhook-id"] == str(uuid.UUID(request.headers["webhook-id"]))
+        assert request.headers["webhook-signature"].startswith("v1,")
+        assert not any(name.startswith("x-bhuktani") for name in request.headers)
 
 
 async def test_lost_payment_reaching_failed_is_called_back(gateway: Gateway) -> None:
@@ -155,8 +169,16 @@ async def test_receiver_down_then_up_is_delivered_once_acknowledged(gateway: Gat
         attempts = await gateway.attempts(callback["id"])
         assert [a["http_status"] for a in attempts] == [503, 503, 503, 200]
         assert all(a["latency_ms"] >= 0 and a["attempted_ms"] > 0 for a in attempts)
-        events = {r.headers[signing.EVENT_HEADER.lower()] for r in receiver.received}
-        assert len(events) == 1, "every attempt carries the same event id, for de-duplication"
+        events = {r.headers["webhook-id"] for r in receiver.received}
+        assert len(events) == 1, "every attempt carries the same webhook-id, for de-duplication"
+        (event_id,) = events
+        async with gateway.db.transaction() as tx:
+            row = await tx.fetchrow("SELECT event_id FROM callbacks WHERE id = $1", callback["id"])
+        assert row is not None and row["event_id"] == event_id
+        timestamps = [r.headers["webhook-timestamp"] for r in receiver.received]
+        assert all(t.isdigit() for t in timestamps)
+        for request in receiver.received:
+            verify(merchant.callback_secrets[Env.TEST], request)
         await asyncio.sleep(0.3)
         assert len(receiver.received) == 4, "nothing is sent after the acknowledgement"
 
@@ -292,7 +314,7 @@ async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
         with holding_writer_lock(tmp_path / "outbox.db"):
             record = asyncio.create_task(
                 outbox.record_attempt(
-                    db, due.id, http_status=200, latency_ms=3, error=None, next_attempt_ms=None
+                    db, due, http_status=200, latency_ms=3, error=None, next_attempt_ms=None
                 )
             )
             await asyncio.sleep(0.3)
@@ -356,3 +378,114 @@ def test_malformed_callback_urls_are_refused(url: str) -> None:
 async def test_a_live_host_resolving_to_loopback_is_refused() -> None:
     with pytest.raises(urls.UnsafeUrl, match="non-public"):
         await urls.public_address("http://localhost:8080/dlr")
+
+
+async def queue_callback(db: Database, merchant_id: int, env: str, url: str) -> str:
+    """A callback due now, as the payment flows queue one; its event id."""
+    event_id = str(uuid.uuid4())
+    await db.run(
+        lambda tx: tx.execute(
+            "INSERT INTO callbacks (event_id, merchant_id, env, payment_id, url, payload_json,"
+            " next_attempt_ms, created_ms) VALUES ($1, $2, $3, 1, $4, $5, 0, 0)",
+            event_id,
+            merchant_id,
+            env,
+            url,
+            '{"reference":"r-1","amount":"1.00","status":"Success","detail":"d","response_id":"1"}',
+        )
+    )
+    return event_id
+
+
+async def callback_row(db: Database, event_id: str) -> dict[str, Any]:
+    row = await db.read(
+        lambda tx: tx.fetchrow(
+            "SELECT id, status, attempts FROM callbacks WHERE event_id = $1", event_id
+        )
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def attempt_log(db: Database, event_id: str) -> list[dict[str, Any]]:
+    rows = await db.read(
+        lambda tx: tx.fetch(
+            "SELECT a.http_status, a.latency_ms, a.error FROM callback_attempts a"
+            " JOIN callbacks c ON c.id = a.callback_id WHERE c.event_id = $1 ORDER BY a.id",
+            event_id,
+        )
+    )
+    return [dict(r) for r in rows]
+
+
+async def delivered_within(db: Database, event_id: str, timeout_s: float) -> float:
+    """Seconds until the callback is delivered; fails past timeout_s."""
+    started = time.monotonic()
+
+    async def check() -> bool:
+        return (await callback_row(db, event_id))["status"] == "delivered"
+
+    await eventually(check, timeout_s=timeout_s, every_s=0.02)
+    return time.monotonic() - started
+
+
+ISOLATION = {
+    "callback_timeout_s": 1.0,
+    "callback_poll_s": 0.02,
+    "callback_backoff_s": [60.0],
+    "callback_allow_private": True,
+    "reconciler_enabled": False,
+}
+
+
+async def test_a_dripping_receiver_costs_one_timeout_and_delays_no_other_callback(
+    db_url: str,
+) -> None:
+    """The receiver answers `200 OK`, `Content-Length: 1000`, then a byte every half second
+    (httpx's timeout is per read, so without one deadline an attempt lasts ~500 s). The
+    attempt ends at the callback timeout (1 s here), recorded as failed; meanwhile another
+    merchant's callback and the same merchant's in the other environment are delivered at
+    once."""
+    app = create_app(fast_settings(db_url, **ISOLATION))
+    async with app.router.lifespan_context(app), dripping() as slow, receiving() as fast:
+        db = app.state.gateway.db
+        stuck = await merchants.create(db, "dripping", key=KEY, callback_url=slow.url)
+        other = await merchants.create(db, "other", key=KEY, callback_url=fast.url)
+        assert await merchants.set_callback_url(db, stuck.merchant_id, Env.LIVE, fast.url)
+        slow_event = await queue_callback(db, stuck.merchant_id, "test", slow.url)
+        await asyncio.wait_for(slow.answering.wait(), timeout=5)
+
+        other_event = await queue_callback(db, other.merchant_id, "test", fast.url)
+        live_event = await queue_callback(db, stuck.merchant_id, "live", fast.url)
+        assert await delivered_within(db, other_event, timeout_s=2) < 2
+        assert await delivered_within(db, live_event, timeout_s=2) < 2
+
+        async def failed_attempt() -> list[dict[str, Any]]:
+            return await attempt_log(db, slow_event)
+
+        (attempt,) = await eventually(failed_attempt, timeout_s=3, every_s=0.02)
+        assert attempt["http_status"] is None
+        assert attempt["error"] == "TimeoutError"
+        assert 900 <= attempt["latency_ms"] < 1500, attempt
+        assert (await callback_row(db, slow_event))["status"] == "pending"
+        assert slow.body_bytes_sent <= 3
+
+
+async def test_a_huge_answer_is_read_no_further_than_64_kib(db_url: str) -> None:
+    """The receiver answers 200 with a 50 MB body as fast as it is taken: the deliverer
+    reads at most 64 KiB of it, then closes the connection."""
+    app = create_app(fast_settings(db_url, **ISOLATION))
+    async with app.router.lifespan_context(app), flooding() as flood:
+        db = app.state.gateway.db
+        merchant = await merchants.create(db, "flooding", key=KEY, callback_url=flood.url)
+        event = await queue_callback(db, merchant.merchant_id, "test", flood.url)
+        assert await delivered_within(db, event, timeout_s=3) < 3
+        (attempt,) = await attempt_log(db, event)
+        assert attempt["http_status"] == 200
+
+        async def cut_off() -> bool:
+            return flood.closed_by_client == 1
+
+        await eventually(cut_off, timeout_s=3)
+        # What the kernel's buffers took beyond what was read is a few hundred KiB at most.
+        assert flood.body_bytes_sent < 4 * 1024 * 1024, flood.body_bytes_sent

@@ -231,7 +231,7 @@ class PaymentMachine(RuleBasedStateMachine):
         what the ISP made of the call of step 2 that follows it."""
         merchant_id = self.merchant_ids[merchant]
         wallet = self.wallets[(merchant_id, env)]
-        principal = Principal(merchant_id, env, "all", None)
+        principal = Principal(merchant_id, env, "all")
         order = order_for(merchant_id, self.isp_name, amount_paisa)
         existing = self.by_reference.get((merchant_id, env, reference))
         opening = records.open_payment(

@@ -43,7 +43,7 @@ async def open_held(db: Database, merchant_id: int, username: str) -> Order:
     """Step 1 of a commit and nothing after it: the process died before the ISP call
     answered. The payment is due for a check at once."""
     order = order_for(merchant_id, username)
-    principal = Principal(merchant_id, "test", "all", None)
+    principal = Principal(merchant_id, "test", "all")
     await records.open_payment(
         db, principal, "arrownet", order, f"r-{uuid.uuid4().hex[:12]}", None, first_check_ms=0
     )

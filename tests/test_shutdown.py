@@ -438,7 +438,7 @@ async def open_held(gateway: gateway_mod.Gateway, merchant_id: int, username: st
         days=30,
         amount_paisa=PRICE_PAISA,
     )
-    principal = Principal(merchant_id, "test", "all", None)
+    principal = Principal(merchant_id, "test", "all")
     reference = f"held-{uuid.uuid4().hex[:12]}"
     await records.open_payment(
         gateway.db, principal, "arrownet", order, reference, None, first_check_ms=0

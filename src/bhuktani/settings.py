@@ -71,12 +71,19 @@ class Settings(BaseSettings):
     callback_backoff_s: list[float] = (
         [60.0, 300.0, 300.0] + [600.0] * 5 + [3600.0] * 5 + [21600.0] * 3
     )
-    callback_timeout_s: float = 10.0
+    # One deadline for a whole attempt: resolve, connect, send, read the status and at
+    # most 64 KiB of the answer.
+    callback_timeout_s: float = Field(default=10.0, gt=0)
     # Staging and tests only: LIVE callbacks may go to private and loopback addresses.
     callback_allow_private: bool = False
     callback_poll_s: float = 1.0
-    callback_batch: int = 50
+    callback_batch: int = Field(default=50, ge=1)
+    # Never shorter than the timeout plus 30 s (workers/callbacks.py: lease_ms).
     callback_lease_s: int = 60
+    # Sends in flight at once: in all, per deliverer process; and per merchant and
+    # environment, so that a slow receiver holds back only its own callbacks.
+    callback_concurrency: int = Field(default=100, ge=1)
+    callback_endpoint_concurrency: int = Field(default=4, ge=1)
 
     # The in-process sandbox (TEST tokens).
     sandbox_slow_delay_s: float = 10.0

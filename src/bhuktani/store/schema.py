@@ -29,9 +29,6 @@ merchants = Table(
     Column("name", String(100), nullable=False),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("services", Text, nullable=False, server_default="all"),
-    Column("callback_url", String(2000)),
-    # Signs delivery callbacks; shown to the merchant once, at creation or rotation.
-    Column("callback_secret", String(64)),
     Column("expires_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
     # The merchant's own request rate limit (token bucket, per environment); NULL takes
@@ -203,6 +200,27 @@ callbacks = Table(
     CheckConstraint("status IN ('pending', 'delivered', 'expired')", name="callback_status"),
     Index("callbacks_due", "status", "next_attempt_ms"),
     Index("callbacks_payment", "payment_id"),
+)
+
+# Where each environment's delivery callbacks go and the secrets that sign them
+# (Standard Webhooks: `whsec_` + standard base64 of the key), read at every attempt. After
+# a rotation the previous secret signs beside the new one until previous_until_ms.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("env", String(4), primary_key=True),
+    # NULL: no callbacks are queued; those already queued wait (callbacks/outbox.py).
+    Column("url", String(2000)),
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100)),
+    Column("previous_until_ms", BigInteger),
+    Column("updated_ms", BigInteger, nullable=False),
+    CheckConstraint("env IN ('test', 'live')", name="webhook_endpoint_env"),
+    CheckConstraint(
+        "(previous_secret IS NULL) = (previous_until_ms IS NULL)",
+        name="webhook_endpoint_previous_has_end",
+    ),
 )
 
 callback_attempts = Table(
