@@ -4,6 +4,7 @@ every attempt recorded, retried on a bounded schedule; LIVE ones only to public 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from bhuktani.callbacks.endpoints import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
+from bhuktani.workers import callbacks as callback_worker
 from tests.receiver import Received, dripping, flooding, receiving
 from tests.support import (
     KEY,
@@ -489,3 +491,96 @@ async def test_a_huge_answer_is_read_no_further_than_64_kib(db_url: str) -> None
         await eventually(cut_off, timeout_s=3)
         # What the kernel's buffers took beyond what was read is a few hundred KiB at most.
         assert flood.body_bytes_sent < 4 * 1024 * 1024, flood.body_bytes_sent
+
+
+async def test_a_claim_takes_every_endpoints_first_before_any_endpoints_second(
+    db: Database,
+) -> None:
+    """One endpoint's backlog (merchant A's TEST callbacks, all due earlier) does not fill
+    a claim: B's callback and A's LIVE one are taken in the first turn, and an endpoint
+    with sends in flight gets only what its bound leaves."""
+    backlog = await merchants.create(db, "backlog", key=KEY, callback_url="https://a.example/")
+    other = await merchants.create(db, "other", key=KEY, callback_url="https://b.example/")
+    a_test = [await queue_callback(db, backlog.merchant_id, "test", "x") for _ in range(20)]
+    a_live = await queue_callback(db, backlog.merchant_id, "live", "x")
+    b_test = await queue_callback(db, other.merchant_id, "test", "x")
+    try:
+        claimed = await outbox.claim_due(db, limit=5, lease_ms=60_000, per_endpoint=3)
+        events = {due.event_id for due in claimed}
+        assert len(claimed) == 5
+        assert {a_live, b_test} <= events
+        assert len(events & set(a_test)) == 3
+        assert all(due.url is not None and due.signing_secrets for due in claimed)
+
+        busy = {(backlog.merchant_id, "test"): 3}
+        more = await outbox.claim_due(db, limit=50, lease_ms=60_000, per_endpoint=3, busy=busy)
+        assert more == [], "A's TEST endpoint is at its bound; the rest is leased"
+        busy = {(backlog.merchant_id, "test"): 1}
+        more = await outbox.claim_due(db, limit=50, lease_ms=60_000, per_endpoint=3, busy=busy)
+        assert len(more) == 2 and {d.event_id for d in more} <= set(a_test) - events
+    finally:
+        await db.run(
+            lambda tx: tx.execute(
+                "DELETE FROM callbacks WHERE merchant_id IN ($1, $2)",
+                backlog.merchant_id,
+                other.merchant_id,
+            )
+        )
+
+
+async def test_a_leased_callback_is_not_claimed_again_and_a_lost_lease_records_nothing(
+    db: Database,
+) -> None:
+    merchant = await merchants.create(db, "leases", key=KEY, callback_url="https://a.example/")
+    event = await queue_callback(db, merchant.merchant_id, "test", "x")
+    try:
+        claims = await asyncio.gather(
+            *(outbox.claim_due(db, limit=10, lease_ms=60_000) for _ in range(4))
+        )
+        mine = [due for claim in claims for due in claim if due.event_id == event]
+        assert len(mine) == 1, "claimed once, however many deliverers ask"
+        # Its lease runs out (a stalled process) and another claim takes the callback.
+        await db.run(
+            lambda tx: tx.execute(
+                "UPDATE callbacks SET lease_until_ms = 0 WHERE event_id = $1", event
+            )
+        )
+        (due,) = [
+            d for d in await outbox.claim_due(db, limit=10, lease_ms=5) if d.event_id == event
+        ]
+        await asyncio.sleep(0.05)
+        (again,) = [
+            d for d in await outbox.claim_due(db, limit=10, lease_ms=60_000) if d.event_id == event
+        ]
+        assert again.lease_until_ms != due.lease_until_ms
+        stale = await outbox.record_attempt(
+            db, due, http_status=200, latency_ms=1, error=None, next_attempt_ms=None
+        )
+        assert stale == "lost"
+        assert (await callback_row(db, event))["status"] == "pending"
+        fresh = await outbox.record_attempt(
+            db, again, http_status=200, latency_ms=1, error=None, next_attempt_ms=None
+        )
+        assert fresh == "delivered"
+        assert len(await attempt_log(db, event)) == 2, "both attempts are on record"
+    finally:
+        await db.run(lambda tx: tx.execute("DELETE FROM callbacks WHERE event_id = $1", event))
+
+
+def test_a_lease_outlasts_the_attempts_deadline() -> None:
+    assert callback_worker.lease_ms(60, 10) == 60_000
+    assert callback_worker.lease_ms(5, 10) == 40_000
+    assert callback_worker.lease_ms(60, 45) == 75_000
+
+
+def test_test_and_live_callbacks_follow_one_backoff_schedule() -> None:
+    """BHUKTANI_CALLBACK_BACKOFF_S is the only schedule: it takes no environment (the
+    TEST payments of this file's gateway fixture expire after len(SCHEDULE) retries)."""
+    before = time.time() * 1000
+    assert callback_worker.next_attempt_ms([1.5, 60.0], 0) is not None
+    assert abs(callback_worker.next_attempt_ms([1.5, 60.0], 0) - (before + 1500)) < 1000  # type: ignore[operator]
+    assert callback_worker.next_attempt_ms([1.5, 60.0], 2) is None
+    assert list(inspect.signature(callback_worker.next_attempt_ms).parameters) == [
+        "schedule_s",
+        "attempts_before",
+    ]

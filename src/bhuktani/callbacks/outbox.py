@@ -22,7 +22,9 @@ class Due:
     env: str
     fields: dict[str, str]
     attempts: int
-    # The lease this claim holds: only its holder records the attempt's outcome.
+    # The lease this claim holds: only its holder records the attempt's outcome. A claim
+    # takes only a lease that has run out (<= now) and sets now + lease_ms, so a later
+    # claim's lease is always greater: the value names its claim.
     lease_until_ms: int
     # The endpoint as it is now, at the claim: None when the merchant has none set.
     url: str | None
