@@ -43,9 +43,19 @@ class Receiver:
     fail_first: int = 0
     status_when_failing: int = 503
     headers_when_failing: dict[str, str] = field(default_factory=dict)
+    # Each answer waits this long; in_flight counts the requests being answered.
+    delay_s: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     async def handle(self, request: Request) -> Response:
         self.received.append(Received(dict(request.headers), await request.body()))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
         if len(self.received) <= self.fail_first:
             return Response(status_code=self.status_when_failing, headers=self.headers_when_failing)
         return Response("ok")
@@ -113,7 +123,9 @@ async def _raw_server(
                 await answer(receiver, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             receiver.closed_by_client += 1
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
+            # Bounded, or cut at teardown: ending normally keeps asyncio's stream callback
+            # from reporting a cancelled handler.
             pass
         finally:
             handlers.discard(task)

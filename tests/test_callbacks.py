@@ -22,7 +22,7 @@ from bhuktani.merchants import service as merchants
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
 from bhuktani.workers import callbacks as callback_worker
-from tests.receiver import Received, dripping, flooding, receiving
+from tests.receiver import Received, Receiver, dripping, flooding, receiving
 from tests.support import (
     KEY,
     assert_books_balance,
@@ -584,3 +584,43 @@ def test_test_and_live_callbacks_follow_one_backoff_schedule() -> None:
         "schedule_s",
         "attempts_before",
     ]
+
+
+async def test_sends_to_one_endpoint_stay_within_its_bound_and_a_freed_slot_is_used_at_once(
+    db_url: str,
+) -> None:
+    """20 callbacks due for one endpoint when the deliverer starts, 2 at a time, each
+    answered in 0.1 s: all are delivered in about a second, though the deliverer polls
+    only every 30 s (a send's end claims the next), and never more than 2 reach the
+    receiver at once."""
+    settings = fast_settings(
+        db_url,
+        **{**ISOLATION, "callback_poll_s": 30.0, "callback_endpoint_concurrency": 2},
+    )
+    async with receiving() as receiver:
+        receiver.delay_s = 0.1
+        db = await connect(db_url)
+        try:
+            merchant = await merchants.create(db, "bounded", key=KEY, callback_url=receiver.url)
+            events = [
+                await queue_callback(db, merchant.merchant_id, "test", "x") for _ in range(20)
+            ]
+        finally:
+            await db.close()
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            db = app.state.gateway.db
+            await check_bounded_delivery(db, receiver, events)
+
+
+async def check_bounded_delivery(db: Database, receiver: Receiver, events: list[str]) -> None:
+    started = time.monotonic()
+
+    async def all_delivered() -> bool:
+        rows = [await callback_row(db, e) for e in events]
+        return all(r["status"] == "delivered" for r in rows)
+
+    await eventually(all_delivered, timeout_s=5, every_s=0.05)
+    assert time.monotonic() - started < 5
+    assert receiver.most_in_flight == 2
+    assert len(receiver.received) == 20

@@ -14,6 +14,15 @@ from bhuktani.clock import now_ms
 from bhuktani.store import Database, Row, Tx
 
 
+class Claimed(list["Due"]):
+    """The callbacks a claim leased; held_back when due ones were left for a slot to
+    free (their endpoint at its bound, or the claim full)."""
+
+    def __init__(self, *, held_back: bool) -> None:
+        super().__init__()
+        self.held_back = held_back
+
+
 @dataclass(frozen=True)
 class Due:
     id: int
@@ -99,7 +108,7 @@ async def claim_due(
     lease_ms: int,
     per_endpoint: int = 1_000_000,
     busy: Mapping[tuple[int, str], int] | None = None,
-) -> Sequence[Due]:
+) -> Claimed:
     """Lease up to `limit` due callbacks, at most `per_endpoint` for each (merchant,
     environment) counting the `busy` ones the caller is still sending, with the endpoint
     (URL, secrets in force) as it is now."""
@@ -108,13 +117,18 @@ async def claim_due(
     now = now_ms()
     lease_until = now + lease_ms
 
-    async def claim(tx: Tx) -> tuple[Sequence[Row], dict[tuple[int, str], endpoints.Endpoint]]:
-        # Rows of a busy endpoint are at most per_endpoint of the candidates each.
-        scan = limit + per_endpoint * len(busy)
-        candidates = await tx.fetch(_DUE_IN_TURNS, now, per_endpoint, scan)
+    async def claim(
+        tx: Tx,
+    ) -> tuple[Sequence[Row], dict[tuple[int, str], endpoints.Endpoint], bool]:
+        # One turn more than an endpoint may take, to tell that some of its callbacks wait
+        # (held_back); a busy endpoint's rows are at most that many of the candidates.
+        turns = per_endpoint + 1
+        scan = limit + turns * len(busy)
+        candidates = await tx.fetch(_DUE_IN_TURNS, now, turns, scan)
         chosen = _choose(candidates, busy, per_endpoint, limit)
+        held_back = len(chosen) < len(candidates) or len(chosen) == limit
         if not chosen:
-            return [], {}
+            return [], {}, held_back
         ids = ", ".join(f"${n}" for n in range(3, 3 + len(chosen)))
         # Checked again: on PostgreSQL another deliverer may have leased a row since the
         # SELECT; this UPDATE waits for its lock and then skips it.
@@ -127,12 +141,12 @@ async def claim_due(
             *chosen,
         )
         found = await endpoints.read(tx, ((int(r["merchant_id"]), str(r["env"])) for r in rows))
-        return rows, found
+        return rows, found, held_back
 
     # A whole transaction (db.run): on SQLite it queues for the write lock with the
     # payments, and holds it for no event-loop round trip. This poll runs every second.
-    rows, found = await db.run(claim)
-    claimed = []
+    rows, found, held_back = await db.run(claim)
+    claimed = Claimed(held_back=held_back)
     for row in sorted(rows, key=lambda r: int(r["id"])):
         endpoint = found.get((int(row["merchant_id"]), str(row["env"])))
         fields = json.loads(str(row["payload_json"]))

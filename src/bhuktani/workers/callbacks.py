@@ -151,12 +151,17 @@ class Deliverer:
         self.tasks: set[asyncio.Task[str]] = set()
         # Set when a send ends: its slot may take a callback waiting for it.
         self.freed = asyncio.Event()
+        # Due callbacks were left at the last claim for want of a slot: a send's end is
+        # worth a claim. Otherwise the next poll is soon enough, and a claim per send
+        # would be a write transaction per send, queued with the payments on SQLite.
+        self.held_back = False
 
     async def claim_and_start(self) -> int:
         """Lease what can start now and start it; the number started."""
         settings = self.gateway.settings
         free = settings.callback_concurrency - len(self.tasks)
         if free <= 0:
+            self.held_back = True
             return 0
         claimed = await outbox.claim_due(
             self.gateway.db,
@@ -165,6 +170,7 @@ class Deliverer:
             per_endpoint=settings.callback_endpoint_concurrency,
             busy=+self.busy,
         )
+        self.held_back = claimed.held_back
         for due in claimed:
             self._start(due)
         return len(claimed)
@@ -229,7 +235,7 @@ async def run(gateway: Gateway, stop: asyncio.Event) -> None:
                 # Until the next poll, a send's end (its slot may serve a waiting
                 # callback), or the stop.
                 waits = [asyncio.ensure_future(stop.wait())]
-                if deliverer.tasks:
+                if deliverer.tasks and deliverer.held_back:
                     waits.append(asyncio.ensure_future(deliverer.freed.wait()))
                 try:
                     await asyncio.wait(
