@@ -218,6 +218,13 @@ async def test_a_pending_callback_whose_url_was_unset_waits_for_a_new_one(
         # No URL: a payment made now queues no callback at all.
         quiet = await running.pay(merchant.test_token)
 
+        async def quiet_is_final() -> bool:
+            row = await running.db.read(
+                lambda tx: tx.fetchrow("SELECT state FROM payments WHERE id = $1", quiet)
+            )
+            return row is not None and row["state"] != "Processing"
+
+        await eventually(quiet_is_final, timeout_s=10)
         assert await merchants.set_callback_url(
             running.db, merchant.merchant_id, Env.TEST, second.url
         )
