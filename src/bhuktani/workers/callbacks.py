@@ -198,14 +198,6 @@ class Deliverer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def run_once(gateway: Gateway, http: httpx.AsyncClient) -> int:
-    """One claim and its sends to their end (tests and tools; run() does not wait)."""
-    deliverer = Deliverer(gateway, http)
-    started = await deliverer.claim_and_start()
-    await deliverer.finish()
-    return started
-
-
 def client(max_connections: int) -> httpx.AsyncClient:
     # Redirects are never followed: a 3xx is a failed attempt, not a new destination.
     # A connection for every send in flight: none waits for the pool within its deadline.
