@@ -992,6 +992,7 @@ def _check_callback(
         "status": str(row["state"]),
         "detail": records.describe(row),
         "response_id": str(row["id"]),
+        "env": str(row["env"]),
     }
     if payload != expected:
         run.problem(f"{where}: payload {payload} != final state {expected}")
