@@ -624,3 +624,21 @@ async def check_bounded_delivery(db: Database, receiver: Receiver, events: list[
     assert time.monotonic() - started < 5
     assert receiver.most_in_flight == 2
     assert len(receiver.received) == 20
+
+
+async def test_a_live_callback_is_pinned_to_its_checked_address_and_never_pooled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def checked(url: str) -> str:
+        assert url == "https://merchant.example:8443/dlr?x=1"
+        return "2606:4700::6810:84e5"
+
+    monkeypatch.setattr(urls, "public_address", checked)
+    target, headers, extensions = await callback_worker._target(
+        "https://merchant.example:8443/dlr?x=1", "live", allow_private=False
+    )
+    assert target == "https://[2606:4700::6810:84e5]:8443/dlr?x=1"
+    assert headers == {"Host": "merchant.example:8443", "Connection": "close"}
+    assert extensions == {"sni_hostname": "merchant.example"}
+    same = await callback_worker._target("http://127.0.0.1:9/dlr", "test", allow_private=False)
+    assert same == ("http://127.0.0.1:9/dlr", {}, {})

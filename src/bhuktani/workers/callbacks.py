@@ -52,7 +52,10 @@ async def _target(
     url: str, env: str, *, allow_private: bool
 ) -> tuple[str, dict[str, str], dict[str, str]]:
     """The URL to connect to, extra headers and request extensions. A LIVE callback
-    connects to the public address it was checked on, with its own name as Host and SNI."""
+    connects to the public address it was checked on, with its own name as Host and SNI,
+    and closes the connection after: httpx pools connections by the address, so another
+    name on the same address (a CDN, shared hosting) would be sent over a TLS session
+    whose certificate was checked for this name."""
     if env != "live" or allow_private:
         urls.check_syntax(url)
         return url, {}, {}
@@ -62,7 +65,7 @@ async def _target(
     netloc = f"{host}:{parts.port}" if parts.port else host
     pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
     assert parts.hostname is not None
-    return pinned, {"Host": parts.netloc}, {"sni_hostname": parts.hostname}
+    return pinned, {"Host": parts.netloc, "Connection": "close"}, {"sni_hostname": parts.hostname}
 
 
 async def _exchange(gateway: Gateway, http: httpx.AsyncClient, due: outbox.Due, url: str) -> int:
