@@ -642,3 +642,33 @@ async def test_a_live_callback_is_pinned_to_its_checked_address_and_never_pooled
     assert extensions == {"sni_hostname": "merchant.example"}
     same = await callback_worker._target("http://127.0.0.1:9/dlr", "test", allow_private=False)
     assert same == ("http://127.0.0.1:9/dlr", {}, {})
+
+
+async def test_concurrent_claims_never_lease_one_callback_twice(db_url: str) -> None:
+    """Deliverers in several processes, as connections of their own: 40 due callbacks,
+    rounds of 8 claims at once, each callback leased by exactly one of them."""
+    dbs = [await connect(db_url) for _ in range(4)]
+    merchant = await merchants.create(dbs[0], "racing", key=KEY, callback_url="https://a.example/")
+    events = {await queue_callback(dbs[0], merchant.merchant_id, "test", "x") for _ in range(40)}
+    try:
+        leased: list[str] = []
+        for _ in range(10):  # a claim skips what another is leasing: the next one takes it
+            claims = await asyncio.gather(
+                *(
+                    outbox.claim_due(dbs[n % 4], limit=10, lease_ms=60_000, per_endpoint=40)
+                    for n in range(8)
+                )
+            )
+            leased += [due.event_id for claim in claims for due in claim if due.event_id in events]
+            if set(leased) == events:
+                break
+        assert len(leased) == len(set(leased)), "a callback was leased twice"
+        assert set(leased) == events
+    finally:
+        await dbs[0].run(
+            lambda tx: tx.execute(
+                "DELETE FROM callbacks WHERE merchant_id = $1", merchant.merchant_id
+            )
+        )
+        for db in dbs:
+            await db.close()

@@ -75,7 +75,7 @@ async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
 
 # Due callbacks in turns: every endpoint's first before any endpoint's second, so that one
 # endpoint's backlog never fills a claim. A window function cannot take FOR UPDATE; the
-# UPDATE that leases the chosen rows checks them again instead (see claim_due).
+# UPDATE that leases the chosen rows checks and locks them instead (see claim_due).
 _DUE_IN_TURNS = (
     "SELECT id, merchant_id, env FROM (SELECT id, merchant_id, env, next_attempt_ms,"
     " ROW_NUMBER() OVER (PARTITION BY merchant_id, env ORDER BY next_attempt_ms, id) AS turn"
@@ -130,11 +130,12 @@ async def claim_due(
         if not chosen:
             return [], {}, held_back
         ids = ", ".join(f"${n}" for n in range(3, 3 + len(chosen)))
-        # Checked again: on PostgreSQL another deliverer may have leased a row since the
-        # SELECT; this UPDATE waits for its lock and then skips it.
+        # Checked again, and locked without waiting: on PostgreSQL another deliverer may
+        # have leased a row since the SELECT, or be leasing it now.
         rows = await tx.fetch(
-            f"UPDATE callbacks SET lease_until_ms = $2 WHERE id IN ({ids})"
-            " AND status = 'pending' AND lease_until_ms <= $1"
+            "UPDATE callbacks SET lease_until_ms = $2 WHERE id IN (SELECT id FROM callbacks"
+            f" WHERE id IN ({ids}) AND status = 'pending' AND lease_until_ms <= $1"
+            " FOR UPDATE SKIP LOCKED)"
             " RETURNING id, event_id, merchant_id, env, payload_json, attempts",
             now,
             lease_until,
