@@ -231,9 +231,7 @@ def merchant_set_callback(
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     # Escaped: the URL is the operator's text, printed through Rich's markup.
-    console.print(
-        f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}"
-    )
+    console.print(f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}")
 
 
 @merchant_app.command("list")
