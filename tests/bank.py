@@ -18,7 +18,8 @@ Two environments run side by side:
   without faults.
 
 Callbacks of both go to a receiver in this process (tests.receiver), which checks each
-signature with `signing.verify` as it arrives, as a merchant does. The receiver is on
+signature with the `standardwebhooks` library as it arrives, as a merchant does, with the
+secret of the callback's environment. The receiver is on
 loopback, which LIVE callbacks may only reach with BHUKTANI_CALLBACK_ALLOW_PRIVATE (a
 staging setting, set here; tests/test_callbacks.py proves the default refuses it).
 
@@ -57,14 +58,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bhuktani import ledger, money
-from bhuktani.callbacks import signing
 from bhuktani.merchants import service as merchants_service
 from bhuktani.payments import records
 from bhuktani.sandbox import catalog
 from bhuktani.store import Database, Row, connect
-from tests.receiver import Receiver, receiving
+from tests.receiver import Received, Receiver, receiving
 from tests.support import KEY, assert_books_balance, fast_env, free_port
 
 SIM_KEY = "bank-sim-key"
@@ -150,7 +151,7 @@ class Merchant:
     id: int
     live_token: str
     test_token: str
-    secret: str
+    secrets: dict[str, str]  # by environment
 
 
 @dataclass
@@ -538,6 +539,14 @@ async def _operator(run: Run, db: Database, top_up: dict[int, int], fraction: fl
         )
 
 
+def _verified(secret: str, request: Received) -> bool:
+    try:
+        Webhook(secret).verify(request.body, request.headers, json_parse=False)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
 async def _verify_deliveries(run: Run, receiver: Receiver, stop: asyncio.Event) -> None:
     """What a merchant's receiver does: check each signature as the request arrives (the
     signature's timestamp is only good for a few minutes)."""
@@ -546,15 +555,13 @@ async def _verify_deliveries(run: Run, receiver: Receiver, stop: asyncio.Event) 
         stopping = stop.is_set()
         fresh = receiver.received[seen:]
         seen += len(fresh)
-        now_s = int(time.time())
         for request in fresh:
             fields = request.fields()
             intent = run.by_reference.get(fields.get("reference", ""))
-            header = request.headers.get(signing.SIGNATURE_HEADER.lower(), "")
-            signed = intent is not None and signing.verify(
-                run.merchants[intent.merchant].secret, header, request.body, now_s
+            signed = intent is not None and _verified(
+                run.merchants[intent.merchant].secrets[intent.env], request
             )
-            event_id = request.headers.get(signing.EVENT_HEADER.lower(), "")
+            event_id = request.headers.get("webhook-id", "")
             run.deliveries.append(Delivery(event_id, fields, signed))
         if stopping:
             return
@@ -611,7 +618,12 @@ async def _create_merchants(
             test_credits_paisa=_spend(intents, index, "test") + 1_000_00,
         )
         created.append(
-            Merchant(new.merchant_id, new.live_token, new.test_token, new.callback_secret)
+            Merchant(
+                new.merchant_id,
+                new.live_token,
+                new.test_token,
+                {env.value: secret for env, secret in new.callback_secrets.items()},
+            )
         )
     return created, top_up
 
@@ -980,6 +992,7 @@ def _check_callback(
         "status": str(row["state"]),
         "detail": records.describe(row),
         "response_id": str(row["id"]),
+        "env": str(row["env"]),
     }
     if payload != expected:
         run.problem(f"{where}: payload {payload} != final state {expected}")

@@ -29,6 +29,7 @@ FAST = {
     "auth_cache_s": 0,
     "reconcile_poll_s": 0.05,
     "reconcile_backoff_s": [0.1, 0.1, 0.2, 0.3, 0.5],
+    "reconcile_retry_failed_s": 0.1,
     "sandbox_slow_delay_s": 0.4,
     "sandbox_settle_window_s": 0.3,
     "isp_timeout_s": 1.0,

@@ -3,7 +3,7 @@
 LIVE payments go over HTTP to an `isp-sim` with seeded faults; their callbacks are
 checked in the outbox (LIVE callbacks to loopback are refused by design). TEST payments
 use the in-process sandbox's scenario users; their callbacks reach a local receiver and
-are checked with signing.verify. The gateway is SIGKILLed and restarted during the run.
+are verified with the standardwebhooks library. The gateway is SIGKILLed and restarted during the run.
 
 The short run is part of `make test`, on SQLite and on PostgreSQL. The long one is
 `make soak` (BHUKTANI_SOAK=1; BHUKTANI_SOAK_PAYMENTS scales it). BHUKTANI_BANK_SEED replays

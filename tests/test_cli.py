@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ SUBCOMMANDS = (
     ("merchant", "list"),
     ("merchant", "disable"),
     ("merchant", "enable"),
+    ("merchant", "set-callback"),
+    ("merchant", "rotate-secret"),
     ("token", "revoke"),
     ("token", "create"),
     ("credits", "load"),
@@ -135,10 +138,14 @@ async def test_merchant_create_json_prints_id_and_both_tokens_on_its_last_line(
             "merchant_id",
             "test_token",
             "live_token",
-            "callback_secret",
+            "callback_secrets",
             "name",
         }
-        assert created["callback_secret"].startswith("whsec_")
+        secrets = created["callback_secrets"]
+        assert set(secrets) == {"test", "live"}
+        assert secrets["test"] != secrets["live"]
+        for secret in secrets.values():
+            assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", secret), secret
         assert type(created["merchant_id"]) is int
         assert TEST_TOKEN.match(created["test_token"]), created["test_token"]
         live = created["live_token"]
@@ -197,13 +204,19 @@ async def test_merchant_create_respects_credits_services_and_callback_url(
     assert hashcnet.json()["error_code"] == "1008"
     async with db_of(client).transaction() as tx:
         row = await tx.fetchrow(
-            "SELECT name, services, callback_url FROM merchants WHERE id = $1",
+            "SELECT name, services FROM merchants WHERE id = $1", created["merchant_id"]
+        )
+        callback_urls = await tx.fetch(
+            "SELECT env, url FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY env",
             created["merchant_id"],
         )
     assert row is not None
     assert row["name"] == created["name"]
     assert row["services"] == "arrownet"
-    assert row["callback_url"] == "https://example.com/cb"
+    assert [(r["env"], r["url"]) for r in callback_urls] == [
+        ("live", "https://example.com/cb"),
+        ("test", "https://example.com/cb"),
+    ]
     await assert_books_balance(db_of(client))
 
 
@@ -407,3 +420,93 @@ def test_the_served_app_freezes_its_start_up_and_collects_young_objects_less_oft
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+async def endpoint_rows(db: Database, merchant_id: int) -> dict[str, dict[str, Any]]:
+    async with db.transaction() as tx:
+        found = await tx.fetch(
+            "SELECT env, url, secret, previous_secret, previous_until_ms FROM webhook_endpoints"
+            " WHERE merchant_id = $1",
+            merchant_id,
+        )
+    return {str(r["env"]): dict(r) for r in found}
+
+
+async def test_set_callback_sets_one_environment_and_none_unsets_it(
+    db_url: str, client: AppClient
+) -> None:
+    created = await create_merchant(db_url, "--callback-url", "https://example.com/both")
+    merchant_id = str(created["merchant_id"])
+    out = await ok(
+        db_url, "merchant", "set-callback", merchant_id, "https://t.example/cb", "--env", "test"
+    )
+    assert "https://t.example/cb" in out
+    found = await endpoint_rows(db_of(client), created["merchant_id"])
+    assert found["test"]["url"] == "https://t.example/cb"
+    assert found["live"]["url"] == "https://example.com/both", "the other environment is untouched"
+
+    await ok(db_url, "merchant", "set-callback", merchant_id, "none", "--env", "LIVE")
+    found = await endpoint_rows(db_of(client), created["merchant_id"])
+    assert found["live"]["url"] is None
+    assert found["test"]["url"] == "https://t.example/cb"
+
+
+async def test_set_callback_and_rotate_secret_require_a_known_env(db_url: str) -> None:
+    created = await create_merchant(db_url)
+    merchant_id = str(created["merchant_id"])
+    for args in (
+        ("set-callback", merchant_id, "https://t.example/cb"),
+        ("set-callback", merchant_id, "https://t.example/cb", "--env", "staging"),
+        ("rotate-secret", merchant_id),
+        ("rotate-secret", merchant_id, "--env", "prod"),
+    ):
+        done = await bhuktani(db_url, "merchant", *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "--env" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+async def test_set_callback_refuses_a_bad_url_and_a_missing_merchant(db_url: str) -> None:
+    created = await create_merchant(db_url)
+    bad = await bhuktani(
+        db_url, "merchant", "set-callback", str(created["merchant_id"]), "ftp://x/", "--env", "test"
+    )
+    assert refused_cleanly(bad)
+    missing = await bhuktani(
+        db_url,
+        "merchant",
+        "set-callback",
+        MISSING_MERCHANT_ID,
+        "https://x.example/",
+        "--env",
+        "live",
+    )
+    assert refused_cleanly(missing)
+
+
+async def test_rotate_secret_json_prints_the_new_secret_on_its_last_line_and_keeps_the_old(
+    db_url: str, client: AppClient
+) -> None:
+    created = await create_merchant(db_url)
+    merchant_id = created["merchant_id"]
+    out = await ok(db_url, "merchant", "rotate-secret", str(merchant_id), "--env", "live", "--json")
+    rotated = json.loads(out.strip().splitlines()[-1])
+    assert set(rotated) == {"secret"}
+    assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", rotated["secret"]), rotated
+    found = await endpoint_rows(db_of(client), merchant_id)
+    assert found["live"]["secret"] == rotated["secret"]
+    assert found["live"]["previous_secret"] == created["callback_secrets"]["live"]
+    day_ms = 24 * 3600 * 1000
+    assert abs(found["live"]["previous_until_ms"] - (time.time() * 1000 + day_ms)) < 60_000
+    assert found["test"]["secret"] == created["callback_secrets"]["test"], "TEST untouched"
+    assert found["test"]["previous_secret"] is None
+
+    plain = await ok(db_url, "merchant", "rotate-secret", str(merchant_id), "--env", "test")
+    found = await endpoint_rows(db_of(client), merchant_id)
+    assert found["test"]["secret"] in plain
+    assert found["test"]["previous_secret"] == created["callback_secrets"]["test"]
+
+
+async def test_rotate_secret_of_a_missing_merchant_exits_non_zero(db_url: str) -> None:
+    done = await bhuktani(db_url, "merchant", "rotate-secret", MISSING_MERCHANT_ID, "--env", "test")
+    assert refused_cleanly(done)

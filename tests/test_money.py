@@ -3,10 +3,12 @@
 What `to_paisa` accepts, decided by reading the code and pinned here:
 - JSON numbers (int, and floats as parse_object gives them: Decimal; a Python float is
   read through its shortest repr, so 999.0 is 999 rupees and 0.1 is 10 paisa);
-- strings of a decimal number, surrounding whitespace ignored, at most 20 characters;
+- strings of a decimal number in ASCII digits, surrounding ASCII white space ignored, at
+  most 20 characters; no `_` (Decimal() takes "99_9"), no space or other digits inside;
 - exponent notation, as string or number: "1e3" and Decimal("1E+3") are 1000 rupees
   (JSON allows 1e3 as a number, so the string spelling means the same);
 - trailing zeros beyond 2 places: "999.000" is 999 rupees (the value has 2 places).
+Read exactly, never through a 28-digit decimal context: 998.999...9 is refused, not 999.
 Everything else is an AmountError: bools, None, containers, a third decimal place that
 is not zero, zero, negatives, NaN, Infinity, more than MAX_AMOUNT_PAISA, long strings.
 """
@@ -262,3 +264,73 @@ def test_to_paisa_returns_a_positive_bounded_int_or_refuses(value: Any) -> None:
     assert type(paisa) is int
     assert paisa > 0
     assert paisa <= MAX_AMOUNT_PAISA
+
+
+# Strict reading: no rounding by a decimal context, ASCII digits only ------------------
+
+# Digits of other scripts that str.isdigit() and Decimal() take: full-width, Arabic-Indic,
+# Devanagari, superscripts.
+OTHER_DIGITS = st.sampled_from("０１９٠٢٩०१९¹²³")
+
+
+@given(
+    st.text(alphabet="0123456789._eE+-", max_size=8), st.text(alphabet="0123456789.", max_size=8)
+)
+@example("99", "9")
+@example("1", "695.00")
+def test_any_string_with_an_underscore_is_refused(left: str, right: str) -> None:
+    with pytest.raises(AmountError):
+        to_paisa(f"{left}_{right}")
+
+
+@given(
+    st.text(alphabet="0123456789.", max_size=8),
+    OTHER_DIGITS,
+    st.text(alphabet="0123456789.", max_size=8),
+)
+@example("1695.0", "٠", "")
+@example("", "１", "")
+def test_any_string_with_a_digit_that_is_not_ascii_is_refused(
+    left: str, digit: str, right: str
+) -> None:
+    with pytest.raises(AmountError):
+        to_paisa(left + digit + right)
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=6), st.sampled_from(" \t\u00a0\u2003"))
+def test_space_inside_an_amount_is_refused(digits: str, space: str) -> None:
+    with pytest.raises(AmountError):
+        to_paisa(digits[:1] + space + digits[1:] + "1")
+
+
+@given(
+    st.integers(min_value=1, max_value=MAX_AMOUNT_PAISA),
+    st.integers(min_value=1, max_value=60),
+    st.integers(min_value=1, max_value=9),
+)
+@example(99_900 - 1, 37, 9)  # 998.99 followed by 37 nines: 998.9999...9, never 999.00
+@example(99_900, 37, 1)  # 999.00 and a 1 in the 39th place
+def test_a_long_precision_number_is_never_rounded(paisa: int, zeros: int, last: int) -> None:
+    """A third decimal place refuses the amount however far out it is, as a JSON number
+    (the Decimal parse_object makes) or as a string; a 28-digit context would round it."""
+    text = format_rupees(paisa) + "0" * zeros + str(last)
+    with pytest.raises(AmountError, match="2 decimal places"):
+        to_paisa(Decimal(text))
+    if len(text) <= 20:
+        with pytest.raises(AmountError, match="2 decimal places"):
+            to_paisa(text)
+
+
+@given(st.integers(min_value=1, max_value=MAX_AMOUNT_PAISA), st.integers(min_value=0, max_value=80))
+def test_trailing_zeros_of_any_length_keep_the_amount_exact(paisa: int, zeros: int) -> None:
+    assert to_paisa(Decimal(format_rupees(paisa) + "0" * zeros)) == paisa
+
+
+@given(paisa_in_range)
+@example(99_900)
+@example(MAX_AMOUNT_PAISA)
+def test_any_two_place_amount_in_exponent_spelling_round_trips_exactly(paisa: int) -> None:
+    # 999.00 as the digits of its paisa and an exponent: 99900e-2, 9990.0e-1.
+    for text in (f"{paisa}e-2", f"{paisa}.0E-2", f"{paisa * 10}e-3"):
+        assert to_paisa(Decimal(text)) == paisa
+        assert to_paisa(text) == paisa

@@ -51,7 +51,7 @@ async def test_a_retry_waiting_on_a_settle_does_not_hold_the_balance_row(
 
 async def retry_while_settling(db: Database, db_url: str) -> None:
     merchant = await new_merchant(db)
-    principal = Principal(merchant.merchant_id, "test", "all", None)
+    principal = Principal(merchant.merchant_id, "test", "all")
     reference = f"lock-order-{secrets.token_hex(4)}"
     first = arrownet_order(merchant.merchant_id)
     await records.open_payment(db, principal, SERVICE, first, reference, None, first_check_ms=2**62)
@@ -106,7 +106,7 @@ async def test_a_settle_without_a_hold_to_close_moves_nothing(empty_pg_url: str)
     db = await connect(empty_pg_url)
     try:
         merchant = await new_merchant(db)
-        principal = Principal(merchant.merchant_id, "test", "all", None)
+        principal = Principal(merchant.merchant_id, "test", "all")
         made = arrownet_order(merchant.merchant_id)
         await records.open_payment(
             db, principal, SERVICE, made, "no-hold", None, first_check_ms=2**62

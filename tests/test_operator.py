@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bhuktani import ledger
+from bhuktani.callbacks.endpoints import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import operator, records, sessions
@@ -58,7 +59,7 @@ async def open_held(
     """Step 1 of a commit only: the payment is Processing with its credits held."""
     reference = reference or new_reference()
     order = arrownet_order(merchant_id)
-    principal = Principal(merchant_id, "test", "all", None)
+    principal = Principal(merchant_id, "test", "all")
     await records.open_payment(
         db, principal, "arrownet", order, reference, session_id, first_check_ms=FAR_FUTURE_MS
     )
@@ -68,7 +69,7 @@ async def open_held(
 async def flagged(db: Database, merchant_id: int, **kw: Any) -> Made:
     """What the reconciler leaves after its window: Processing, held, flagged."""
     made = await open_held(db, merchant_id, **kw)
-    await records.flag(db, made.payment_id)
+    await records.flag(db, made.payment_id, "the ISP has not confirmed it in 86400 s")
     return made
 
 
@@ -129,7 +130,9 @@ async def rows(db: Database, table: str, payment_id: int) -> list[dict[str, Any]
 
 async def with_callback(db: Database) -> merchants.NewMerchant:
     merchant = await new_merchant(db)
-    assert await merchants.set_callback_url(db, merchant.merchant_id, "http://127.0.0.1:9/callback")
+    assert await merchants.set_callback_url(
+        db, merchant.merchant_id, Env.TEST, "http://127.0.0.1:9/callback"
+    )
     return merchant
 
 
@@ -244,7 +247,7 @@ async def test_resolve_failed_releases_the_credits_in_full_and_the_session(
 ) -> None:
     merchant = await with_callback(db)
     before = await books(db, merchant.merchant_id)
-    principal = Principal(merchant.merchant_id, "test", "all", None)
+    principal = Principal(merchant.merchant_id, "test", "all")
     subscriber = Subscriber("Pradhanang", "c1", "P", "50Mbps", 3, False, True, ())
     session_id = await sessions.open_session(
         db, sessions.NewSession(principal, "arrownet", "arrownet", subscriber, None, ttl_s=600)

@@ -231,7 +231,7 @@ class PaymentMachine(RuleBasedStateMachine):
         what the ISP made of the call of step 2 that follows it."""
         merchant_id = self.merchant_ids[merchant]
         wallet = self.wallets[(merchant_id, env)]
-        principal = Principal(merchant_id, env, "all", None)
+        principal = Principal(merchant_id, env, "all")
         order = order_for(merchant_id, self.isp_name, amount_paisa)
         existing = self.by_reference.get((merchant_id, env, reference))
         opening = records.open_payment(
@@ -390,7 +390,7 @@ class PaymentMachine(RuleBasedStateMachine):
         reconciler stops asking. A final payment is not flagged. (The window is a day, so a
         commit still in flight is never flagged.)"""
         payment = self._pick(data, self._where(commit=ANSWERED) + self._where(commit=CRASHED))
-        self.run(records.flag(self.db, payment.payment_id))
+        self.run(records.flag(self.db, payment.payment_id, "past the window"))
         if payment.state == "Processing":
             payment.flagged = True
         event(f"flag: {payment.state}")

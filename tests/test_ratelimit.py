@@ -243,7 +243,7 @@ async def test_refusals_are_counted_each_and_logged_once_per_bucket_per_interval
     clock = Clock()
     limits = Limits(db, merchant_default=Limit(5, 10), auth_failures=Limit(1, 2), clock=clock)
     limits.merchants = MerchantLimiter(db, clock=clock, wall_ms=clock.wall_ms)
-    principal = Principal(merchant.merchant_id, "test", "all", None)
+    principal = Principal(merchant.merchant_id, "test", "all")
     before = _refusals("merchant")
     refused = 0
     for _ in range(5010):

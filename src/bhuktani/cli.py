@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bhuktani import money
+from bhuktani.callbacks.endpoints import Env
 from bhuktani.callbacks.urls import UnsafeUrl
+from bhuktani.display import DataConsole
 from bhuktani.merchants import service as merchants
 from bhuktani.payments.operator_cli import payment_app
 from bhuktani.sandbox.isp_sim_cli import isp_sim_command
@@ -36,7 +37,7 @@ callbacks_app = typer.Typer(help="Delivery callbacks: attempts and retries.", no
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(payment_app, name="payment")
 app.command("isp-sim")(isp_sim_command)
-console = Console()
+console = DataConsole()
 
 
 def _with_db(fn: Callable[[Database, Settings], Awaitable[T]]) -> T:
@@ -108,11 +109,12 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run the background workers (reconciler, callbacks) apart from the API hosts."""
+    """Run the background workers (reconciler, callbacks, session sweeper) apart from the
+    API hosts."""
     from bhuktani.logs import configure_logging
     from bhuktani.payments import gateway as gateway_mod
     from bhuktani.workers import callbacks as callback_worker
-    from bhuktani.workers import reconciler
+    from bhuktani.workers import reconciler, sweeper
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -125,7 +127,11 @@ def worker() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
-            await asyncio.gather(reconciler.run(gateway, stop), callback_worker.run(gateway, stop))
+            await asyncio.gather(
+                reconciler.run(gateway, stop),
+                callback_worker.run(gateway, stop),
+                sweeper.run(gateway, stop),
+            )
         finally:
             await gateway.aclose()
 
@@ -139,10 +145,14 @@ def merchant_create(
     credits: Annotated[str, typer.Option(help="LIVE credits in rupees.")] = "0",
     test_credits: Annotated[str, typer.Option(help="TEST credits in rupees.")] = "1000000",
     services: Annotated[str, typer.Option(help="'all' or comma separated slugs.")] = "all",
-    callback_url: Annotated[str | None, typer.Option(help="Where delivery callbacks go.")] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="Where delivery callbacks go, for both environments until set apart."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
 ) -> None:
-    """Create a merchant with a TEST and a LIVE token (shown once)."""
+    """Create a merchant with a TEST and a LIVE token and a callback signing secret for
+    each environment (shown once)."""
     live_paisa = _paisa(credits, allow_zero=True)
     test_paisa = _paisa(test_credits, allow_zero=True)
 
@@ -161,46 +171,67 @@ def merchant_create(
         created = _with_db(run)
     except UnsafeUrl as exc:
         raise typer.BadParameter(str(exc), param_hint="--callback-url") from None
+    secrets = {env.value: secret for env, secret in created.callback_secrets.items()}
     result = {
         "merchant_id": created.merchant_id,
         "test_token": created.test_token,
         "live_token": created.live_token,
-        "callback_secret": created.callback_secret,
+        "callback_secrets": secrets,
     }
     if as_json:
         typer.echo(json.dumps(result))
         return
     typer.echo(f"merchant {created.merchant_id} created; these are shown only now:")
-    typer.echo(f"  TEST token:      {created.test_token}")
-    typer.echo(f"  LIVE token:      {created.live_token}")
-    typer.echo(f"  callback secret: {created.callback_secret}")
+    typer.echo(f"  TEST token:           {created.test_token}")
+    typer.echo(f"  LIVE token:           {created.live_token}")
+    typer.echo(f"  TEST callback secret: {secrets['test']}")
+    typer.echo(f"  LIVE callback secret: {secrets['live']}")
+
+
+# Required, never defaulted: a callback URL or secret set for the wrong environment sends
+# LIVE outcomes to a test receiver, or leaves a LIVE receiver refusing every callback.
+EnvOption = Annotated[
+    Env, typer.Option("--env", case_sensitive=False, help="The environment: test or live.")
+]
 
 
 @merchant_app.command("rotate-secret")
-def merchant_rotate_secret(merchant_id: int) -> None:
-    """Issue a new callback signing secret (shown once); the old one stops at once."""
-    secret = _with_db(lambda db, _: merchants.rotate_callback_secret(db, merchant_id))
+def merchant_rotate_secret(
+    merchant_id: int,
+    env: EnvOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+) -> None:
+    """Issue a new callback signing secret for one environment (shown once). The previous
+    one keeps signing beside it for 24 hours, so the receiver can switch over."""
+    secret = _with_db(lambda db, _: merchants.rotate_callback_secret(db, merchant_id, env))
     if secret is None:
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps({"secret": secret}))
+        return
+    typer.echo(f"merchant {merchant_id} {env.value} callback secret, shown only now:")
     typer.echo(secret)
+    typer.echo("the previous secret signs beside it for 24 hours")
 
 
 @merchant_app.command("set-callback")
 def merchant_set_callback(
     merchant_id: int,
     url: Annotated[str, typer.Argument(help="The callback URL, or 'none' to stop callbacks.")],
+    env: EnvOption,
 ) -> None:
-    """Set where a merchant's delivery callbacks go."""
+    """Set where one environment's delivery callbacks go, from the next attempt on."""
     target = None if url == "none" else url
     try:
-        changed = _with_db(lambda db, _: merchants.set_callback_url(db, merchant_id, target))
+        changed = _with_db(lambda db, _: merchants.set_callback_url(db, merchant_id, env, target))
     except UnsafeUrl as exc:
         raise typer.BadParameter(str(exc), param_hint="URL") from None
     if not changed:
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
-    console.print(f"merchant {merchant_id} callbacks go to {target or 'nowhere'}")
+    # Escaped: the URL is the operator's text, printed through Rich's markup.
+    console.print(f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}")
 
 
 @merchant_app.command("set-rate-limit")

@@ -17,8 +17,16 @@ PAYMENTS = Counter(
 RECONCILED = Counter(
     "bhuktani_reconciled", "Status questions the reconciler asked, by answer", ["answer"]
 )
+# Reconciler rounds that could not finish a payment: kind is "unreadable" (the ISP's answer)
+# or "error" (our own write failed); each one is logged too, and repeated ones flag it.
+RECONCILE_FAILURES = Counter(
+    "bhuktani_reconcile_failures", "Reconciler rounds that failed for a payment, by kind", ["kind"]
+)
 CALLBACK_ATTEMPTS = Counter(
     "bhuktani_callback_attempts", "Callback delivery attempts by outcome", ["outcome"]
+)
+SESSIONS_DELETED = Counter(
+    "bhuktani_sessions_deleted", "Expired sessions that no payment spent, deleted by the sweeper"
 )
 ISP_DEGRADED = Gauge("bhuktani_isp_degraded", "1 while a LIVE ISP's breaker is not closed", ["isp"])
 ISP_TRIPS = Gauge("bhuktani_isp_breaker_trips", "Times a LIVE ISP's breaker opened", ["isp"])

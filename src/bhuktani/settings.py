@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # takes effect within it. 0 checks the database on every request.
     auth_cache_s: float = 5.0
     session_ttl_s: int = 30 * 60
+    # Expired sessions that no payment spent are deleted this long after they expired
+    # (until then a late commit is told "Session expired"), swept this often.
+    session_keep_expired_s: int = Field(default=3600, ge=0)
+    session_sweep_s: float = Field(default=60.0, gt=0)
     # Requests a second each merchant may make in each environment, and the burst above
     # it; a merchant's own limit (`merchant set-rate-limit`) wins. README "Limits" says why
     # 100 and 200.
@@ -66,6 +70,12 @@ class Settings(BaseSettings):
     ]
     # Past this age a payment still unknown is flagged for an operator, never guessed.
     reconcile_flag_after_s: int = 24 * 3600
+    # A payment the reconciler cannot finish - its write fails (a database error on
+    # settle), or the ISP's answers cannot be read - is flagged for an operator after this
+    # many failed rounds in a row, each tried again after reconcile_retry_failed_s: with
+    # the defaults, about 20 s after the first failure.
+    reconcile_flag_after_failures: int = Field(default=3, ge=1)
+    reconcile_retry_failed_s: float = Field(default=10.0, gt=0)
 
     # Delivery callbacks: the delay before each retry; past the last one (about 24 h in
     # all) a callback that was never acknowledged is given up, its attempts on record.
@@ -73,12 +83,19 @@ class Settings(BaseSettings):
     callback_backoff_s: list[float] = (
         [60.0, 300.0, 300.0] + [600.0] * 5 + [3600.0] * 5 + [21600.0] * 3
     )
-    callback_timeout_s: float = 10.0
+    # One deadline for a whole attempt: resolve, connect, send, read the status and at
+    # most 64 KiB of the answer.
+    callback_timeout_s: float = Field(default=10.0, gt=0)
     # Staging and tests only: LIVE callbacks may go to private and loopback addresses.
     callback_allow_private: bool = False
     callback_poll_s: float = 1.0
-    callback_batch: int = 50
+    callback_batch: int = Field(default=50, ge=1)
+    # Never shorter than the timeout plus 30 s (workers/callbacks.py: lease_ms).
     callback_lease_s: int = 60
+    # Sends in flight at once: in all, per deliverer process; and per merchant and
+    # environment, so that a slow receiver holds back only its own callbacks.
+    callback_concurrency: int = Field(default=100, ge=1)
+    callback_endpoint_concurrency: int = Field(default=4, ge=1)
 
     # The in-process sandbox (TEST tokens).
     sandbox_slow_delay_s: float = 10.0

@@ -17,10 +17,12 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
+import structlog
+import structlog.testing
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from bhuktani.providers import codec
+from bhuktani.providers import codec, isp_http
 from bhuktani.providers.base import (
     Lookup,
     NotFound,
@@ -385,6 +387,76 @@ async def test_api_key_is_never_in_a_reason() -> None:
         await lookup_with(echo)
     assert API_KEY not in str(caught.value)
     assert API_KEY not in repr(caught.value)
+
+
+# Hostile answers: made safe at the edge, an explicit outcome kept explicit
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("R\x00X", "R\\x00X"),
+        ("R\tX\r\n", "R\\tX\\r\\n"),
+        ("\u202eR", "\\u202eR"),
+        ("R" * 5000, "R" * 99 + "…"),
+        ("रसिद-१", "रसिद-१"),  # printable in any script: kept as it is
+    ],
+)
+async def test_pay_paid_with_an_unsafe_receipt_is_paid_with_it_made_safe(
+    raw: str, safe: str
+) -> None:
+    for call in (pay_with, status_with):
+        body = {"status": "paid", "receipt": raw}
+        assert await call(answering(200, body)) == Paid(safe)
+
+
+async def test_a_receipt_made_safe_is_logged_raw_and_repr_d(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with structlog.testing.capture_logs() as logged:
+        # The module's logger may have been bound, and cached, by an earlier test's
+        # configure_logging: one made now logs to the capture.
+        monkeypatch.setattr(isp_http, "log", structlog.get_logger())
+        await pay_with(answering(200, {"status": "paid", "receipt": "R\x00X"}))
+    [event] = [e for e in logged if e["event"] == "isp_receipt_made_safe"]
+    assert event["raw"] == "'R\\x00X'"
+    assert event["receipt"] == "R\\x00X"
+
+
+async def test_a_refusal_with_unsafe_text_is_refused_with_safe_text() -> None:
+    body = {"status": "refused", "reason": "No\x00plan\n", "field": "amount\x00"}
+    assert await pay_with(answering(422, body)) == Refused("No\ufffdplan\ufffd", None)
+    body = {"status": "refused", "reason": "\x00", "field": "duration"}
+    assert await pay_with(answering(422, body)) == Refused("\ufffd", "duration")
+
+
+@pytest.mark.parametrize(
+    ("status_code", "body", "unreadable"),
+    [
+        (200, b"garbage", True),
+        (200, {"status": "pa\x00id", "receipt": "1"}, True),
+        (200, {"status": "paid"}, True),
+        (200, {"status": "paid", "receipt": 7}, True),
+        (200, {"status": "paid", "receipt": "1", "payment_id": 42}, True),
+        (401, {"error": "unauthorized"}, True),
+        (503, {"error": "unavailable"}, False),
+        (502, b"", False),
+    ],
+)
+async def test_an_answer_that_cannot_be_read_is_unknown_and_says_so(
+    status_code: int, body: Any, unreadable: bool
+) -> None:
+    for call in (pay_with, status_with):
+        result = await call(answering(status_code, body))
+        assert isinstance(result, Unknown)
+        assert result.unreadable is unreadable, result
+
+
+async def test_a_timeout_or_pending_is_unknown_but_not_unreadable() -> None:
+    pending = await status_with(answering(200, {"status": "pending"}))
+    timed_out = await pay_with(stalling(5), timeout_s=0.1)
+    assert isinstance(pending, Unknown) and not pending.unreadable
+    assert isinstance(timed_out, Unknown) and not timed_out.unreadable
 
 
 # status, against a one-handler server

@@ -48,7 +48,13 @@ from tests.support import free_port, wait_healthy
 ISP_SIM = (sys.executable, "-m", "bhuktani", "isp-sim")
 VNS_LOOKUP = Lookup(isp="vns", username="jeetenaug4", merchant_id=7)
 MIXED = Faults(
-    refuse_p=0.1, error_5xx_p=0.1, garbage_p=0.1, drop_before_p=0.1, drop_after_p=0.1, seed=11
+    refuse_p=0.1,
+    error_5xx_p=0.1,
+    garbage_p=0.1,
+    drop_before_p=0.1,
+    drop_after_p=0.1,
+    hostile_p=0.1,
+    seed=11,
 )
 
 
@@ -366,13 +372,28 @@ async def test_admin_routes_are_never_disturbed(sim: Sim) -> None:
     assert time.monotonic() - started < 5.0
 
 
+async def test_hostile_is_applied_and_paid_with_an_unsafe_receipt(sim: Sim) -> None:
+    sim.simulator.set_faults(only("hostile"))
+    response = await sim.client().post(PAYMENTS_PATH, json=order_json(300))
+    assert response.status_code == 200
+    assert b"\\u0000" in response.content  # the JSON escape of a NUL, on the wire
+    receipt = response.json()["receipt"]
+    digits = receipt.removesuffix(isp_sim.HOSTILE_RECEIPT)
+    assert digits != receipt and digits.isdigit()
+    assert [p["receipt"] for p in await sim.applied()] == [receipt]
+    # Every status answer repeats it, and the adapter makes it safe, still Paid.
+    status = await sim.adapter().status(order(300))
+    assert status == Paid(digits + "\\x00\\x1b[2J\\u202e")
+
+
 # The fates of a run, replayed from its seed
 
 
 def classify(result: PayResult, applied: bool) -> Fate:
     """Which fate the adapter and the ISP's record show a payment met."""
     if isinstance(result, Paid):
-        return Fate.NORMAL
+        # The adapter escapes the hostile receipt's NUL: the receipt tells the fates apart.
+        return Fate.HOSTILE if "\\x00" in result.receipt else Fate.NORMAL
     if isinstance(result, Refused):
         return Fate.REFUSE
     if "HTTP 503" in result.reason:

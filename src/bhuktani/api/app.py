@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics
-from bhuktani.api.body import parse_object, read_limited, token_of, underscored
+from bhuktani.api.body import parse_object, query_object, read_limited, token_of
 from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.errors import ApiError
 from bhuktani.logs import configure_logging
@@ -33,7 +33,7 @@ from bhuktani.providers.group import ServiceGroup
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import connect
 from bhuktani.workers import callbacks as callback_worker
-from bhuktani.workers import reconciler
+from bhuktani.workers import reconciler, sweeper
 
 log = structlog.get_logger()
 
@@ -147,7 +147,7 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
 
 async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
     """Look-ups take their fields from the query string or a JSON body (the body wins)."""
-    data = underscored(dict(request.query_params))
+    data = query_object(request)
     data.update(parse_object(await read_limited(request, max_bytes), required=False))
     return data
 
@@ -211,6 +211,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         workers = []
         if settings.reconciler_enabled:
             workers.append(asyncio.create_task(reconciler.run(gateway, stop)))
+            workers.append(asyncio.create_task(sweeper.run(gateway, stop)))
         if settings.callbacks_enabled:
             workers.append(asyncio.create_task(callback_worker.run(gateway, stop)))
         try:

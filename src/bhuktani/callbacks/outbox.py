@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bhuktani import money
+from bhuktani.callbacks import endpoints
 from bhuktani.clock import now_ms
 from bhuktani.store import Database, Row, Tx
+
+
+class Claimed(list["Due"]):
+    """The callbacks a claim leased; held_back when due ones were left for a slot to
+    free (their endpoint at its bound, or the claim full)."""
+
+    def __init__(self, *, held_back: bool) -> None:
+        super().__init__()
+        self.held_back = held_back
 
 
 @dataclass(frozen=True)
@@ -19,18 +29,27 @@ class Due:
     event_id: str
     merchant_id: int
     env: str
-    url: str
     fields: dict[str, str]
     attempts: int
-    secret: str | None
+    # The lease this claim holds: only its holder records the attempt's outcome. A claim
+    # takes only a lease that has run out (<= now) and sets now + lease_ms, so a later
+    # claim's lease is always greater: the value names its claim.
+    lease_until_ms: int
+    # The endpoint as it is now, at the claim: None when the merchant has none set.
+    url: str | None
+    signing_secrets: list[str] = field(repr=False)
+
+    @property
+    def endpoint(self) -> tuple[int, str]:
+        return (self.merchant_id, self.env)
 
 
 async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
-    """Inside the transaction that made the payment final; nothing if no callback URL."""
-    merchant = await tx.fetchrow(
-        "SELECT callback_url FROM merchants WHERE id = $1", int(payment["merchant_id"])
-    )
-    if merchant is None or not merchant["callback_url"]:
+    """Inside the transaction that made the payment final; nothing if the merchant has no
+    callback URL for the payment's environment."""
+    env = str(payment["env"])
+    url = await endpoints.url_of(tx, int(payment["merchant_id"]), env)
+    if not url:
         return
     fields = {
         "reference": str(payment["reference"]),
@@ -38,6 +57,7 @@ async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
         "status": state,
         "detail": detail,
         "response_id": str(int(payment["id"])),
+        "env": env,
     }
     now = now_ms()
     await tx.execute(
@@ -45,58 +65,112 @@ async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
         " next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         str(uuid.uuid4()),
         int(payment["merchant_id"]),
-        str(payment["env"]),
+        env,
         int(payment["id"]),
-        str(merchant["callback_url"]),
+        url,
         json.dumps(fields, separators=(",", ":")),
         now,
     )
 
 
-async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]:
-    now = now_ms()
+# Due callbacks in turns: every endpoint's first before any endpoint's second, so that one
+# endpoint's backlog never fills a claim. A window function cannot take FOR UPDATE; the
+# UPDATE that leases the chosen rows checks and locks them instead (see claim_due).
+_DUE_IN_TURNS = (
+    "SELECT id, merchant_id, env FROM (SELECT id, merchant_id, env, next_attempt_ms,"
+    " ROW_NUMBER() OVER (PARTITION BY merchant_id, env ORDER BY next_attempt_ms, id) AS turn"
+    " FROM callbacks WHERE status = 'pending' AND next_attempt_ms <= $1"
+    " AND lease_until_ms <= $1) due WHERE turn <= $2 ORDER BY turn, next_attempt_ms, id"
+    " LIMIT $3"
+)
 
-    async def claim(tx: Tx) -> tuple[Sequence[Row], dict[int, str | None]]:
+
+def _choose(
+    candidates: Sequence[Row], busy: Mapping[tuple[int, str], int], per_endpoint: int, limit: int
+) -> list[int]:
+    taken: dict[tuple[int, str], int] = {}
+    chosen: list[int] = []
+    for row in candidates:
+        endpoint = (int(row["merchant_id"]), str(row["env"]))
+        if busy.get(endpoint, 0) + taken.get(endpoint, 0) >= per_endpoint:
+            continue
+        taken[endpoint] = taken.get(endpoint, 0) + 1
+        chosen.append(int(row["id"]))
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+async def claim_due(
+    db: Database,
+    *,
+    limit: int,
+    lease_ms: int,
+    per_endpoint: int = 1_000_000,
+    busy: Mapping[tuple[int, str], int] | None = None,
+) -> Claimed:
+    """Lease up to `limit` due callbacks, at most `per_endpoint` for each (merchant,
+    environment) counting the `busy` ones the caller is still sending, with the endpoint
+    (URL, secrets in force) as it is now."""
+    assert limit > 0 and per_endpoint > 0 and lease_ms > 0
+    busy = busy or {}
+    now = now_ms()
+    lease_until = now + lease_ms
+
+    async def claim(
+        tx: Tx,
+    ) -> tuple[Sequence[Row], dict[tuple[int, str], endpoints.Endpoint], bool]:
+        # One turn more than an endpoint may take, to tell that some of its callbacks wait
+        # (held_back); a busy endpoint's rows are at most that many of the candidates.
+        turns = per_endpoint + 1
+        scan = limit + turns * len(busy)
+        candidates = await tx.fetch(_DUE_IN_TURNS, now, turns, scan)
+        chosen = _choose(candidates, busy, per_endpoint, limit)
+        held_back = len(chosen) < len(candidates) or len(chosen) == limit
+        if not chosen:
+            return [], {}, held_back
+        ids = ", ".join(f"${n}" for n in range(3, 3 + len(chosen)))
+        # Checked again, and locked without waiting: on PostgreSQL another deliverer may
+        # have leased a row since the SELECT, or be leasing it now.
         rows = await tx.fetch(
-            "UPDATE callbacks SET lease_until_ms = $2 WHERE id IN ("
-            " SELECT id FROM callbacks WHERE status = 'pending' AND next_attempt_ms <= $1"
-            " AND lease_until_ms <= $1 ORDER BY next_attempt_ms LIMIT $3 FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, event_id, merchant_id, env, url, payload_json, attempts",
+            "UPDATE callbacks SET lease_until_ms = $2 WHERE id IN (SELECT id FROM callbacks"
+            f" WHERE id IN ({ids}) AND status = 'pending' AND lease_until_ms <= $1"
+            " FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, event_id, merchant_id, env, payload_json, attempts",
             now,
-            now + lease_ms,
-            limit,
+            lease_until,
+            *chosen,
         )
-        secrets: dict[int, str | None] = {}
-        for row in rows:
-            merchant_id = int(row["merchant_id"])
-            if merchant_id not in secrets:
-                found = await tx.fetchrow(
-                    "SELECT callback_secret FROM merchants WHERE id = $1", merchant_id
-                )
-                secrets[merchant_id] = None if found is None else found["callback_secret"]
-        return rows, secrets
+        found = await endpoints.read(tx, ((int(r["merchant_id"]), str(r["env"])) for r in rows))
+        return rows, found, held_back
 
     # A whole transaction (db.run): on SQLite it queues for the write lock with the
     # payments, and holds it for no event-loop round trip. This poll runs every second.
-    rows, secrets = await db.run(claim)
-    return [
-        Due(
-            id=int(row["id"]),
-            event_id=str(row["event_id"]),
-            merchant_id=int(row["merchant_id"]),
-            env=str(row["env"]),
-            url=str(row["url"]),
-            fields=json.loads(str(row["payload_json"])),
-            attempts=int(row["attempts"]),
-            secret=secrets[int(row["merchant_id"])],
+    rows, found, held_back = await db.run(claim)
+    claimed = Claimed(held_back=held_back)
+    for row in sorted(rows, key=lambda r: int(r["id"])):
+        endpoint = found.get((int(row["merchant_id"]), str(row["env"])))
+        fields = json.loads(str(row["payload_json"]))
+        fields["env"] = str(row["env"])  # callbacks queued before the field was added
+        claimed.append(
+            Due(
+                id=int(row["id"]),
+                event_id=str(row["event_id"]),
+                merchant_id=int(row["merchant_id"]),
+                env=str(row["env"]),
+                fields=fields,
+                attempts=int(row["attempts"]),
+                lease_until_ms=lease_until,
+                url=None if endpoint is None else endpoint.url,
+                signing_secrets=[] if endpoint is None else endpoint.signing_secrets(now),
+            )
         )
-        for row in rows
-    ]
+    return claimed
 
 
 async def record_attempt(
     db: Database,
-    callback_id: int,
+    due: Due,
     *,
     http_status: int | None,
     latency_ms: int,
@@ -104,40 +178,45 @@ async def record_attempt(
     next_attempt_ms: int | None,
 ) -> str:
     """Record one attempt; the callback is delivered on a 2xx, expired when the schedule
-    has no next attempt, pending otherwise. Returns the new status."""
+    has no next attempt, pending otherwise. Returns the new status, or "lost" when the
+    lease had run out and another claim holds the callback (the attempt is on record, the
+    outcome is that claim's to record)."""
     delivered = http_status is not None and 200 <= http_status < 300
     status = "delivered" if delivered else "pending" if next_attempt_ms is not None else "expired"
     now = now_ms()
 
-    async def record(tx: Tx) -> None:
+    async def record(tx: Tx) -> int:
         await tx.execute(
             "INSERT INTO callback_attempts (callback_id, attempted_ms, http_status, latency_ms,"
             " error) VALUES ($1, $2, $3, $4, $5)",
-            callback_id,
+            due.id,
             now,
             http_status,
             latency_ms,
             None if error is None else error[:200],
         )
-        await tx.execute(
+        return await tx.execute(
             "UPDATE callbacks SET status = $2, attempts = attempts + 1, next_attempt_ms = $3,"
-            " lease_until_ms = 0, delivered_ms = $4 WHERE id = $1 AND status = 'pending'",
-            callback_id,
+            " lease_until_ms = 0, delivered_ms = $4, url = COALESCE($6, url)"
+            " WHERE id = $1 AND status = 'pending' AND lease_until_ms = $5",
+            due.id,
             status,
             None if delivered else next_attempt_ms,
             now if delivered else None,
+            due.lease_until_ms,
+            due.url,
         )
 
-    await db.run(record)
-    return status
+    changed = await db.run(record)
+    return status if changed == 1 else "lost"
 
 
 async def retry_now(db: Database, callback_id: int) -> bool:
-    """An operator's retry: due at once, delivered or expired ones included."""
+    """An operator's retry: due at once, delivered or expired ones included. A lease
+    is left alone: a callback being sent now is not sent twice at once."""
     changed = await db.run(
         lambda tx: tx.execute(
-            "UPDATE callbacks SET status = 'pending', next_attempt_ms = $2, lease_until_ms = 0"
-            " WHERE id = $1",
+            "UPDATE callbacks SET status = 'pending', next_attempt_ms = $2 WHERE id = $1",
             callback_id,
             now_ms(),
         )

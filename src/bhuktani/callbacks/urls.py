@@ -29,10 +29,43 @@ def check_syntax(url: str) -> None:
         raise UnsafeUrl("callback URL must not carry credentials")
 
 
+# IPv6 forms that carry an IPv4 address and reach it: judged by that address, since a
+# relay or translator on the way delivers to it (6to4, Teredo, NAT64 are routed; an
+# IPv4-compatible or -mapped address is the IPv4 host itself on a dual stack).
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+# RFC 8215's local-use NAT64 prefix: where the IPv4 address sits depends on the local
+# prefix length, so nothing can be judged from it.
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address carries, or None if it carries none."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        return [server, client]
+    if ip in NAT64_WELL_KNOWN or ip in IPV4_COMPATIBLE:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)]
+    return None
+
+
+def _is_public_v4(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_public_v4(ip)
+    if ip in NAT64_LOCAL:
+        return False
+    carried = _carried_ipv4(ip)
+    if carried is not None:
+        return all(_is_public_v4(v4) for v4 in carried)
     return ip.is_global and not ip.is_multicast
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bhuktani import ledger
-from bhuktani.callbacks import signing, urls
+from bhuktani.callbacks import endpoints
+from bhuktani.callbacks.endpoints import Env
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
 from bhuktani.merchants import tokens
 from bhuktani.store import Database, Tx, query_row
 from bhuktani.ttl_cache import TtlCache
 
-ENVS = ("test", "live")
+ENVS = tuple(env.value for env in Env)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,6 @@ class Principal:
     merchant_id: int
     env: str
     services: str
-    callback_url: str | None
     # The merchant's own request rate limit; None: the gateway's default.
     rate_per_s: int | None = None
     rate_burst: int | None = None
@@ -39,7 +39,8 @@ class NewMerchant:
     merchant_id: int
     test_token: str
     live_token: str
-    callback_secret: str = ""
+    # Each environment's callback signing secret, shown once.
+    callback_secrets: dict[Env, str]
 
 
 async def _issue_token(tx: Tx, merchant_id: int, env: str, key: bytes) -> str:
@@ -66,52 +67,38 @@ async def create(
     test_credits_paisa: int = 0,
     live_credits_paisa: int = 0,
 ) -> NewMerchant:
-    if callback_url is not None:
-        urls.check_syntax(callback_url)
-    secret = signing.new_secret()
+    """`callback_url`, if given, receives both environments' callbacks until set apart."""
 
     async def body(tx: Tx) -> NewMerchant:
         row = await tx.fetchrow(
-            "INSERT INTO merchants (name, services, callback_url, callback_secret, created_ms)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO merchants (name, services, created_ms) VALUES ($1, $2, $3) RETURNING id",
             name,
             services,
-            callback_url,
-            secret,
             now_ms(),
         )
         assert row is not None
         merchant_id = int(row["id"])
+        secrets = await endpoints.create(tx, merchant_id, callback_url)
         issued = {env: await _issue_token(tx, merchant_id, env, key) for env in ENVS}
         for env, amount in (("test", test_credits_paisa), ("live", live_credits_paisa)):
             account_id = await ledger.merchant_account(tx, merchant_id, env)
             if amount > 0:
                 await _load(tx, account_id, env, amount, "opening credits")
-        return NewMerchant(merchant_id, issued["test"], issued["live"], secret)
+        return NewMerchant(merchant_id, issued["test"], issued["live"], secrets)
 
     return await db.run(body)
 
 
-async def rotate_callback_secret(db: Database, merchant_id: int) -> str | None:
-    """A new signing secret, in force for every callback sent from now on."""
-    secret = signing.new_secret()
-    changed = await db.run(
-        lambda tx: tx.execute(
-            "UPDATE merchants SET callback_secret = $2 WHERE id = $1", merchant_id, secret
-        )
-    )
-    return secret if changed == 1 else None
+async def rotate_callback_secret(db: Database, merchant_id: int, env: Env) -> str | None:
+    """A new signing secret for one environment, in force from the next callback on; the
+    previous one signs beside it for a day (callbacks.signing.ROTATION_OVERLAP_MS)."""
+    return await endpoints.rotate(db, merchant_id, env)
 
 
-async def set_callback_url(db: Database, merchant_id: int, url: str | None) -> bool:
-    if url is not None:
-        urls.check_syntax(url)
-    changed = await db.run(
-        lambda tx: tx.execute(
-            "UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url
-        )
-    )
-    return changed == 1
+async def set_callback_url(db: Database, merchant_id: int, env: Env, url: str | None) -> bool:
+    """Where one environment's callbacks go from the next attempt on; None stops queuing
+    new ones (those queued wait for a URL: callbacks/outbox.py)."""
+    return await endpoints.set_url(db, merchant_id, env, url)
 
 
 async def set_rate_limit(
@@ -180,7 +167,7 @@ async def revoke_token(db: Database, token: str, *, key: bytes) -> bool:
 async def list_all(db: Database) -> list[dict[str, object]]:
     rows = await db.read(
         lambda tx: tx.fetch(
-            "SELECT m.id, m.name, m.status, m.services, m.callback_url,"
+            "SELECT m.id, m.name, m.status, m.services,"
             " t.balance_paisa - t.held_paisa AS test_available,"
             " l.balance_paisa - l.held_paisa AS live_available"
             " FROM merchants m"
@@ -225,7 +212,7 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
     row = await query_row(
         db,
         "SELECT t.token_hash, t.env, t.status AS token_status, t.merchant_id,"
-        " m.status AS merchant_status, m.expires_ms, m.services, m.callback_url,"
+        " m.status AS merchant_status, m.expires_ms, m.services,"
         " m.rate_per_s, m.rate_burst"
         " FROM tokens t JOIN merchants m ON m.id = t.merchant_id WHERE t.token_hash = $1",
         token_hash,
@@ -249,7 +236,6 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
         merchant_id=int(row["merchant_id"]),
         env=env,
         services=str(row["services"]),
-        callback_url=row["callback_url"],
         rate_per_s=None if row["rate_per_s"] is None else int(row["rate_per_s"]),
         rate_burst=None if row["rate_burst"] is None else int(row["rate_burst"]),
     )

@@ -10,6 +10,7 @@ from bhuktani.errors import ApiError, field_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import records
 from bhuktani.payments.gateway import Gateway
+from bhuktani.providers.wire import loose_int
 from bhuktani.store import Row, Tx
 
 MAX_BULK_REFERENCES = 100
@@ -104,11 +105,10 @@ def _parse_references(data: dict[str, Any]) -> list[str]:
         raise field_error("references", f"At most {MAX_BULK_REFERENCES} references at once")
     if any(not r or len(r) > MAX_REFERENCE_CHARS for r in references):
         raise field_error("references", "Each reference is 1 to 50 characters")
-    length = data.get("reference_length")
-    try:
-        count = int(str(length))
-    except ValueError:
-        raise field_error("reference_length", "reference_length must be a number") from None
+    # ASCII digits only: int() would read "１", "٢" and "1_0".
+    count = loose_int(data.get("reference_length"))
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise field_error("reference_length", "reference_length must be a number")
     if count != len(references):
         raise field_error(
             "reference_length",

@@ -29,7 +29,7 @@ RELEASED_DETAIL = "The ISP never confirmed the payment; an operator released the
 COLUMNS = (
     "id, merchant_id, env, reference, service, isp, username, package_title, duration_code,"
     " days, amount_paisa, state, isp_status, detail, hold_transfer_id, session_id, checks,"
-    " flagged, created_ms, updated_ms"
+    " flagged, flag_reason, created_ms, updated_ms"
 )
 
 
@@ -381,6 +381,8 @@ async def _view(tx: Tx, row: Row) -> dict[str, Any]:
         "state": str(row["state"]),
         "isp_status": str(row["isp_status"]),
         "flagged": bool(row["flagged"]),
+        # Why the payment waits for an operator (records.flag); None when not flagged.
+        "flag_reason": None if row["flag_reason"] is None else str(row["flag_reason"]),
         "checks": int(row["checks"]),
         "created_at": _iso(row["created_ms"]),
         "updated_at": _iso(row["updated_ms"]),

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bhuktani import money
+from bhuktani.display import DataConsole, shown
 from bhuktani.payments import operator
 from bhuktani.settings import get_settings
 from bhuktani.store import Database, connect
@@ -23,7 +23,7 @@ payment_app = typer.Typer(
     help="One payment: show it, resolve a flagged one, refund a reversed one.",
     no_args_is_help=True,
 )
-console = Console()
+console = DataConsole()
 
 MerchantOption = Annotated[
     int | None, typer.Option("--merchant", help="Only this merchant's payment.")
@@ -39,8 +39,8 @@ OperatorOption = Annotated[
 
 HEAD_FIELDS = (
     "id", "merchant_id", "env", "reference", "service", "isp", "username", "plan", "amount",
-    "state", "isp_status", "flagged", "checks", "created_at", "updated_at", "detail",
-    "refunded_amount",
+    "state", "isp_status", "flagged", "flag_reason", "checks", "created_at", "updated_at",
+    "detail", "refunded_amount",
 )  # fmt: skip
 
 
@@ -57,7 +57,7 @@ def _run(fn: Callable[[Database], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except operator.OperatorError as exc:
-        typer.echo(f"refused: {exc}", err=True)
+        typer.echo(shown(f"refused: {exc}"), err=True)
         raise typer.Exit(1) from None
 
 
@@ -89,6 +89,7 @@ def _table(title: str, *columns: str) -> Table:
 def _print(view: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
     for key in HEAD_FIELDS:
+        # Rich reads "[...]" as markup: an ISP's receipt or reason is shown as it is.
         head.add_row(key, str(view[key]))
     console.print(head)
     transfers = _table("transfers", "id", "kind", "amount", "debit", "credit", "note", "at")
@@ -143,7 +144,7 @@ def show(
         typer.echo(json.dumps(views))
         return
     if not views:
-        typer.echo(f"no payment with reference {reference!r}", err=True)
+        typer.echo(shown(f"no payment with reference {reference!r}"), err=True)
         raise typer.Exit(1)
     for view in views:
         _print(view)

@@ -19,6 +19,7 @@ from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, client_error
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import one_statement, sessions
+from bhuktani.providers import untrusted
 from bhuktani.providers.base import NotFound, Order, Paid, Refused, StatusResult
 from bhuktani.store import CheckViolation, Database, Row, Tx, UniqueViolation
 
@@ -275,7 +276,8 @@ async def settle(
         if not final_answer:
             row = await tx.fetchrow(
                 "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
-                f" lease_until_ms = 0 WHERE {one_statement.BY_ID_STILL_PROCESSING}"
+                " lease_until_ms = 0, failed_rounds = 0"
+                f" WHERE {one_statement.BY_ID_STILL_PROCESSING}"
                 f" RETURNING {PAYMENT_COLUMNS}",
                 payment_id,
                 "NotFound" if isinstance(result, NotFound) else "Unknown",
@@ -381,16 +383,43 @@ async def claim_due(db: Database, *, limit: int, lease_ms: int) -> Sequence[Due]
     ]
 
 
-async def flag(db: Database, payment_id: int) -> None:
-    """Past the reconciliation window: an operator decides, the hold stays."""
+# payments.flag_reason's size.
+FLAG_REASON_CHARS = 200
+
+
+async def flag(db: Database, payment_id: int, reason: str) -> None:
+    """An operator decides, the hold stays: past the reconciliation window, or after
+    rounds that could not finish the payment. `reason` is what the operator reads."""
 
     async def _tx(tx: Tx) -> None:
         await tx.execute(
-            "UPDATE payments SET flagged = $2, next_check_ms = NULL, updated_ms = $3"
-            " WHERE id = $1 AND state = 'Processing'",
+            "UPDATE payments SET flagged = $2, flag_reason = $3, next_check_ms = NULL,"
+            " lease_until_ms = 0, updated_ms = $4 WHERE id = $1 AND state = 'Processing'",
             payment_id,
             True,
+            untrusted.shown(reason, FLAG_REASON_CHARS),
             now_ms(),
         )
 
     await db.run(_tx)
+
+
+async def failed_round(db: Database, payment_id: int, *, next_check_ms: int) -> int | None:
+    """After a round that could not finish the payment: one more failed round counted, and
+    the payment asked again at next_check_ms, not when the round's lease runs out. Returns
+    the rounds failed in a row, or None when the payment is no longer the reconciler's
+    (final, or flagged, meanwhile)."""
+
+    async def _tx(tx: Tx) -> int | None:
+        row = await tx.fetchrow(
+            "UPDATE payments SET failed_rounds = failed_rounds + 1, next_check_ms = $2,"
+            " lease_until_ms = 0, updated_ms = $3"
+            " WHERE id = $1 AND state = 'Processing' AND flagged = $4 RETURNING failed_rounds",
+            payment_id,
+            next_check_ms,
+            now_ms(),
+            False,
+        )
+        return None if row is None else int(row["failed_rounds"])
+
+    return await db.run(_tx)

@@ -77,6 +77,9 @@ class Refused:
 @dataclass(frozen=True)
 class Unknown:
     reason: str
+    # The ISP answered, but not in a way that can be read: unlike a timeout, waiting does
+    # not cure it, so the reconciler flags a payment that keeps getting such answers.
+    unreadable: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+import structlog
 
 from bhuktani import metrics
-from bhuktani.providers import codec
+from bhuktani.providers import codec, untrusted
 from bhuktani.providers.base import (
     Lookup,
     NotFound,
@@ -39,8 +40,10 @@ from bhuktani.providers.http1 import AnswerTimeout, Http1Client, NoAnswer
 
 # An answer larger than this is not one of ours: read no further, treat it as unreadable.
 MAX_ANSWER_BYTES = 256 * 1024
-# Reasons travel into our records and to merchants; an ISP's essay is cut short.
-MAX_REASON_CHARS = 200
+# How much of a raw value the log keeps when one was made safe.
+MAX_LOGGED_CHARS = 1000
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,13 @@ class IspHttpProvider:
         if answer.status_code != 200 or answer.body is None:
             raise ProviderUnavailable(f"the ISP answered the look-up with {_describe(answer)}")
         try:
-            return codec.subscriber_from_json(answer.body)
-        except (KeyError, TypeError, ValueError):
+            found = untrusted.checked(codec.subscriber_from_json(answer.body))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("isp_subscriber_unreadable", isp=query.isp, why=_logged(str(exc)))
             raise ProviderUnavailable("the ISP's subscriber could not be read") from None
+        if found.dropped:
+            log.warning("isp_offer_made_safe", isp=query.isp, dropped=list(found.dropped))
+        return found.subscriber
 
     async def pay(self, order: Order) -> PayResult:
         try:
@@ -164,7 +171,16 @@ def _pay_result(answer: _Answer, payment_id: int) -> PayResult:
         return _paid(body, payment_id)
     if answer.status_code == 422 and body is not None and body.get("status") == "refused":
         return _refused(body)
-    return Unknown(f"the ISP answered the payment with {_describe(answer)}")
+    return _unexpected(answer, "the payment")
+
+
+def _unexpected(answer: _Answer, what: str) -> Unknown:
+    """An answer that says nothing we can read. A 5xx is the ISP failing, which passes; any
+    other is an answer we cannot read, which waiting does not cure."""
+    return Unknown(
+        f"the ISP answered {what} with {_describe(answer)}",
+        unreadable=answer.status_code < 500,
+    )
 
 
 def _status_result(answer: _Answer, payment_id: int) -> StatusResult:
@@ -177,26 +193,40 @@ def _status_result(answer: _Answer, payment_id: int) -> StatusResult:
         return _refused(body)
     if answer.status_code == 200 and body is not None and body.get("status") == "pending":
         return Unknown("the ISP is still processing the payment")
-    return Unknown(f"the ISP answered the status question with {_describe(answer)}")
+    return _unexpected(answer, "the status question")
 
 
 def _paid(body: dict[str, Any], payment_id: int) -> Paid | Unknown:
     receipt = body.get("receipt")
     if not isinstance(receipt, str) or not receipt:
-        return Unknown("the ISP said paid without a receipt")
+        return Unknown("the ISP said paid without a receipt", unreadable=True)
     echoed = body.get("payment_id", payment_id)
-    if echoed != payment_id:
+    if echoed != payment_id or isinstance(echoed, bool):
         # A paid answer for another payment says nothing about this one.
-        return Unknown("the ISP answered for another payment")
-    return Paid(receipt)
+        return Unknown("the ISP answered for another payment", unreadable=True)
+    # Paid is explicit, and stays so: only the receipt is made safe to keep and show.
+    safe = untrusted.receipt(receipt)
+    if safe != receipt:
+        log.warning(
+            "isp_receipt_made_safe",
+            payment_id=payment_id,
+            raw=_logged(repr(receipt[:MAX_LOGGED_CHARS])),
+            receipt=safe,
+        )
+    return Paid(safe)
 
 
 def _refused(body: dict[str, Any]) -> Refused:
     reason = body.get("reason")
     field = body.get("field")
+    safe_reason = untrusted.reason(reason) if isinstance(reason, str) else ""
+    if isinstance(reason, str) and untrusted.shown(reason, len(reason)) != reason:
+        log.warning(
+            "isp_reason_made_safe", raw=_logged(repr(reason[:MAX_LOGGED_CHARS])), reason=safe_reason
+        )
     return Refused(
-        reason=_short(reason) if isinstance(reason, str) and reason else "Refused by the ISP",
-        field=_short(field) if isinstance(field, str) and field else None,
+        reason=safe_reason if safe_reason.strip() else "Refused by the ISP",
+        field=untrusted.field(field) if isinstance(field, str) else None,
     )
 
 
@@ -209,8 +239,8 @@ def _describe(answer: _Answer) -> str:
     return f"HTTP {answer.status_code} and {readable}"
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+def _logged(text: str) -> str:
+    return untrusted.cut(text, MAX_LOGGED_CHARS)
 
 
 def _segment(value: str) -> str:

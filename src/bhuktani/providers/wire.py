@@ -32,12 +32,15 @@ def _amount(value: Any) -> int:
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
+# Around a number sent as a string: ASCII white space only (as money.to_paisa).
+_SPACE = " \t\r\n"
 
 
 def loose_int(value: Any) -> Any:
-    """An integer sent as a string of ASCII digits is the integer."""
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
+    """An integer sent as a string of ASCII digits is the integer; any other string is
+    left for the model to refuse (int() would take "１", "٢" and "1_0")."""
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip(_SPACE)):
+        return int(value.strip(_SPACE))
     return value
 
 

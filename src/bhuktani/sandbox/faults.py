@@ -2,7 +2,7 @@
 found a bug is replayed from its seed.
 
 A payment's fate is one of: normal, refuse, 5xx, garbage, drop before applying, drop after
-applying. Look-ups, status questions and repeated payments decide nothing, so the network
+applying, hostile (applied, and paid with a receipt no one should store as it is). Look-ups, status questions and repeated payments decide nothing, so the network
 alone can fail them: 5xx, garbage or a dropped connection, never a refusal and never a drop
 after applying. Every request drawn also gets its latency.
 
@@ -33,6 +33,9 @@ class Fate(StrEnum):
     GARBAGE = "garbage"  # applied, then an unreadable 200 answer
     DROP_BEFORE = "drop_before"  # the connection drops, nothing applied
     DROP_AFTER = "drop_after"  # applied, then the connection drops
+    # Applied, and answered paid with a receipt carrying a NUL, control characters and a
+    # bidirectional override, in that answer and in every status answer after it.
+    HOSTILE = "hostile"
 
 
 PAYMENT_FATES = tuple(Fate)
@@ -44,7 +47,14 @@ class LatencyDist(StrEnum):
     EXPONENTIAL = "exponential"  # latency_s plus an extra of mean latency_jitter_s
 
 
-_PROBABILITIES = ("refuse_p", "error_5xx_p", "garbage_p", "drop_before_p", "drop_after_p")
+_PROBABILITIES = (
+    "refuse_p",
+    "error_5xx_p",
+    "garbage_p",
+    "drop_before_p",
+    "drop_after_p",
+    "hostile_p",
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Faults:
     garbage_p: float = 0.0
     drop_before_p: float = 0.0
     drop_after_p: float = 0.0
+    hostile_p: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -149,6 +160,7 @@ class FaultPlan:
                 (Fate.GARBAGE, f.garbage_p),
                 (Fate.DROP_BEFORE, f.drop_before_p),
                 (Fate.DROP_AFTER, f.drop_after_p),
+                (Fate.HOSTILE, f.hostile_p),
             )
         )
         self.payments[draw.fate] += 1

@@ -16,6 +16,9 @@ seeded generator. What each fate does to the first request for a payment_id:
   is unreadable. The nastiest case, and a sloppy parser would find "paid" in it.
 - drop_before: the connection drops and nothing is decided.
 - drop_after: decided as usual, then the connection drops.
+- hostile: decided as usual; if applied, its receipt carries a NUL, control characters and
+  a bidirectional override (HOSTILE_RECEIPT), in the answer and in every status answer:
+  an explicit paid whose receipt the gateway must make safe, not store as it is.
 
 The latency is spent after the ISP decides and before it answers, so a timeout never
 means "not applied". A repeat of a payment_id already decided draws as a status question
@@ -73,6 +76,8 @@ _TARGET = re.compile(r"^/[\x21-\x7e]*$")
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 FAULT_REFUSAL = "Refused by the ISP (isp-sim fault)"
+# What a hostile fate appends to a receipt: a NUL, an ANSI escape, a bidi override.
+HOSTILE_RECEIPT = "\x00\x1b[2J\u202e"
 
 
 @dataclass(frozen=True)
@@ -216,9 +221,10 @@ class IspSimulator:
             return self._query(lambda: _decided(existing), f"repeat of payment {order.payment_id}")
         draw = self.plan.payment()
         refusal = (FAULT_REFUSAL, None) if draw.fate is Fate.REFUSE else None
+        hostile = draw.fate is Fate.HOSTILE
 
         def settle() -> Reply:
-            record = self._settle(group, isp, order, refusal)
+            record = self._settle(group, isp, order, refusal, hostile=hostile)
             return (
                 Reply(503, {"error": "too_many_payments"}) if record is None else _decided(record)
             )
@@ -274,7 +280,13 @@ class IspSimulator:
         return Reply(200, {"payments": payments})
 
     def _settle(
-        self, group: str, isp: str, order: Order, forced: tuple[str, str | None] | None = None
+        self,
+        group: str,
+        isp: str,
+        order: Order,
+        forced: tuple[str, str | None] | None = None,
+        *,
+        hostile: bool = False,
     ) -> Record | None:
         """The payment's one outcome: the first one for its payment_id, never applied twice.
         No await between the check and the write, so concurrent repeats cannot both apply.
@@ -286,6 +298,8 @@ class IspSimulator:
         if len(self._payments) >= self._max_payments:
             return None
         record = self._outcome(group, isp, order, forced)
+        if hostile and record.receipt is not None:
+            record = replace(record, receipt=record.receipt + HOSTILE_RECEIPT)
         self._payments[key] = record
         return record
 

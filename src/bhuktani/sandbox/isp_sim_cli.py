@@ -47,6 +47,10 @@ def isp_sim_command(
     drop_after_p: Annotated[
         float, typer.Option(help="Probability a payment is applied, then the connection drops.")
     ] = 0.0,
+    hostile_p: Annotated[
+        float,
+        typer.Option(help="Probability a payment is applied and paid with a NUL in its receipt."),
+    ] = 0.0,
     seed: Annotated[
         int | None, typer.Option(help="Seed of the faults, to replay a run.", show_default="random")
     ] = None,
@@ -65,6 +69,7 @@ def isp_sim_command(
             garbage_p=garbage_p,
             drop_before_p=drop_before_p,
             drop_after_p=drop_after_p,
+            hostile_p=hostile_p,
             seed=new_seed() if seed is None else seed,
         )
     except ValueError as exc:

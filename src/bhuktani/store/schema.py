@@ -30,9 +30,6 @@ merchants = Table(
     Column("name", String(100), nullable=False),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("services", Text, nullable=False, server_default="all"),
-    Column("callback_url", String(2000)),
-    # Signs delivery callbacks; shown to the merchant once, at creation or rotation.
-    Column("callback_secret", String(64)),
     Column("expires_ms", BigInteger),
     Column("created_ms", BigInteger, nullable=False),
     # The merchant's own request rate limit (token bucket, per environment); NULL takes
@@ -147,6 +144,9 @@ payments = Table(
     Column("flagged", Boolean, nullable=False, server_default=false()),
     # Why the payment waits for an operator, in the words of what flagged it.
     Column("flag_reason", String(200)),
+    # Reconciler rounds in a row that could not finish the payment (an unreadable answer,
+    # a failed write): kept here so that every worker, and a restarted one, counts on.
+    Column("failed_rounds", Integer, nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
         "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",
@@ -203,6 +203,27 @@ callbacks = Table(
     Index("callbacks_payment", "payment_id"),
 )
 
+# Where each environment's delivery callbacks go and the secrets that sign them
+# (Standard Webhooks: `whsec_` + standard base64 of the key), read at every attempt. After
+# a rotation the previous secret signs beside the new one until previous_until_ms.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("env", String(4), primary_key=True),
+    # NULL: no callbacks are queued; those already queued wait (callbacks/outbox.py).
+    Column("url", String(2000)),
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100)),
+    Column("previous_until_ms", BigInteger),
+    Column("updated_ms", BigInteger, nullable=False),
+    CheckConstraint("env IN ('test', 'live')", name="webhook_endpoint_env"),
+    CheckConstraint(
+        "(previous_secret IS NULL) = (previous_until_ms IS NULL)",
+        name="webhook_endpoint_previous_has_end",
+    ),
+)
+
 callback_attempts = Table(
     "callback_attempts",
     metadata,
@@ -236,7 +257,7 @@ operator_actions = Table(
 
 # The shared token bucket of each merchant and environment (ratelimit/merchants.py): every
 # process of every host leases its tokens here, so the limit holds across them. UNLOGGED
-# on PostgreSQL (migration 0004): it is rewritten all day and worth nothing after a crash,
+# on PostgreSQL (migration 0005): it is rewritten all day and worth nothing after a crash,
 # where an empty table means full buckets.
 rate_buckets = Table(
     "rate_buckets",

@@ -4,6 +4,14 @@ Only the ISP's explicit answer settles a payment: Paid posts the hold, Refused v
 NotFound voids it once the ISP's settle window has passed (before that, the payment may
 still be on its way). Unknown keeps asking; past the flag window the payment is left held
 for an operator, never refunded by guess.
+
+A round that cannot finish its payment - the ISP's answer cannot be read, or our own write
+fails (a database error on settle) - is counted, logged and tried again after
+reconcile_retry_failed_s; after reconcile_flag_after_failures such rounds in a row the
+payment is flagged, with the reason, for an operator. Nothing fails the same way forever,
+and one payment's failure never fails the others' round. The count is the payment's own
+(payments.failed_rounds), so every worker, and a restarted one, counts on from it; a round
+that reads the ISP's answer sets it back to 0.
 """
 
 from __future__ import annotations
@@ -39,17 +47,51 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
         return Unknown(exc.details)
     except TimeoutError:
         return Unknown("no answer from the ISP in time")
-    except Exception as exc:  # an adapter bug must not stop the reconciler
-        log.exception("isp_status_crashed", payment_id=due.payment_id)
-        return Unknown(type(exc).__name__)
+    # Anything else (an adapter bug) fails the round: resolve() counts it, and flags a
+    # payment whose every round fails that way.
+
+
+FAILED_ROUND = "Retry"
+FLAGGED = "Flagged"
 
 
 async def resolve(gateway: Gateway, due: records.Due) -> str:
+    """One round for one payment: its state after it, "Retry" after a failed round, or
+    "Flagged". Never raises, so one payment cannot fail the round of the others."""
+    try:
+        return await _resolve(gateway, due)
+    except Exception as exc:
+        log.exception("reconcile_round_failed", payment_id=due.payment_id)
+        return await _failed_round(gateway, due, "error", f"{type(exc).__name__}: {exc}")
+
+
+async def _failed_round(gateway: Gateway, due: records.Due, kind: str, why: str) -> str:
+    metrics.RECONCILE_FAILURES.labels(kind=kind).inc()
+    settings = gateway.settings
+    retry_ms = now_ms() + int(settings.reconcile_retry_failed_s * 1000)
+    try:
+        count = await records.failed_round(gateway.db, due.payment_id, next_check_ms=retry_ms)
+        if count is not None and count >= settings.reconcile_flag_after_failures:
+            reason = f"{count} reconciler rounds in a row failed ({kind}); the last: {why}"
+            await records.flag(gateway.db, due.payment_id, reason)
+            log.warning("payment_flagged", payment_id=due.payment_id, reason=reason)
+            return FLAGGED
+    except Exception:
+        # The database itself fails: the lease runs out and a later round counts again.
+        log.exception("reconcile_failure_not_recorded", payment_id=due.payment_id)
+        count = None
+    log.warning("reconcile_retry", payment_id=due.payment_id, failures=count, why=why)
+    return FAILED_ROUND
+
+
+async def _resolve(gateway: Gateway, due: records.Due) -> str:
     settings = gateway.settings
     result = await _ask(gateway, due)
     metrics.RECONCILED.labels(answer=type(result).__name__).inc()
     # A status answer is a probe too: an explicit one shows the ISP is back.
     gateway.record_upstream(due.env, due.order.isp, ok=not isinstance(result, Unknown))
+    if isinstance(result, Unknown) and result.unreadable:
+        return await _failed_round(gateway, due, "unreadable", result.reason)
     age_s = (now_ms() - due.created_ms) / 1000
     settle_window_s = (
         gateway.sandbox.settle_window_s
@@ -62,9 +104,10 @@ async def resolve(gateway: Gateway, due: records.Due) -> str:
         isinstance(result, NotFound) and age_s < settle_window_s
     )
     if pending and age_s >= settings.reconcile_flag_after_s:
-        await records.flag(gateway.db, due.payment_id)
+        reason = f"the ISP has not confirmed it in {round(age_s)} s"
+        await records.flag(gateway.db, due.payment_id, reason)
         log.warning("payment_flagged", payment_id=due.payment_id, age_s=round(age_s))
-        return "Flagged"
+        return FLAGGED
     settled = await records.settle(
         gateway.db,
         due.payment_id,

@@ -1,4 +1,4 @@
-"""rate limits per merchant, why a payment was flagged, sessions by expiry
+"""rate limits per merchant, why a payment was flagged and its failed rounds, sessions by expiry
 
 Revision ID: 0003
 Revises: 0002
@@ -28,6 +28,9 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("flag_reason", sa.String(length=200), nullable=True))
+        batch_op.add_column(
+            sa.Column("failed_rounds", sa.Integer(), server_default="0", nullable=False)
+        )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.create_index("sessions_expiry", ["expires_ms"], unique=False)
 
@@ -36,6 +39,7 @@ def downgrade() -> None:
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("sessions_expiry")
     with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_column("failed_rounds")
         batch_op.drop_column("flag_reason")
     with op.batch_alter_table("merchants", schema=None) as batch_op:
         batch_op.drop_constraint("merchant_burst_positive", type_="check")
