@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # and replaced (api.serving says why). 0 leaves hung workers alone; below 5 s a busy
     # worker could pass for a hung one.
     worker_hung_after_s: float = 30.0
+    # `Authorization: Bearer <this>` reads GET /metrics; unset, /metrics is not served.
+    metrics_token: SecretStr = SecretStr("")
 
     # Reconciliation of payments left Processing.
     reconciler_enabled: bool = True
