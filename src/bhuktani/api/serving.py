@@ -35,6 +35,8 @@ import structlog
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from bhuktani.logs import stdlib_log_config
+
 log = structlog.get_logger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 30
@@ -60,7 +62,8 @@ def config(host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         access_log=False,  # look-ups carry tokens in query strings; we log paths only
-        log_level="warning",
+        log_config=stdlib_log_config(),  # uvicorn's lines as JSON, as ours
+        log_level=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         backlog=BACKLOG,
         loop="uvloop",
