@@ -135,18 +135,32 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._phase = _BODY
-        self._deadline = monotonic() + self.server_state.limits.body_timeout_s
+        if self.pipeline:  # queued behind an answer: uvicorn reads nothing more until it starts
+            self._deadline = 0.0
+        else:
+            self._deadline = monotonic() + self.server_state.limits.body_timeout_s
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._phase = _IDLE
         self._deadline = 0.0
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._phase == _BODY and not self._deadline:  # a queued request has started
+            self._deadline = monotonic() + self.server_state.limits.body_timeout_s
+
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, msg)
 
     def time_out(self) -> None:
         """Past its deadline: answer 408 if the app has not answered, and close."""
+        cycle = self.cycle
+        if self._phase == _HEAD and cycle is not None and not cycle.response_complete:
+            # A head sent ahead while the connection's previous request is answered: uvicorn
+            # reads nothing until that answer is out, so it is due a while after it.
+            self._deadline = monotonic() + self._head_timeout_s
+            return
         self._deadline = 0.0
         self.server_state.timed_out += 1
         part = "head" if self._phase == _HEAD else "body"
@@ -161,10 +175,15 @@ class GuardedProtocol(HttpToolsProtocol):
         answer), then the connection closed."""
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle
+        if self._phase == _BODY:  # the request's own cycle: has the app begun its answer?
+            answering = cycle is not None and cycle.response_started
+        else:  # no cycle of its own yet: is the previous request's answer still going out?
+            answering = cycle is not None and not cycle.response_complete
+        if not answering:  # else the answer would land inside another: close alone
             self.transport.write(_raw_answer(status, details, self.server_state.default_headers))
-            if self.cycle is not None:
-                self.cycle.response_started = True  # the app's answer, if any, is dropped
+            if cycle is not None and self._phase == _BODY:
+                cycle.response_started = True  # the app's answer, if any, is dropped
         self.transport.close()
 
 
