@@ -129,7 +129,9 @@ def stdlib_log_config(level: str = "INFO") -> dict[str, Any]:
             # strings, which may carry a token.
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },
-        "root": {"handlers": ["json"], "level": level.upper()},
+        # Libraries at WARNING and above, as Python's last-resort handler wrote them: their
+        # INFO lines (httpx names every callback URL) are noise, and URLs may carry secrets.
+        "root": {"handlers": ["json"], "level": "WARNING"},
     }
 
 
