@@ -23,8 +23,12 @@ from bhuktani.providers.base import Order
 from bhuktani.settings import Settings
 from bhuktani.store import Database
 
+# What test servers take to read /metrics (BHUKTANI_METRICS_TOKEN).
+METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_AUTH = {"authorization": f"Bearer {METRICS_TOKEN}"}
 # Reconciliation compressed from minutes to fractions of a second.
 FAST = {
+    "metrics_token": METRICS_TOKEN,
     # Tests revoke and disable and expect it at once; tests/test_auth_cache.py tests the cache.
     "auth_cache_s": 0,
     "reconcile_poll_s": 0.05,

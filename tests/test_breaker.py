@@ -23,7 +23,7 @@ from bhuktani.providers.base import (
 from bhuktani.providers.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from bhuktani.sandbox import catalog
 from tests.conftest import AppClient
-from tests.support import assert_books_balance, new_merchant
+from tests.support import METRICS_AUTH, assert_books_balance, new_merchant
 
 
 def test_opens_after_the_threshold_and_lets_one_probe_through_after_cooldown(
@@ -108,7 +108,7 @@ async def test_a_degraded_isp_fails_fast_with_no_money_held(client: AppClient) -
     health = await client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["isps"]["live:arrownet"]["state"] == OPEN
-    metrics = await client.get("/metrics")
+    metrics = await client.get("/metrics", headers=METRICS_AUTH)
     assert 'bhuktani_isp_degraded{isp="arrownet"} 1.0' in metrics.text
     await assert_books_balance(client.gateway.db)
 

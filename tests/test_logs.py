@@ -258,3 +258,33 @@ def test_a_request_line_has_the_shape_of_every_other_line_and_obeys_the_level(
     through_structlog.pop("timestamp")
     assert direct == through_structlog
     assert direct["note"] == "[scrubbed]"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uvicorn_lines_are_json_lines_too(tmp_path: Any, workers: int) -> None:
+    """Start-up, a request uvicorn refuses itself, and the drain: every line of the
+    server's output (stdout and stderr) parses, uvicorn's with its logger named."""
+    import socket
+
+    from bhuktani.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/json.db"
+    upgrade(url)
+    log_path = tmp_path / "serve.log"
+    with running_server(url, log_path, workers=workers, reconciler=False) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            refused = sock.recv(65536)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+
+    assert refused.startswith(b"HTTP/1.1 400")
+    entries = []
+    for line in lines:
+        entry = json.loads(line)
+        assert isinstance(entry, dict) and "event" in entry and "level" in entry, line
+        assert entry["timestamp"].endswith("Z"), line
+        entries.append(entry)
+    uvicorn_events = {e["event"] for e in entries if e.get("logger") == "uvicorn.error"}
+    assert "Invalid HTTP request received." in uvicorn_events, uvicorn_events
+    assert "Application shutdown complete." in uvicorn_events, uvicorn_events

@@ -13,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 from bhuktani.api.app import create_app
 from bhuktani.store.postgres import DEAD_CONNECTION, PostgresDatabase
 from tests.conftest import only_postgresql
-from tests.support import fast_settings
+from tests.support import METRICS_AUTH, fast_settings
 
 pytestmark = only_postgresql
 # No background statements: the reconciler and the callback worker off.
@@ -63,7 +63,7 @@ async def test_metrics_tell_how_long_statements_waited_for_a_connection(
         assert db.waiting() == 2
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            scraped = (await http.get("/metrics")).text
+            scraped = (await http.get("/metrics", headers=METRICS_AUTH)).text
         await asyncio.gather(*running)
         assert db.waiting() == 0
     after = next(iter(metrics.DB_WAIT_SECONDS.collect()))

@@ -95,6 +95,7 @@ def serve(
 ) -> None:
     """Serve the API (applies pending migrations first)."""
     from bhuktani.api import serving
+    from bhuktani.api.connections import Limits
     from bhuktani.logs import configure_logging
 
     configure_logging(get_settings().log_level)
@@ -103,8 +104,23 @@ def serve(
     os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
     os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
     get_settings.cache_clear()
-    hung_after_s = get_settings().worker_hung_after_s
-    raise typer.Exit(serving.serve(host, port, workers, hung_after_s=hung_after_s))
+    settings = get_settings()
+    limits = Limits(
+        head_timeout_s=settings.request_head_timeout_s,
+        body_timeout_s=settings.request_body_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+        max_connections=settings.max_connections,
+    )
+    status = serving.serve(
+        host,
+        port,
+        workers,
+        hung_after_s=settings.worker_hung_after_s,
+        limits=limits,
+        log_level=settings.log_level,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
+    raise typer.Exit(status)
 
 
 @app.command()

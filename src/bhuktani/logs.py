@@ -1,6 +1,7 @@
 """JSON lines on stdout, each carrying the request's context (request id, merchant id,
 reference). Tokens are never bound to the context, and a filter blanks any value that
-looks like one, in case a future log call passes a request body by mistake."""
+looks like one, in case a future log call passes a request body by mistake. The records
+of the standard library's loggers (uvicorn's, asyncio's) are written as the same lines."""
 
 from __future__ import annotations
 
@@ -92,6 +93,46 @@ def request_line(status: int, duration_ms: float) -> None:
     stream = _RequestLines.stream
     stream.write(_dumps(event) + "\n")
     stream.flush()
+
+
+class JsonFormatter(logging.Formatter):
+    """A `logging` record as one of our lines: `event` the message, `level`, `timestamp`,
+    `logger`, the request's fields, a traceback under `exception`, scrubbed alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {"event": record.getMessage(), "logger": record.name}
+        _merge_fields(None, "", event)
+        event["level"] = record.levelname.lower()
+        event["timestamp"] = (
+            datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z")
+        )
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        _scrub(None, "", event)
+        return _dumps(event)
+
+
+def stdlib_log_config(level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for uvicorn's loggers and every other standard one
+    (the root: asyncio, libraries), so that nothing reaches the log as plain text."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    quiet = {"handlers": ["json"], "level": level.upper(), "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": handler},
+        "loggers": {
+            "uvicorn": quiet,
+            "uvicorn.error": {"level": level.upper()},
+            # Request lines are our own (api.middleware), and access lines carry query
+            # strings, which may carry a token.
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        },
+        # Libraries at WARNING and above, as Python's last-resort handler wrote them: their
+        # INFO lines (httpx names every callback URL) are noise, and URLs may carry secrets.
+        "root": {"handlers": ["json"], "level": "WARNING"},
+    }
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     # and replaced (api.serving says why). 0 leaves hung workers alone; below 5 s a busy
     # worker could pass for a hung one.
     worker_hung_after_s: float = 30.0
+    # Slow and many clients, per server process (api.connections): a request's head must
+    # be in within the first deadline of its connection opening (or of its first byte, on
+    # a kept-alive connection), its body within the second of its head; an idle
+    # connection is closed after the keep-alive; past the bound only /healthz is served.
+    request_head_timeout_s: float = Field(default=10.0, gt=0)
+    request_body_timeout_s: float = Field(default=10.0, gt=0)
+    keep_alive_s: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=10_000, ge=1)
+    # `Authorization: Bearer <this>` reads GET /metrics; unset, /metrics is not served.
+    metrics_token: SecretStr = SecretStr("")
 
     # Reconciliation of payments left Processing.
     reconciler_enabled: bool = True

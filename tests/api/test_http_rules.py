@@ -440,3 +440,39 @@ async def test_x_request_id_is_given_when_the_client_sends_none(
     second = await client.get(BALANCE, params={"token": merchant.test_token})
     assert first.headers["x-request-id"]
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+# Every answer: no type sniffing, no caching.
+
+
+async def _crash(*_: Any) -> Any:
+    raise RuntimeError("broken on purpose")
+
+
+@pytest.mark.parametrize(
+    "answer", ["success", "refusal", "unknown_path", "wrong_method", "healthz", "crash"]
+)
+async def test_every_answer_says_nosniff_and_no_store(
+    client: AppClient, merchant: NewMerchant, monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    from bhuktani.payments import lookup
+
+    expected_status = {"success": 200, "refusal": 400, "unknown_path": 404}
+    expected_status |= {"wrong_method": 405, "healthz": 200, "crash": 500}
+    if answer == "success":
+        response = await client.get(BALANCE, params={"token": merchant.test_token})
+    elif answer == "refusal":
+        response = await client.get(BALANCE)
+    elif answer == "unknown_path":
+        response = await client.get("/api/nowhere/")
+    elif answer == "wrong_method":
+        response = await client.delete(BALANCE)
+    elif answer == "healthz":
+        response = await client.get("/healthz")
+    else:
+        monkeypatch.setattr(lookup, "balance", _crash)
+        response = await client.get(BALANCE, params={"token": merchant.test_token})
+    assert response.status_code == expected_status[answer], response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-request-id"]

@@ -353,7 +353,7 @@ async def test_metrics_tell_how_many_calls_wait_for_a_connection(tmp_path: Any) 
     """Past BHUKTANI_ISP_MAX_CONNECTIONS calls queue: what an operator reads when LIVE
     payments slow down and the ISP's own latency does not explain it."""
     from bhuktani.api.app import create_app
-    from tests.support import fast_settings
+    from tests.support import METRICS_AUTH, fast_settings
 
     async with isp(stalling(0.3)) as base_url:
         settings = fast_settings(
@@ -369,7 +369,7 @@ async def test_metrics_tell_how_many_calls_wait_for_a_connection(tmp_path: Any) 
             await asyncio.sleep(0.1)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-                scraped = (await http.get("/metrics")).text
+                scraped = (await http.get("/metrics", headers=METRICS_AUTH)).text
             assert [type(result) for result in await asyncio.gather(*paying)] == [Paid] * 3
             assert provider.waiting == 0
     assert 'bhuktani_isp_calls_waiting{group="arrownet"} 2.0' in scraped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -198,6 +199,24 @@ def _install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(HTTPException, on_http_error)
 
 
+def _metrics_refusal(request: Request, settings: Settings) -> Response | None:
+    """Without BHUKTANI_METRICS_TOKEN, /metrics is an unknown path (404); with it, the
+    request must carry `Authorization: Bearer <token>` (401)."""
+    expected = settings.metrics_token.get_secret_value().encode()
+    if not expected:
+        return api_error_response(ApiError("1008", "Unknown service or path", http_status=404))
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        error = ApiError("1001", "Send Authorization: Bearer <metrics token>", http_status=401)
+    elif not hmac.compare_digest(given.strip().encode(), expected):
+        error = ApiError("1002", "Wrong metrics token", http_status=401)
+    else:
+        return None
+    refusal = api_error_response(error)
+    refusal.headers["www-authenticate"] = 'Bearer realm="metrics"'
+    return refusal
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -247,6 +266,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JsonResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
+        """For the operator's scraper alone: merchants share the port (README, "Degraded
+        ISPs and metrics")."""
+        refusal = _metrics_refusal(request, settings)
+        if refusal is not None:
+            return refusal
         gateway = _gateway(request)
         body = metrics.render(gateway.breakers, gateway.db.waiting(), gateway.isp_waiting())
         return Response(body, media_type=metrics.CONTENT_TYPE)

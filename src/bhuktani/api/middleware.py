@@ -1,6 +1,6 @@
-"""Per-request context: a request id, one log line per request, and the last line of
-defence that turns any unexpected exception into a 1017 envelope. The API's own paths are
-called from here directly, past the router."""
+"""Per-request context: a request id, one log line per request, the headers every answer
+carries, and the last line of defence that turns any unexpected exception into a 1017
+envelope. The API's own paths are called from here directly, past the router."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from contextvars import ContextVar
 
 import orjson
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,16 @@ Direct = Mapping[str, Mapping[str, Endpoint]]
 log = structlog.get_logger()
 _REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# On every answer: a browser must not guess another type than the one we send (an error
+# envelope echoing a client's field is never run as HTML), and nothing that carries a
+# balance or a payment is kept by a cache on the way.
+# Set in the scope by api.serving when it closed the connection.
+TIMED_OUT_KEY = "bhuktani.timed_out"
+ANSWER_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+# The request line's status for a request whose client went away before its answer (nginx's
+# 499); 408 when the server closed it, its body late (api.serving).
+CLIENT_CLOSED = 499
+TIMED_OUT = 408
 
 
 def current_request_id() -> str:
@@ -76,6 +86,7 @@ class RequestContext:
                     status = message["status"]
                     response_started = True
                     headers = list(message.get("headers", []))
+                    headers.extend(ANSWER_HEADERS)
                     headers.append((b"x-request-id", request_id.encode()))
                     message = {**message, "headers": headers}
                 await send(message)
@@ -86,6 +97,9 @@ class RequestContext:
                     await self.app(scope, receive, send_with_id)
                 else:
                     await self._call(endpoint, scope, receive, send_with_id)
+            except ClientDisconnect:
+                # Nobody to answer, and no fault of ours: no traceback.
+                status = TIMED_OUT if scope.get(TIMED_OUT_KEY) else CLIENT_CLOSED
             except Exception:
                 log.exception("server_error")
                 if not response_started:

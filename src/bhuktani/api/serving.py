@@ -13,7 +13,10 @@ The same kernel hash keeps sending a hung worker its share of the new connection
 shared socket the other workers would take them, on its own socket they wait for it. So
 each worker's event loop writes the time to shared memory every second, and the supervisor
 kills a worker whose time has not moved for `hung_after_s` (BHUKTANI_WORKER_HUNG_AFTER_S):
-its slot starts another, and the connections queued on its socket wait for that one."""
+its slot starts another, and the connections queued on its socket wait for that one.
+
+Each process, worker or alone, bounds its connections and the time a request may take to
+arrive (api.connections)."""
 
 from __future__ import annotations
 
@@ -35,7 +38,14 @@ import structlog
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from bhuktani.settings import get_settings
+from bhuktani.api.connections import (
+    GuardedProtocol,
+    GuardedState,
+    Limits,
+    Watchdog,
+    raise_open_file_limit,
+)
+from bhuktani.logs import stdlib_log_config
 
 log = structlog.get_logger(__name__)
 
@@ -55,39 +65,59 @@ HEARTBEAT_S = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def config(host: str, port: int) -> uvicorn.Config:
-    # The rate limits count failed authentications by client address: the socket's peer,
-    # unless an operator names the proxies whose X-Forwarded-For is believed (uvicorn's
-    # default believes 127.0.0.1's, so any local process could pose as anyone).
-    trusted = get_settings().forwarded_allow_ips
+def config(
+    host: str,
+    port: int,
+    limits: Limits | None = None,
+    log_level: str = "INFO",
+    forwarded_allow_ips: str = "",
+) -> uvicorn.Config:
+    """`forwarded_allow_ips`: the proxies whose X-Forwarded-For names the client that the
+    rate limits count. Empty: the client is the socket's peer (uvicorn's own default
+    believes 127.0.0.1's header, so any local process could pose as any address)."""
     return uvicorn.Config(
         "bhuktani.api.app:serving_app",
         factory=True,
         host=host,
         port=port,
         access_log=False,  # look-ups carry tokens in query strings; we log paths only
-        log_level="warning",
+        log_config=stdlib_log_config(log_level),  # uvicorn's lines as JSON, as ours
+        log_level=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         backlog=BACKLOG,
         loop="uvloop",
-        http="httptools",
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
+        http=GuardedProtocol,
+        ws="none",
+        timeout_keep_alive=(limits or Limits()).keep_alive_s,
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or None,
     )
 
 
-def serve(host: str, port: int, workers: int, *, hung_after_s: float) -> int:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    hung_after_s: float,
+    limits: Limits | None = None,
+    log_level: str = "INFO",
+    forwarded_allow_ips: str = "",
+) -> int:
     """Serve until SIGTERM or SIGINT, drain, and return the exit status. With several
     workers, one whose event loop stops for `hung_after_s` is replaced (0: never)."""
+    limits = limits or Limits()
+    raise_open_file_limit()  # before the workers start: they inherit it
+    cfg = config(host, port, limits, log_level, forwarded_allow_ips)
     if workers == 1:
-        return _run_worker(config(host, port), None)
+        return _run_worker(cfg, None, limits=limits)
     try:
         sockets = listening_sockets(host, port, workers)
     except OSError as exc:
         log.error("listen_failed", host=host, port=port, error=str(exc))
         return 1
     try:
-        return Supervisor(config(host, port), sockets, hung_after_s=hung_after_s).run()
+        return Supervisor(cfg, sockets, hung_after_s=hung_after_s, limits=limits).run()
     finally:
         for sock in sockets:
             sock.close()
@@ -129,12 +159,14 @@ def _run_worker(
     sock: socket.socket | None,
     ready: Ready | None = None,
     heartbeat: Heartbeat | None = None,
+    *,
+    limits: Limits,
 ) -> int:
     # uvicorn drains, then raises again the signal it stopped on; a worker that drained
     # after SIGTERM or SIGINT exits 0, as supervisors expect of a graceful stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    server = _Server(cfg, ready, heartbeat)
+    server = _Server(cfg, ready, heartbeat, limits)
     server.run(sockets=None if sock is None else [sock])
     return 0 if server.started else STARTUP_FAILURE
 
@@ -172,19 +204,30 @@ async def _beat(heartbeat: Heartbeat) -> None:
 
 
 class _Server(uvicorn.Server):
-    """Tells the supervisor when it serves (a worker that exits before then could not
-    start, and the next one would fail the same way), then that its event loop runs."""
+    """Bounds its connections and watches their deadlines (api.connections); tells the
+    supervisor when it serves (a worker that exits before then could not start, and the
+    next one would fail the same way), then that its event loop runs."""
 
     def __init__(
-        self, cfg: uvicorn.Config, ready: Ready | None, heartbeat: Heartbeat | None
+        self,
+        cfg: uvicorn.Config,
+        ready: Ready | None,
+        heartbeat: Heartbeat | None,
+        limits: Limits,
     ) -> None:
         super().__init__(cfg)
+        self.server_state = GuardedState(limits)
+        self._watchdog = Watchdog(self.server_state)
         self._ready = ready
         self._heartbeat = heartbeat
-        self._beating: asyncio.Task[None] | None = None  # the loop keeps tasks weakly
+        # The loop keeps tasks weakly.
+        self._beating: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        if self.started:
+            self._watching = self._watchdog.start()
         if self.started and self._ready is not None:
             if self._heartbeat is not None:
                 self._heartbeat.value = time.monotonic()
@@ -194,12 +237,17 @@ class _Server(uvicorn.Server):
 
 
 def _worker_main(
-    cfg: uvicorn.Config, sock: socket.socket, ready: Ready, heartbeat: Heartbeat, parent: int
+    cfg: uvicorn.Config,
+    sock: socket.socket,
+    ready: Ready,
+    heartbeat: Heartbeat,
+    parent: int,
+    limits: Limits,
 ) -> None:
     """A worker process: its own event loop, app and database connections."""
     _drain_when_orphaned(parent)
     cfg.configure_logging()
-    sys.exit(_run_worker(cfg, sock, ready, heartbeat))
+    sys.exit(_run_worker(cfg, sock, ready, heartbeat, limits=limits))
 
 
 @dataclass
@@ -224,9 +272,15 @@ class Supervisor:
     SIGINT passes SIGTERM on and waits for every worker to drain."""
 
     def __init__(
-        self, cfg: uvicorn.Config, sockets: list[socket.socket], *, hung_after_s: float
+        self,
+        cfg: uvicorn.Config,
+        sockets: list[socket.socket],
+        *,
+        hung_after_s: float,
+        limits: Limits | None = None,
     ) -> None:
         self._config = cfg
+        self._limits = limits or Limits()
         self._slots = [_Slot(sock) for sock in sockets]
         self._spawn = multiprocessing.get_context("spawn")
         self._stopping = False
@@ -287,7 +341,7 @@ class Supervisor:
         heartbeat = self._spawn.RawValue("d", 0.0)
         process = self._spawn.Process(
             target=_worker_main,
-            args=(self._config, slot.sock, ready, heartbeat, os.getpid()),
+            args=(self._config, slot.sock, ready, heartbeat, os.getpid(), self._limits),
             name=f"bhuktani-worker-{index}",
         )
         process.start()
