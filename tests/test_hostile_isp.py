@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +22,9 @@ from bhuktani.payments.gateway import Gateway
 from bhuktani.providers import codec
 from bhuktani.sandbox import catalog, isp_sim
 from bhuktani.sandbox.faults import Faults
+from tests.providers.test_isp_http import isp as isp_server
 from tests.support import assert_books_balance, eventually, fast_settings, new_merchant
+from tests.test_cli import bhuktani as cli
 
 API_KEY = "isp-key-hostile-0123456789"
 ARROWNET_DETAILS = "/api/servicegroup/details/arrownet/"
@@ -80,21 +79,6 @@ class ScriptedIsp:
         return web.Response(status=status, body=content, content_type="application/json")
 
 
-@asynccontextmanager
-async def serving(isp: ScriptedIsp) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", isp.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 @dataclass
 class Live:
     http: httpx.AsyncClient
@@ -117,7 +101,7 @@ class Live:
 
 @asynccontextmanager
 async def live(db_url: str, isp: ScriptedIsp, **overrides: Any) -> AsyncIterator[Live]:
-    async with serving(isp) as base_url:
+    async with isp_server(isp.handle) as base_url:
         settings = fast_settings(
             db_url,
             arrownet_base_url=base_url,
@@ -319,23 +303,6 @@ async def test_a_subscriber_that_cannot_be_read_is_1018(
 
 
 # A payment that cannot be finished is flagged within a minute, shown, and resolved.
-
-
-def cli_env(db_url: str) -> dict[str, str]:
-    return {**os.environ, "BHUKTANI_DATABASE_URL": db_url}
-
-
-async def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bhuktani", *args],
-            env=cli_env(db_url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    return await asyncio.to_thread(run)
 
 
 async def test_unreadable_answers_flag_the_payment_for_an_operator_who_resolves_it(

@@ -3,26 +3,24 @@ databases, and every number is read exactly, from ASCII digits only."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from bhuktani.merchants.service import NewMerchant
+from tests.api.test_errors import payment_count
+from tests.api.test_http_rules import (
+    ARROWNET_COMMIT,
+    ARROWNET_DETAILS,
+    BALANCE,
+    BULK_STATUS,
+    COMMIT,
+    DETAILS,
+    STATUS,
+)
+from tests.api.test_isolation import session_of, unique
 from tests.conftest import AppClient
-
-DETAILS = "/api/servicegroup/details/hashcnet-v2/"
-COMMIT = "/api/servicegroup/commit/hashcnet-v2/"
-ARROWNET_DETAILS = "/api/servicegroup/details/arrownet/"
-ARROWNET_COMMIT = "/api/servicegroup/commit/arrownet/"
-STATUS = "/api/service/status/"
-BULK_STATUS = "/api/service/bulk/status/"
-BALANCE = "/api/balance/"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def assert_1010(response: httpx.Response) -> dict[str, Any]:
@@ -30,28 +28,6 @@ def assert_1010(response: httpx.Response) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["error_code"] == "1010", body
     return body
-
-
-async def payment_count(client: AppClient, merchant_id: int) -> int:
-    async with client.gateway.db.transaction() as tx:
-        row = await tx.fetchrow(
-            "SELECT COUNT(*) AS n FROM payments WHERE merchant_id = $1", merchant_id
-        )
-    assert row is not None
-    return int(row["n"])
-
-
-async def session_of(client: AppClient, token: str) -> int:
-    body = {
-        "token": token,
-        "reference": unique("d"),
-        "username": "jeetenaug4",
-        "service_slug": "vns",
-    }
-    response = await client.post(DETAILS, json=body)
-    assert response.status_code == 200, response.text
-    session_id: int = response.json()["session_id"]
-    return session_id
 
 
 # NUL: once a 500 (1017) on PostgreSQL, which cannot store or compare it in text.
