@@ -29,9 +29,9 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # On every answer: a browser must not guess another type than the one we send (an error
 # envelope echoing a client's field is never run as HTML), and nothing that carries a
 # balance or a payment is kept by a cache on the way.
+ANSWER_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 # Set in the scope by api.serving when it closed the connection.
 TIMED_OUT_KEY = "bhuktani.timed_out"
-ANSWER_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 # The request line's status for a request whose client went away before its answer (nginx's
 # 499); 408 when the server closed it, its body late (api.serving).
 CLIENT_CLOSED = 499
