@@ -22,6 +22,9 @@ class AmountError(ValueError):
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # What may surround an amount sent as a string: ASCII white space, nothing more exotic.
 _SPACE = " \t\r\n"
+# The spelling nearly every request uses, "1695.00" or "1695": read in integers, without
+# building a Decimal (a third of the parse's time on a commit).
+_PLAIN = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,2}))?")
 
 
 def to_paisa(value: object, *, max_paisa: int = MAX_AMOUNT_PAISA) -> int:
@@ -29,6 +32,10 @@ def to_paisa(value: object, *, max_paisa: int = MAX_AMOUNT_PAISA) -> int:
     exactly: no decimal context ever rounds it (998.99999... is not 999)."""
     if isinstance(value, bool) or value is None:
         raise AmountError("Amount must be a number")
+    plain = _PLAIN.fullmatch(value) if isinstance(value, str) else None
+    if plain is not None:
+        whole, cents = plain.groups()
+        return _bounded(int(whole) * PAISA_PER_RUPEE + int((cents or "").ljust(2, "0")), max_paisa)
     if isinstance(value, Decimal):
         # parse_object's JSON numbers: Decimal() of the JSON text, which is exact.
         rupees = value
@@ -43,7 +50,10 @@ def to_paisa(value: object, *, max_paisa: int = MAX_AMOUNT_PAISA) -> int:
     # Checked before any arithmetic: 1e999999 would overflow the decimal context.
     if rupees.adjusted() > MAX_DIGITS:
         raise AmountError("Amount is too large")
-    paisa = _exact_paisa(rupees)
+    return _bounded(_exact_paisa(rupees), max_paisa)
+
+
+def _bounded(paisa: int, max_paisa: int) -> int:
     if paisa <= 0:
         raise AmountError("Amount must be positive")
     if paisa > max_paisa:
