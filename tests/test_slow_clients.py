@@ -176,8 +176,9 @@ def test_trickled_heads_and_bodies_are_closed_while_healthz_and_merchants_answer
 
 
 @pytest.mark.slow
-def test_3000_trickled_heads_and_3000_trickled_bodies(tmp_path: Path) -> None:
-    trickle_and_call(tmp_path, per_kind=3000, workers=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_3000_trickled_heads_and_3000_trickled_bodies(tmp_path: Path, workers: int) -> None:
+    trickle_and_call(tmp_path, per_kind=3000, workers=workers)
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive(tmp_path: Path) -> None:
