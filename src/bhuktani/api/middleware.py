@@ -8,7 +8,6 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
 
 import orjson
 import structlog
@@ -24,7 +23,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 Direct = Mapping[str, Mapping[str, Endpoint]]
 
 log = structlog.get_logger()
-_REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # On every answer: a browser must not guess another type than the one we send (an error
 # envelope echoing a client's field is never run as HTML), and nothing that carries a
@@ -36,10 +34,6 @@ TIMED_OUT_KEY = "bhuktani.timed_out"
 # 499); 408 when the server closed it, its body late (api.serving).
 CLIENT_CLOSED = 499
 TIMED_OUT = 408
-
-
-def current_request_id() -> str:
-    return _REQUEST_ID.get()
 
 
 def _request_id(scope: Scope) -> str:
@@ -73,7 +67,6 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
-        id_token = _REQUEST_ID.set(request_id)
         # The path only: look-ups may carry a token in the query string.
         with logs.fields(request_id=request_id, method=scope["method"], path=scope["path"]):
             started = time.perf_counter()
@@ -107,7 +100,6 @@ class RequestContext:
             finally:
                 duration_ms = round((time.perf_counter() - started) * 1000, 2)
                 logs.request_line(status, duration_ms)
-                _REQUEST_ID.reset(id_token)
 
     async def _call(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         try:

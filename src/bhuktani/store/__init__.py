@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from bhuktani.store.base import POOL_SIZE, CheckViolation, Database, Row, Tx, UniqueViolation
@@ -12,8 +11,6 @@ __all__ = [
     "Tx",
     "UniqueViolation",
     "connect",
-    "execute",
-    "query",
     "query_row",
 ]
 
@@ -21,10 +18,6 @@ __all__ = [
 async def query_row(db: Database, sql: str, *args: Any) -> Row | None:
     """One reading statement on its own."""
     return await db.read(lambda tx: tx.fetchrow(sql, *args))
-
-
-async def query(db: Database, sql: str, *args: Any) -> Sequence[Row]:
-    return await db.read(lambda tx: tx.fetch(sql, *args))
 
 
 async def connect(url: str, *, pool_size: int = POOL_SIZE) -> Database:
@@ -38,7 +31,3 @@ async def connect(url: str, *, pool_size: int = POOL_SIZE) -> Database:
 
         return await PostgresDatabase.connect(url, max_size=pool_size)
     raise ValueError("database URL must start with sqlite:/// or postgresql://")
-
-
-async def execute(db: Database, sql: str, *args: Any) -> int:
-    return await db.run(lambda tx: tx.execute(sql, *args))

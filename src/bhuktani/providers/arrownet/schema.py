@@ -44,9 +44,6 @@ class Arrownet:
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
 
-    def isps(self) -> tuple[str, ...]:
-        return (ARROWNET,)
-
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
         request = parse(DetailsRequest, data)
         return DetailsQuery(isp=ARROWNET, username=request.username, reference=request.reference)

@@ -57,9 +57,6 @@ class HashcnetV2:
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
 
-    def isps(self) -> tuple[str, ...]:
-        return HASHCNET_ISPS
-
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
         reference_present(data)
         request = parse(DetailsRequest, data)
