@@ -56,11 +56,16 @@ def raise_open_file_limit() -> int:
     """The soft limit of open files raised to the hard one, as systemd asks of programs
     that need more than 1,024 and do not use select(); the soft limit it leaves."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    wanted = _finite(hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         with contextlib.suppress(ValueError, OSError):  # not allowed: keep the soft one
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _finite(limit: int) -> int:
+    """An open-file limit as a count: "unlimited" is taken as 2**20 descriptors."""
+    return 1 << 20 if limit == resource.RLIM_INFINITY else limit
 
 
 def _open_files() -> int:
@@ -189,16 +194,21 @@ class GuardedProtocol(HttpToolsProtocol):
 
 def _raw_answer(status: int, details: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     code = "1017" if status >= 500 else "4000"
-    body = orjson.dumps(ApiError(code, details, http_status=status).body())
+    body, headers = _closing_envelope(ApiError(code, details, http_status=status))
+    lines = [name + b": " + value + b"\r\n" for name, value in (*default_headers, *headers)]
+    return STATUS_LINE[status] + b"".join(lines) + b"\r\n" + body
+
+
+def _closing_envelope(error: ApiError) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A refusal's envelope and the headers of an answer that closes its connection."""
+    body = orjson.dumps(error.body())
     headers = [
-        *default_headers,
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
         *ANSWER_HEADERS,
     ]
-    lines = [name + b": " + value + b"\r\n" for name, value in headers]
-    return STATUS_LINE[status] + b"".join(lines) + b"\r\n" + body
+    return body, headers
 
 
 Asgi = Any  # uvicorn's ASGI3Application
@@ -210,13 +220,7 @@ def _healthz_only(app: Asgi) -> Asgi:
     async def reserved(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/healthz":
             error = ApiError("1018", "Too many connections; try again", http_status=503)
-            body = orjson.dumps(error.body())
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                *ANSWER_HEADERS,
-            ]
+            body, headers = _closing_envelope(error)
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
@@ -242,9 +246,7 @@ class Watchdog:
 
     def start(self) -> asyncio.Task[None]:
         state = self._state
-        open_file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if open_file_limit == resource.RLIM_INFINITY:
-            open_file_limit = 1 << 20
+        open_file_limit = _finite(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         state.bound = connection_bound(state.limits, open_file_limit, _open_files())
         log.info(
             "connections_bounded",
