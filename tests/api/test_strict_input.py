@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bhuktani.merchants.service import NewMerchant
-from tests.api.test_errors import payment_count
+from tests.api.test_errors import arrownet_commit_body, hashcnet_commit_body, payment_count
 from tests.api.test_http_rules import (
     ARROWNET_COMMIT,
     ARROWNET_DETAILS,
@@ -129,14 +129,7 @@ async def test_an_amount_with_an_underscore_is_1010(
     client: AppClient, merchant: NewMerchant, amount: str
 ) -> None:
     session_id = await session_of(client, merchant.test_token)
-    body = {
-        "token": merchant.test_token,
-        "reference": unique("p"),
-        "session_id": session_id,
-        "package_code": 9,
-        "duration_code": "1",
-        "amount": amount,
-    }
+    body = hashcnet_commit_body(merchant.test_token, session_id, amount=amount)
     body_data = assert_1010(await client.post(COMMIT, json=body))
     assert "amount" in body_data["error_data"]
     assert await payment_count(client, merchant.merchant_id) == 0
@@ -182,13 +175,7 @@ async def test_a_long_json_number_of_an_exact_price_is_read(
 async def test_an_amount_with_other_digits_or_inner_space_is_1010(
     client: AppClient, merchant: NewMerchant, amount: str
 ) -> None:
-    body = {
-        "token": merchant.test_token,
-        "reference": unique("a"),
-        "username": "Pradhanang",
-        "amount": amount,
-        "duration": 1,
-    }
+    body = arrownet_commit_body(merchant.test_token, amount=amount)
     assert_1010(await client.post(ARROWNET_COMMIT, json=body))
     assert await payment_count(client, merchant.merchant_id) == 0
 
@@ -224,14 +211,7 @@ async def test_hashcnet_numeric_fields_take_ascii_digits_only(
     client: AppClient, merchant: NewMerchant, field: str, value: str
 ) -> None:
     session_id = await session_of(client, merchant.test_token)
-    body = {
-        "token": merchant.test_token,
-        "reference": unique("p"),
-        "session_id": session_id,
-        "package_code": 9,
-        "duration_code": "1",
-        "amount": 999,
-    }
+    body = hashcnet_commit_body(merchant.test_token, session_id)
     body[field] = value
     response = assert_1010(await client.post(COMMIT, json=body))
     assert field in response["error_data"]
@@ -241,12 +221,6 @@ async def test_hashcnet_numeric_fields_take_ascii_digits_only(
 async def test_arrownet_duration_takes_ascii_digits_only(
     client: AppClient, merchant: NewMerchant, duration: str
 ) -> None:
-    body = {
-        "token": merchant.test_token,
-        "reference": unique("a"),
-        "username": "Pradhanang",
-        "amount": "1695.00",
-        "duration": duration,
-    }
+    body = arrownet_commit_body(merchant.test_token, duration=duration)
     response = assert_1010(await client.post(ARROWNET_COMMIT, json=body))
     assert "duration" in response["error_data"]
