@@ -1098,8 +1098,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--merchant-rate",
         default=",".join(MERCHANT_RATE),
-        help="each merchant's rate limit, PER_S,BURST (default %(default)s: a lease of"
-        " 50,000 tokens; a small burst makes leases small and frequent)",
+        help="each merchant's rate limit, PER_S,BURST (default %(default)s: leases of"
+        " 100,000 tokens; a small burst makes leases small and frequent)",
     )
     p.add_argument("--wrk", help="path of wrk (installed with apt-get when missing)")
     p.add_argument("--out", default=str(BENCH / "results"), help="where results go")

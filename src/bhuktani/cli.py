@@ -246,7 +246,6 @@ def merchant_set_callback(
     if not changed:
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
-    # Escaped: the URL is the operator's text, printed through Rich's markup.
     console.print(f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}")
 
 

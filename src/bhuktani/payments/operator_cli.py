@@ -89,7 +89,6 @@ def _table(title: str, *columns: str) -> Table:
 def _print(view: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
     for key in HEAD_FIELDS:
-        # Rich reads "[...]" as markup: an ISP's receipt or reason is shown as it is.
         head.add_row(key, str(view[key]))
     console.print(head)
     transfers = _table("transfers", "id", "kind", "amount", "debit", "credit", "note", "at")

@@ -2,8 +2,9 @@
 found a bug is replayed from its seed.
 
 A payment's fate is one of: normal, refuse, 5xx, garbage, drop before applying, drop after
-applying, hostile (applied, and paid with a receipt no one should store as it is). Look-ups, status questions and repeated payments decide nothing, so the network
-alone can fail them: 5xx, garbage or a dropped connection, never a refusal and never a drop
+applying, hostile (applied, and paid with a receipt no one should store as it is).
+Look-ups, status questions and repeated payments decide nothing, so the network alone can
+fail them: 5xx, garbage or a dropped connection, never a refusal and never a drop
 after applying. Every request drawn also gets its latency.
 
 Each draw takes exactly two numbers from the generator, whatever it decides, so the fates
