@@ -221,7 +221,7 @@ MARK_SUCCESS = (
 )
 
 # PostgreSQL: each transaction as one statement, committed on its own (no BEGIN or COMMIT
-# round trips), as the product's one_statement does. Each step reads the rows of the one
+# round trips), as the product's ledger/postgres.py does. Each step reads the rows of the one
 # before it, so they run in order, the merchant's balance row last; credits that do not
 # cover the hold fail the accounts' CHECK, which undoes the whole statement.
 # $1 payment, $2 merchant account, $3 env, $4 reference, $5 username, $6 title,

@@ -654,8 +654,8 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
         if variant == "product":
             env["BHUKTANI_DATABASE_URL"] = url
             if case.live:
-                env["BHUKTANI_ARROWNET_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
-                env["BHUKTANI_ARROWNET_API_KEY"] = ISP_KEY
+                env["BHUKTANI_ISPS__ARROWNET__BASE_URL"] = f"http://127.0.0.1:{sim_port}"
+                env["BHUKTANI_ISPS__ARROWNET__API_KEY"] = ISP_KEY
                 env["BHUKTANI_ISP_TIMEOUT_S"] = f"{args.isp_timeout:g}"
             run_checked(bhuktani("migrate"), env, "bhuktani migrate")
             tokens = make_merchants(env, case.merchants, case.live)

@@ -60,10 +60,12 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bhuktani import ledger, money
+from bhuktani import money
+from bhuktani.domain import FINAL_STATES
+from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import service as merchants_service
 from bhuktani.payments import records
-from bhuktani.sandbox import catalog
+from bhuktani.services import arrownet, hashcnet_v2
 from bhuktani.store import Database, Row, connect
 from tests.receiver import Received, Receiver, receiving
 from tests.support import KEY, assert_books_balance, fast_env, free_port
@@ -112,7 +114,7 @@ RESEND_P = 0.05  # a client sends the same commit again after its answer: must b
 MAX_TRIES = 40  # requests per step of a payment, whatever goes wrong
 UP_BOUND_S = 60.0  # how long a client waits for a killed gateway to be back
 DRAIN_BOUND_S = 90.0
-FINAL = set(records.FINAL_STATES)
+FINAL = set(FINAL_STATES)
 MAX_PROBLEMS = 300
 
 DETAILS = "/api/servicegroup/details/{service}/"
@@ -213,13 +215,13 @@ class Report:
 def _hashcnet_prices() -> list[tuple[int, str, int]]:
     return [
         (package.code, duration.code, duration.amount_paisa)
-        for package in catalog.HASHCNET_PACKAGES
+        for package in hashcnet_v2.PACKAGES
         for duration in package.durations
     ]
 
 
 def _arrownet_prices() -> list[tuple[int | None, str, int]]:
-    return [(None, d.code, d.amount_paisa) for d in catalog.ARROWNET_PACKAGES[0].durations]
+    return [(None, d.code, d.amount_paisa) for d in arrownet.PACKAGES[0].durations]
 
 
 def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
@@ -229,7 +231,7 @@ def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
     intents = []
     for index in range(live + test):
         env = "live" if index < live else "test"
-        service = "arrownet" if rng.random() < 0.3 else catalog.HASHCNET_V2
+        service = "arrownet" if rng.random() < 0.3 else hashcnet_v2.SLUG
         isp = "arrownet" if service == "arrownet" else rng.choice(HASHCNET_SLUGS)
         documented = "Pradhanang" if service == "arrownet" else "jeetenaug4"
         username = documented
@@ -491,7 +493,7 @@ async def _resend(run: Run, intent: Intent, body: dict[str, Any], outcome: Outco
 
 async def _pay(run: Run, intent: Intent) -> Outcome:
     session_id = None
-    if intent.service == catalog.HASHCNET_V2:
+    if intent.service == hashcnet_v2.SLUG:
         session_id = await _session(run, intent)
         if session_id is None:
             return Outcome()
@@ -674,10 +676,10 @@ async def run_bank(
     sim_url = f"http://127.0.0.1:{sim_port}"
     env = fast_env(
         db_url,
-        BHUKTANI_HASHCNET_V2_BASE_URL=sim_url,
-        BHUKTANI_ARROWNET_BASE_URL=sim_url,
-        BHUKTANI_HASHCNET_V2_API_KEY=SIM_KEY,
-        BHUKTANI_ARROWNET_API_KEY=SIM_KEY,
+        BHUKTANI_ISPS__HASHCNET_V2__BASE_URL=sim_url,
+        BHUKTANI_ISPS__ARROWNET__BASE_URL=sim_url,
+        BHUKTANI_ISPS__HASHCNET_V2__API_KEY=SIM_KEY,
+        BHUKTANI_ISPS__ARROWNET__API_KEY=SIM_KEY,
         **GATEWAY_ENV,
     )
     gateway = GatewayProcess(free_port(), env, workdir)

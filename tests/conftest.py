@@ -23,7 +23,7 @@ import pytest
 
 from bhuktani.api.app import create_app
 from bhuktani.merchants.service import NewMerchant
-from bhuktani.payments.gateway import Gateway
+from bhuktani.runtime import Gateway
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
 from tests.support import Server, fast_settings, new_merchant, running_server

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
+from bhuktani.isps.base import Order
 from bhuktani.merchants import service as merchants
 from bhuktani.payments.sessions import random_id
-from bhuktani.providers.base import Order
 from bhuktani.settings import Settings
 from bhuktani.store import Database
 
@@ -211,3 +211,14 @@ async def eventually(check: Any, timeout_s: float = 10.0, every_s: float = 0.05)
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout_s}s; last: {result!r}")
         await asyncio.sleep(every_s)
+
+
+class IspDouble:
+    """What a test's stand-in for an ISP system shares with every LIVE provider: its
+    subscribers live at the ISP, it holds no connections to wait for or close."""
+
+    lookup_in = None
+    waiting = 0
+
+    async def aclose(self) -> None:
+        pass

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bhuktani.merchants.service import NewMerchant
-from bhuktani.providers.base import (
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -20,10 +19,12 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
-from bhuktani.providers.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from bhuktani.isps.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from bhuktani.merchants.service import NewMerchant
+from bhuktani.payments import policy
 from bhuktani.sandbox import catalog
 from tests.conftest import AppClient
-from tests.support import METRICS_AUTH, assert_books_balance, new_merchant
+from tests.support import METRICS_AUTH, IspDouble, assert_books_balance, new_merchant
 
 
 def test_opens_after_the_threshold_and_lets_one_probe_through_after_cooldown(
@@ -66,7 +67,7 @@ def test_a_probe_that_never_reached_the_isp_does_not_stick(
 
 
 @dataclass
-class DownIsp:
+class DownIsp(IspDouble):
     """An ISP that answers nothing until told to come back."""
 
     up: bool = False
@@ -130,4 +131,4 @@ async def test_a_successful_probe_brings_the_isp_back(client: AppClient) -> None
 
 
 async def test_the_sandbox_never_degrades(client: AppClient, merchant: NewMerchant) -> None:
-    assert client.gateway.breaker("test", "arrownet") is None
+    assert policy.breaker(client.gateway, "test", "arrownet") is None

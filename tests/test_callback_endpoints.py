@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bhuktani.api.app import create_app
 from bhuktani.callbacks import outbox, signing
-from bhuktani.callbacks.endpoints import Env
+from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database
 from bhuktani.store.migrate import alembic_config, upgrade

@@ -16,12 +16,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bhuktani.api.app import create_app
+from bhuktani.callbacks import delivery as callback_worker
 from bhuktani.callbacks import outbox, signing, urls
-from bhuktani.callbacks.endpoints import Env
+from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
-from bhuktani.workers import callbacks as callback_worker
 from tests.receiver import Received, Receiver, dripping, flooding, receiving
 from tests.support import (
     KEY,

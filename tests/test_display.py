@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bhuktani.display import shown
+from bhuktani.cli.display import shown
 from tests.test_cli import cli_env, create_merchant, ok
 
 NAME = "x[/red] [bold]:smile:\x1b[2J\x07"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bhuktani.gate import FairGate
+from bhuktani.infra.gate import FairGate
 
 pytestmark = pytest.mark.asyncio
 

@@ -17,11 +17,12 @@ import pytest
 from aiohttp import web
 
 from bhuktani.api.app import create_app
+from bhuktani.isps import codec
 from bhuktani.merchants.service import NewMerchant
-from bhuktani.payments.gateway import Gateway
-from bhuktani.providers import codec
-from bhuktani.sandbox import catalog, isp_sim
+from bhuktani.runtime import Gateway
+from bhuktani.sandbox import isp_sim
 from bhuktani.sandbox.faults import Faults
+from bhuktani.services import arrownet, hashcnet_v2
 from tests.providers.test_isp_http import isp as isp_server
 from tests.support import assert_books_balance, eventually, fast_settings, new_merchant
 from tests.test_cli import bhuktani as cli
@@ -104,10 +105,10 @@ async def live(db_url: str, isp: ScriptedIsp, **overrides: Any) -> AsyncIterator
     async with isp_server(isp.handle) as base_url:
         settings = fast_settings(
             db_url,
-            arrownet_base_url=base_url,
-            arrownet_api_key=API_KEY,
-            hashcnet_v2_base_url=base_url,
-            hashcnet_v2_api_key=API_KEY,
+            isps={
+                "arrownet": {"base_url": base_url, "api_key": API_KEY},
+                "hashcnet-v2": {"base_url": base_url, "api_key": API_KEY},
+            },
             **overrides,
         )
         app = create_app(settings)
@@ -121,11 +122,11 @@ async def live(db_url: str, isp: ScriptedIsp, **overrides: Any) -> AsyncIterator
 
 
 def arrownet_subscriber(**fields: Any) -> dict[str, Any]:
-    return codec.subscriber_to_json(catalog.ARROWNET_USER) | fields
+    return codec.subscriber_to_json(arrownet.SANDBOX_USER) | fields
 
 
 def hashcnet_subscriber(**fields: Any) -> dict[str, Any]:
-    return codec.subscriber_to_json(catalog.HASHCNET_USER) | fields
+    return codec.subscriber_to_json(hashcnet_v2.SANDBOX_USER) | fields
 
 
 def reference() -> str:
@@ -391,7 +392,9 @@ async def test_isp_sim_hostile_receipts_are_successes_with_safe_receipts(db_url:
         "127.0.0.1", 0, api_key=API_KEY, faults=Faults(hostile_p=1.0)
     )
     base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    settings = fast_settings(db_url, hashcnet_v2_base_url=base_url, hashcnet_v2_api_key=API_KEY)
+    settings = fast_settings(
+        db_url, isps={"hashcnet-v2": {"base_url": base_url, "api_key": API_KEY}}
+    )
     try:
         app = create_app(settings)
         async with app.router.lifespan_context(app):

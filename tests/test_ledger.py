@@ -26,7 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from bhuktani import ledger
+from bhuktani.ledger import accounts as ledger
 from bhuktani.store import CheckViolation, Database, Tx, UniqueViolation, connect
 from tests.support import assert_books_balance
 
@@ -118,6 +118,14 @@ async def state(db: Database, books: Books) -> tuple[dict[int, Row], list[tuple[
     return await accounts(db, books.ids()), await transfers(db, books.ids())
 
 
+async def hold(tx: Tx, debit_id: int, credit_id: int, amount_paisa: int, payment: int) -> int:
+    """Credits held for a payment: the reserve first, so that a refusal writes nothing even
+    in a transaction that goes on; the PaymentBook writes the pending transfer first and
+    relies on its transaction's rollback."""
+    await ledger.reserve(tx, debit_id, amount_paisa)
+    return await ledger.open_pending(tx, debit_id, credit_id, amount_paisa, payment)
+
+
 async def in_tx(db: Database, step: Callable[[Tx], Awaitable[T]]) -> T:
     async with db.transaction() as tx:
         return await step(tx)
@@ -130,18 +138,14 @@ async def available(db: Database, account_id: int) -> ledger.Balance:
 
 async def test_hold_then_post_moves_exactly_the_amount_to_the_isp(db: Database) -> None:
     books = await open_books(db, merchant_paisa=10_000)
-    pending = await in_tx(
-        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 2_501, payment_id())
-    )
+    pending = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 2_501, payment_id()))
     assert await available(db, books.merchant) == ledger.Balance(
         available_paisa=7_499, held_paisa=2_501, consumed_paisa=0
     )
     assert (await accounts(db, (books.isp,)))[books.isp] == (0, 0, 0)
     await assert_books_balance(db)
 
-    other = await in_tx(
-        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 1_000, payment_id())
-    )
+    other = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 1_000, payment_id()))
     closed = await in_tx(db, lambda tx: ledger.post(tx, pending))
     # The merchant's available balance as the post left it, the other hold still on.
     assert closed.available_paisa == 10_000 - 2_501 - 1_000
@@ -159,9 +163,7 @@ async def test_hold_then_post_moves_exactly_the_amount_to_the_isp(db: Database) 
 async def test_hold_then_void_restores_availability(db: Database) -> None:
     books = await open_books(db, merchant_paisa=10_000)
     before = await accounts(db, books.ids())
-    pending = await in_tx(
-        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 10_000, payment_id())
-    )
+    pending = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 10_000, payment_id()))
     assert (await available(db, books.merchant)).available_paisa == 0
 
     closed = await in_tx(db, lambda tx: ledger.void(tx, pending))
@@ -176,25 +178,25 @@ async def test_hold_then_void_restores_availability(db: Database) -> None:
 
 async def test_a_hold_of_exactly_the_available_credits_is_allowed(db: Database) -> None:
     books = await open_books(db, merchant_paisa=1_000)
-    await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 600, payment_id()))
-    await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 400, payment_id()))
+    await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 600, payment_id()))
+    await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 400, payment_id()))
     assert await available(db, books.merchant) == ledger.Balance(0, 1_000, 0)
     await assert_books_balance(db)
 
 
 async def test_a_hold_beyond_availability_raises_and_changes_nothing(db: Database) -> None:
     books = await open_books(db, merchant_paisa=1_000)
-    await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 600, payment_id()))
+    await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 600, payment_id()))
     before = await state(db, books)
 
     # The refusal is the ledger's own: a caller that catches it and commits keeps nothing.
     async with db.transaction() as tx:
         with pytest.raises(ledger.InsufficientCredits):
-            await ledger.hold(tx, books.merchant, books.isp, 401, payment_id())
+            await hold(tx, books.merchant, books.isp, 401, payment_id())
     assert await state(db, books) == before
 
     with pytest.raises(ledger.InsufficientCredits):
-        await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 10**9, payment_id()))
+        await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 10**9, payment_id()))
     assert await state(db, books) == before
     assert await available(db, books.merchant) == ledger.Balance(400, 600, 0)
     await assert_books_balance(db)
@@ -202,7 +204,7 @@ async def test_a_hold_beyond_availability_raises_and_changes_nothing(db: Databas
 
 async def test_a_transfer_beyond_availability_raises_and_changes_nothing(db: Database) -> None:
     books = await open_books(db, merchant_paisa=1_000)
-    await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 300, payment_id()))
+    await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 300, payment_id()))
     before = await state(db, books)
 
     async with db.transaction() as tx:
@@ -225,9 +227,7 @@ CLOSE: dict[str, Close] = {"post": ledger.post, "void": ledger.void}
 @pytest.mark.parametrize("second", CLOSE)
 async def test_a_pending_transfer_closes_once(db: Database, first: str, second: str) -> None:
     books = await open_books(db, merchant_paisa=5_000)
-    pending = await in_tx(
-        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 1_234, payment_id())
-    )
+    pending = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 1_234, payment_id()))
     await in_tx(db, lambda tx: CLOSE[first](tx, pending))
     before = await state(db, books)
 
@@ -244,7 +244,7 @@ async def test_a_refund_moves_money_back_and_lowers_consumed(
 ) -> None:
     books = await open_books(db, merchant_paisa=10_000)
     paid = payment_id()
-    pending = await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 1_500, paid))
+    pending = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 1_500, paid))
     await in_tx(db, lambda tx: ledger.post(tx, pending))
     before = await accounts(db, books.ids())
 
@@ -277,7 +277,7 @@ async def test_a_merchant_account_can_never_go_below_zero_available(
     db: Database, update: str
 ) -> None:
     books = await open_books(db, merchant_paisa=100)
-    await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 40, payment_id()))
+    await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 40, payment_id()))
     before = await accounts(db, books.ids())
 
     with pytest.raises(CheckViolation):
@@ -328,10 +328,8 @@ async def transfer_of(closing: Awaitable[ledger.Closed]) -> int:
 async def test_transfers_are_only_ever_appended(db: Database) -> None:
     books = await open_books(db, merchant_paisa=10_000)
     paid = payment_id()
-    first = await in_tx(db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 1_000, paid))
-    second = await in_tx(
-        db, lambda tx: ledger.hold(tx, books.merchant, books.isp, 2_000, payment_id())
-    )
+    first = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 1_000, paid))
+    second = await in_tx(db, lambda tx: hold(tx, books.merchant, books.isp, 2_000, payment_id()))
     seen = await transfers(db, books.ids())
     steps: list[Callable[[Tx], Awaitable[int]]] = [
         lambda tx: transfer_of(ledger.post(tx, first)),
@@ -406,7 +404,7 @@ class LedgerMachine(RuleBasedStateMachine):
         debit, credit = self.merchants[merchant], self.isps[isp]
 
         async def step(tx: Tx) -> int:
-            return await ledger.hold(tx, debit, credit, amount, payment_id())
+            return await hold(tx, debit, credit, amount, payment_id())
 
         if amount > self.available(debit):
             with pytest.raises(ledger.InsufficientCredits):

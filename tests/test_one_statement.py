@@ -1,4 +1,4 @@
-"""PostgreSQL runs a commit's hold and settle each as one statement (payments/one_statement).
+"""PostgreSQL runs a commit's hold and settle each as one statement (ledger/postgres.py).
 
 Row locks: the hold and the settle take them in one order, the payment, then the
 merchant's balance row. A retried reference whose first payment is being settled waits on
@@ -17,10 +17,11 @@ import asyncpg
 import pytest
 
 from bhuktani.errors import ApiError
-from bhuktani.ledger import merchant_code
+from bhuktani.isps.base import Paid
+from bhuktani.ledger.accounts import merchant_code
+from bhuktani.ledger.book import book_for
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import records
-from bhuktani.providers.base import Paid
 from bhuktani.store import Database, connect, query_row
 from tests.conftest import only_postgresql
 from tests.support import arrownet_order, new_merchant
@@ -54,7 +55,9 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
     principal = Principal(merchant.merchant_id, "test", "all")
     reference = f"lock-order-{secrets.token_hex(4)}"
     first = arrownet_order(merchant.merchant_id)
-    await records.open_payment(db, principal, SERVICE, first, reference, None, first_check_ms=2**62)
+    await records.open_payment(
+        book_for(db), principal, SERVICE, first, reference, None, first_check_ms=2**62
+    )
     account = await query_row(
         db,
         "SELECT id FROM accounts WHERE kind = 'merchant' AND env = 'test' AND code = $1",
@@ -72,7 +75,7 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
         )
         retry = asyncio.create_task(
             records.open_payment(
-                db,
+                book_for(db),
                 principal,
                 SERVICE,
                 arrownet_order(merchant.merchant_id),
@@ -109,7 +112,7 @@ async def test_a_settle_without_a_hold_to_close_moves_nothing(empty_pg_url: str)
         principal = Principal(merchant.merchant_id, "test", "all")
         made = arrownet_order(merchant.merchant_id)
         await records.open_payment(
-            db, principal, SERVICE, made, "no-hold", None, first_check_ms=2**62
+            book_for(db), principal, SERVICE, made, "no-hold", None, first_check_ms=2**62
         )
         # A state the ledger's invariants forbid, made by hand: the hold is gone.
         await db.once(
@@ -118,7 +121,7 @@ async def test_a_settle_without_a_hold_to_close_moves_nothing(empty_pg_url: str)
         )
         before = await db.read(lambda tx: records._available(tx, merchant.merchant_id, "test"))
 
-        settled = await records.settle(db, made.payment_id, Paid("r-1"), next_check_ms=0)
+        settled = await records.settle(book_for(db), made.payment_id, Paid("r-1"), next_check_ms=0)
 
         assert settled.state == "Processing"
         row = await query_row(db, "SELECT state FROM payments WHERE id = $1", made.payment_id)

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from bhuktani import ledger
-from bhuktani.callbacks.endpoints import Env
+from bhuktani.domain import Env
+from bhuktani.isps.base import Paid, Refused, Subscriber
+from bhuktani.ledger import accounts as ledger
+from bhuktani.ledger.book import book_for
 from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import operator, records, sessions
 from bhuktani.payments.operator import OperatorError, Target
-from bhuktani.providers.base import Paid, Refused, Subscriber
 from bhuktani.store import Database, connect
 from bhuktani.store.migrate import upgrade
 from tests.conftest import AppClient
@@ -61,7 +62,13 @@ async def open_held(
     order = arrownet_order(merchant_id)
     principal = Principal(merchant_id, "test", "all")
     await records.open_payment(
-        db, principal, "arrownet", order, reference, session_id, first_check_ms=FAR_FUTURE_MS
+        book_for(db),
+        principal,
+        "arrownet",
+        order,
+        reference,
+        session_id,
+        first_check_ms=FAR_FUTURE_MS,
     )
     return Made(order.payment_id, reference, merchant_id)
 
@@ -75,14 +82,16 @@ async def flagged(db: Database, merchant_id: int, **kw: Any) -> Made:
 
 async def succeeded(db: Database, merchant_id: int, reference: str | None = None) -> Made:
     made = await open_held(db, merchant_id, reference)
-    settled = await records.settle(db, made.payment_id, Paid("RCPT-1"), next_check_ms=0)
+    settled = await records.settle(book_for(db), made.payment_id, Paid("RCPT-1"), next_check_ms=0)
     assert settled.state == "Success"
     return made
 
 
 async def failed(db: Database, merchant_id: int) -> Made:
     made = await open_held(db, merchant_id)
-    settled = await records.settle(db, made.payment_id, Refused("no such plan"), next_check_ms=0)
+    settled = await records.settle(
+        book_for(db), made.payment_id, Refused("no such plan"), next_check_ms=0
+    )
     assert settled.state == "Failed"
     return made
 
@@ -138,7 +147,7 @@ async def with_callback(db: Database) -> merchants.NewMerchant:
 
 async def resolve(db: Database, made: Made, *, success: bool, note: str = NOTE) -> Any:
     target = Target(made.reference, made.merchant_id, "test")
-    return await operator.resolve(db, target, success=success, note=note, operator="sita")
+    return await operator.resolve(book_for(db), target, success=success, note=note, operator="sita")
 
 
 async def refund(db: Database, made: Made, amount_paisa: int | None, note: str = NOTE) -> Any:
@@ -324,7 +333,10 @@ async def test_resolve_needs_a_note_and_an_operator(db: Database) -> None:
         await assert_refused_unchanged(db, made, resolve(db, made, success=True, note=note), "note")
     target = Target(made.reference, made.merchant_id, "test")
     await assert_refused_unchanged(
-        db, made, operator.resolve(db, target, success=True, note=NOTE, operator=" "), "operator"
+        db,
+        made,
+        operator.resolve(book_for(db), target, success=True, note=NOTE, operator=" "),
+        "operator",
     )
     assert (await payment(db, made.payment_id))["state"] == "Processing"
     await assert_books_balance(db)
@@ -662,7 +674,7 @@ async def test_on_sqlite_admin_writes_queue_for_the_write_lock_with_the_payments
             )
             resolved = asyncio.create_task(
                 operator.resolve(
-                    db, Target(stuck.reference), success=False, note="lost", operator="op"
+                    book_for(db), Target(stuck.reference), success=False, note="lost", operator="op"
                 )
             )
             await asyncio.sleep(0.3)

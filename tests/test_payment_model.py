@@ -27,14 +27,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from bhuktani import ledger
+from bhuktani import runtime
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
-from bhuktani.merchants.service import Principal
-from bhuktani.payments import gateway as gateway_mod
-from bhuktani.payments import records
-from bhuktani.payments.sessions import random_id
-from bhuktani.providers.base import (
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -45,9 +41,14 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
+from bhuktani.ledger import accounts as ledger
+from bhuktani.ledger.book import book_for
+from bhuktani.merchants.service import Principal
+from bhuktani.payments import reconcile as reconciler
+from bhuktani.payments import records
+from bhuktani.payments.sessions import random_id
 from bhuktani.store import Database, connect
-from bhuktani.workers import reconciler
-from tests.support import assert_books_balance, fast_settings, new_merchant
+from tests.support import IspDouble, assert_books_balance, fast_settings, new_merchant
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ OUTCOMES = ("Paid", "Refused", "Unknown", "NotFound")
 IN_FLIGHT, ANSWERED, CRASHED = "in flight", "answered", "crashed"
 
 
-class ScriptedIsp:
+class ScriptedIsp(IspDouble):
     """An ISP whose status answer for each payment is what the model wrote in `answers`;
     a payment it never received is NotFound. Payments of other tests (left in the shared
     database) are Unknown to it, so the reconciler leaves them as they are."""
@@ -136,7 +137,7 @@ def order_for(merchant_id: int, isp: str, amount_paisa: int) -> Order:
 class PaymentMachine(RuleBasedStateMachine):
     loop: asyncio.AbstractEventLoop
     db: Database
-    gateway: gateway_mod.Gateway
+    gateway: runtime.Gateway
 
     def run(self, awaitable: Awaitable[T]) -> T:
         async def wrapped() -> T:
@@ -235,7 +236,7 @@ class PaymentMachine(RuleBasedStateMachine):
         order = order_for(merchant_id, self.isp_name, amount_paisa)
         existing = self.by_reference.get((merchant_id, env, reference))
         opening = records.open_payment(
-            self.db, principal, SERVICE, order, reference, None, first_check_ms=0
+            book_for(self.db), principal, SERVICE, order, reference, None, first_check_ms=0
         )
         if existing is not None:
             with pytest.raises(ApiError) as refused:
@@ -318,7 +319,9 @@ class PaymentMachine(RuleBasedStateMachine):
             self.isp.answers[payment.payment_id] = result
         backoff_ms = int(self.gateway.settings.reconcile_backoff_s[0] * 1000)
         settled = self.run(
-            records.settle(self.db, payment.payment_id, result, next_check_ms=now_ms() + backoff_ms)
+            records.settle(
+                book_for(self.db), payment.payment_id, result, next_check_ms=now_ms() + backoff_ms
+            )
         )
         payment.commit = ANSWERED
         moved = payment.state == "Processing" and isinstance(result, Paid | Refused)
@@ -529,7 +532,7 @@ class PaymentMachine(RuleBasedStateMachine):
         for payment in self._where(state="Processing"):
             self.run(
                 records.settle(
-                    self.db,
+                    book_for(self.db),
                     payment.payment_id,
                     Refused("released at the end of the model run"),
                     next_check_ms=0,
@@ -553,7 +556,7 @@ def test_random_payment_sequences_keep_the_books_equal_to_a_model(
     db_url: str, loop: asyncio.AbstractEventLoop
 ) -> None:
     db = loop.run_until_complete(connect(db_url))
-    gateway = gateway_mod.build(
+    gateway = runtime.build(
         db,
         fast_settings(
             db_url,

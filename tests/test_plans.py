@@ -12,20 +12,20 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bhuktani.payments import one_statement
+from bhuktani.ledger import book, postgres
 from bhuktani.sandbox import inprocess
 from tests.conftest import only_postgresql
 
 pytestmark = only_postgresql
 
 STATEMENTS = {
-    "hold": one_statement.HOLD,
-    "settle, post": one_statement.SETTLE_POST,
-    "settle, void": one_statement.SETTLE_VOID,
+    "hold": postgres.HOLD,
+    "settle, post": postgres.SETTLE_POST,
+    "settle, void": postgres.SETTLE_VOID,
     "sandbox pay": inprocess._APPLY_IN_ONE_STATEMENT,
     "settle, not final": (
         "UPDATE payments SET isp_status = $2, updated_ms = $3"
-        f" WHERE {one_statement.BY_ID_STILL_PROCESSING} RETURNING id"
+        f" WHERE {book.BY_ID_STILL_PROCESSING} RETURNING id"
     ),
 }
 

@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
+from bhuktani import runtime
 from bhuktani.clock import now_ms
+from bhuktani.isps.base import Order, Refused, Unknown
+from bhuktani.ledger.book import book_for
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import gateway as gateway_mod
 from bhuktani.payments import operator, records
-from bhuktani.providers.base import Order, Refused, Unknown
+from bhuktani.payments import reconcile as reconciler
 from bhuktani.settings import Settings
 from bhuktani.store import Database, connect
-from bhuktani.workers import reconciler
 from tests.support import (
     arrownet_order,
     assert_books_balance,
@@ -45,7 +46,13 @@ async def open_held(db: Database, merchant_id: int, username: str) -> Order:
     order = order_for(merchant_id, username)
     principal = Principal(merchant_id, "test", "all")
     await records.open_payment(
-        db, principal, "arrownet", order, f"r-{uuid.uuid4().hex[:12]}", None, first_check_ms=0
+        book_for(db),
+        principal,
+        "arrownet",
+        order,
+        f"r-{uuid.uuid4().hex[:12]}",
+        None,
+        first_check_ms=0,
     )
     return order
 
@@ -76,7 +83,7 @@ async def available(db: Database, merchant_id: int) -> int:
     return int(row["a"])
 
 
-async def reconcile_until_final(gateway: gateway_mod.Gateway, payment_id: int) -> str:
+async def reconcile_until_final(gateway: runtime.Gateway, payment_id: int) -> str:
     for _ in range(100):
         await reconciler.run_once(gateway)
         state, _ = await state_of(gateway.db, payment_id)
@@ -88,7 +95,7 @@ async def reconcile_until_final(gateway: gateway_mod.Gateway, payment_id: int) -
 
 async def test_crash_before_the_isp_call_ends_failed_and_refunded(db_url: str) -> None:
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, fast_settings(db_url))
+    gateway = runtime.build(db, fast_settings(db_url))
     merchant = await new_merchant(db)
     before = await available(db, merchant.merchant_id)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
@@ -101,7 +108,7 @@ async def test_crash_before_the_isp_call_ends_failed_and_refunded(db_url: str) -
 
 async def test_crash_after_the_isp_applied_it_ends_success(db_url: str) -> None:
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, fast_settings(db_url))
+    gateway = runtime.build(db, fast_settings(db_url))
     merchant = await new_merchant(db)
     before = await available(db, merchant.merchant_id)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
@@ -115,7 +122,7 @@ async def test_crash_after_the_isp_applied_it_ends_success(db_url: str) -> None:
 
 async def test_not_found_inside_the_settle_window_is_not_final(db_url: str) -> None:
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, fast_settings(db_url, sandbox_settle_window_s=3600))
+    gateway = runtime.build(db, fast_settings(db_url, sandbox_settle_window_s=3600))
     merchant = await new_merchant(db)
     order = await open_held(db, merchant.merchant_id, "lost-user")
     await reconciler.run_once(gateway)
@@ -133,7 +140,7 @@ async def test_a_long_isp_reason_is_kept_to_its_bound(db_url: str, notify: bool)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
     reason = "r" * 499 + "!" + "x" * 1_500
     settled = await records.settle(
-        db, order.payment_id, Refused(reason), next_check_ms=0, notify=notify
+        book_for(db), order.payment_id, Refused(reason), next_check_ms=0, notify=notify
     )
     assert (settled.state, settled.detail) == ("Failed", reason[:500])
     assert settled.refusal == Refused(reason)
@@ -151,7 +158,7 @@ async def test_unknown_past_the_window_is_flagged_and_keeps_its_hold(db_url: str
         reconcile_lease_s=0,
     )
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, settings)
+    gateway = runtime.build(db, settings)
     merchant = await new_merchant(db)
     before = await available(db, merchant.merchant_id)
     order = await open_held(db, merchant.merchant_id, "slow-user")
@@ -270,7 +277,7 @@ async def test_a_settle_that_keeps_failing_is_flagged_and_an_operator_resolves_i
 ) -> None:
     settings = fast_settings(db_url, reconcile_flag_after_failures=3)
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, settings)
+    gateway = runtime.build(db, settings)
     merchant = await new_merchant(db)
     before = await available(db, merchant.merchant_id)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
@@ -296,7 +303,7 @@ async def test_a_settle_that_keeps_failing_is_flagged_and_an_operator_resolves_i
     monkeypatch.undo()
     target = operator.Target(await order_reference(db, order), merchant.merchant_id, "test")
     done = await operator.resolve(
-        db, target, success=True, note="ISP receipt checked", operator="ops"
+        book_for(db), target, success=True, note="ISP receipt checked", operator="ops"
     )
     assert done.state == "Success"
     assert await available(db, merchant.merchant_id) == before - order.amount_paisa
@@ -316,7 +323,7 @@ async def test_one_payment_that_fails_does_not_fail_the_round_of_the_others(
 ) -> None:
     settings = fast_settings(db_url)
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, settings)
+    gateway = runtime.build(db, settings)
     merchant = await new_merchant(db)
     stuck = await open_held(db, merchant.merchant_id, "Pradhanang")
     fine = await open_held(db, merchant.merchant_id, "Pradhanang")
@@ -349,7 +356,7 @@ async def test_an_adapter_that_crashes_on_every_status_question_gets_the_payment
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, fast_settings(db_url, reconcile_flag_after_failures=2))
+    gateway = runtime.build(db, fast_settings(db_url, reconcile_flag_after_failures=2))
     merchant = await new_merchant(db)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
 
@@ -370,7 +377,7 @@ async def test_an_adapter_that_crashes_on_every_status_question_gets_the_payment
     await gateway.aclose()
 
 
-async def one_round(gateway: gateway_mod.Gateway, payment_id: int) -> None:
+async def one_round(gateway: runtime.Gateway, payment_id: int) -> None:
     """One reconciler round that claims this payment (a failed round makes it due again
     after reconcile_retry_failed_s)."""
     checks = await checks_of(gateway.db, payment_id)
@@ -387,7 +394,7 @@ async def test_failed_rounds_are_counted_by_the_payment_across_workers_and_resta
 ) -> None:
     settings = fast_settings(db_url, reconcile_flag_after_failures=3)
     db = await connect(db_url)
-    first = gateway_mod.build(db, settings)
+    first = runtime.build(db, settings)
     merchant = await new_merchant(db)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
     await first.sandbox.pay(order)
@@ -398,7 +405,7 @@ async def test_failed_rounds_are_counted_by_the_payment_across_workers_and_resta
     await first.aclose()
     # Another worker, or the same one restarted, counts on from the payment's own count.
     db = await connect(db_url)
-    second = gateway_mod.build(db, settings)
+    second = runtime.build(db, settings)
     await one_round(second, order.payment_id)
     assert await state_of(db, order.payment_id) == ("Processing", True)
     await second.aclose()
@@ -409,7 +416,7 @@ async def test_a_round_that_reads_the_isp_sets_the_failed_count_back(
 ) -> None:
     settings = fast_settings(db_url, reconcile_flag_after_failures=2)
     db = await connect(db_url)
-    gateway = gateway_mod.build(db, settings)
+    gateway = runtime.build(db, settings)
     merchant = await new_merchant(db)
     order = await open_held(db, merchant.merchant_id, "Pradhanang")
     monkeypatch.setattr(records, "settle", failing_settle_for(order.payment_id, records.settle))

@@ -8,9 +8,9 @@ import itertools
 import secrets
 from dataclasses import replace
 
-from bhuktani.providers.base import Lookup, Order, Paid, Refused, Subscriber
-from bhuktani.sandbox import catalog
+from bhuktani.isps.base import Lookup, Order, Paid, Refused, Subscriber
 from bhuktani.sandbox.inprocess import SandboxProvider
+from bhuktani.services import arrownet
 from bhuktani.store import Database, Tx, query_row
 from tests.support import arrownet_order
 
@@ -29,7 +29,7 @@ def provider(db: Database) -> SandboxProvider:
 
 async def subscriber(sandbox: SandboxProvider, db: Database) -> Subscriber:
     async def current(tx: Tx) -> Subscriber | None:
-        return await sandbox.lookup_in(tx, Lookup(catalog.ARROWNET, "Pradhanang", MERCHANT))
+        return await sandbox.lookup_in(tx, Lookup(arrownet.SLUG, "Pradhanang", MERCHANT))
 
     found = await db.read(current)
     assert found is not None

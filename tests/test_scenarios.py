@@ -85,10 +85,10 @@ async def path(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Pat
     if live:
         sim_url = request.getfixturevalue("isp_sim")
         overrides = {
-            "hashcnet_v2_base_url": sim_url,
-            "arrownet_base_url": sim_url,
-            "hashcnet_v2_api_key": "sim-key",
-            "arrownet_api_key": "sim-key",
+            "isps": {
+                "hashcnet-v2": {"base_url": sim_url, "api_key": "sim-key"},
+                "arrownet": {"base_url": sim_url, "api_key": "sim-key"},
+            },
             # Shorter than the simulator's slow answer, as in production.
             "isp_timeout_s": 0.5,
         }

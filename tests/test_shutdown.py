@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
+from bhuktani import runtime
 from bhuktani.clock import now_ms
+from bhuktani.isps.base import Order
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import gateway as gateway_mod
 from bhuktani.payments import records
 from bhuktani.payments.sessions import random_id
-from bhuktani.providers.base import Order
 from bhuktani.store import Database
 from tests.support import (
     assert_books_balance,
@@ -103,8 +103,8 @@ def isp_sim() -> Iterator[str]:
 def server_env(db_url: str, sim_url: str) -> dict[str, str]:
     return fast_env(
         db_url,
-        BHUKTANI_ARROWNET_BASE_URL=sim_url,
-        BHUKTANI_ARROWNET_API_KEY=SIM_KEY,
+        BHUKTANI_ISPS__ARROWNET__BASE_URL=sim_url,
+        BHUKTANI_ISPS__ARROWNET__API_KEY=SIM_KEY,
         BHUKTANI_ISP_TIMEOUT_S=str(ISP_TIMEOUT_S),
         # Timeouts of slow-user are expected here; they must not degrade the ISP (1018).
         BHUKTANI_ISP_BREAKER_FAILURES="1000",
@@ -431,7 +431,7 @@ async def test_serve_exits_0_on_sigterm(db_url: str, tmp_path: Path, workers: in
 HELD = {"flaky-user": 120, "lost-user": 80}
 
 
-async def open_held(gateway: gateway_mod.Gateway, merchant_id: int, username: str) -> int:
+async def open_held(gateway: runtime.Gateway, merchant_id: int, username: str) -> int:
     """Step 1 and the ISP call of a commit whose process died before step 3; due at once."""
     order = Order(
         payment_id=random_id(),
@@ -447,7 +447,7 @@ async def open_held(gateway: gateway_mod.Gateway, merchant_id: int, username: st
     principal = Principal(merchant_id, "test", "all")
     reference = f"held-{uuid.uuid4().hex[:12]}"
     await records.open_payment(
-        gateway.db, principal, "arrownet", order, reference, None, first_check_ms=0
+        gateway.book, principal, "arrownet", order, reference, None, first_check_ms=0
     )
     await gateway.sandbox.pay(order)
     return order.payment_id
@@ -473,7 +473,7 @@ def start_worker(db_url: str) -> subprocess.Popen[bytes]:
 
 
 async def test_worker_stops_on_sigterm_in_the_middle_of_its_work(db_url: str, db: Database) -> None:
-    gateway = gateway_mod.build(db, fast_settings(db_url))
+    gateway = runtime.build(db, fast_settings(db_url))
     merchant = await new_merchant(db)
     expected: dict[int, str] = {}
     for username, count in HELD.items():

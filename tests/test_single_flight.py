@@ -8,7 +8,7 @@ import gc
 
 import pytest
 
-from bhuktani.ttl_cache import SingleFlight, TtlCache
+from bhuktani.infra.ttl_cache import SingleFlight, TtlCache
 
 pytestmark = pytest.mark.asyncio
 

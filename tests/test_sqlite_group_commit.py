@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bhuktani import ledger
+from bhuktani.ledger import accounts as ledger
 from bhuktani.store import sqlite as store
 from bhuktani.store.base import Tx, UniqueViolation
 from bhuktani.store.migrate import upgrade

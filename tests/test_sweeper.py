@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from bhuktani.clock import now_ms
+from bhuktani.payments import sweeper
 from bhuktani.store import Database
-from bhuktani.workers import sweeper
 from tests.api.test_sessions import app_client, session_of
 from tests.support import new_merchant
 

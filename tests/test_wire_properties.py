@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from bhuktani import money
 from bhuktani.errors import ApiError
-from bhuktani.providers.arrownet.schema import DURATIONS_MONTHS, Arrownet
-from bhuktani.providers.group import CommitQuery, DetailsQuery
-from bhuktani.providers.hashcnet_v2.schema import HashcnetV2
-from bhuktani.providers.wire import MAX_ID
-from bhuktani.sandbox.catalog import ARROWNET, HASHCNET_ISPS
+from bhuktani.services import arrownet, hashcnet_v2
+from bhuktani.services.arrownet import DURATIONS_MONTHS, Arrownet
+from bhuktani.services.base import CommitQuery, DetailsQuery
+from bhuktani.services.fields import MAX_ID
+from bhuktani.services.hashcnet_v2 import HashcnetV2
 
 REFERENCE = re.compile(r"[A-Za-z0-9_.:-]{1,50}")
 VALIDATION_CODES = {"1010", "1012"}
@@ -109,7 +109,7 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "token": st.one_of(st.none(), st.text(max_size=210)),
     "reference": st.one_of(valid_references, edge_references, st.text(max_size=55)),
     "username": st.one_of(st.text(max_size=110), st.sampled_from(["sanjay", " sanjay ", ""])),
-    "service_slug": st.one_of(st.sampled_from(HASHCNET_ISPS), st.text(max_size=20)),
+    "service_slug": st.one_of(st.sampled_from(hashcnet_v2.ISPS), st.text(max_size=20)),
     "session_id": st.one_of(st.integers(-5, 2**64), digit_strings),
     "package_code": st.one_of(st.integers(-5, 2**64), digit_strings),
     "duration_code": st.one_of(
@@ -179,9 +179,9 @@ def assert_valid_query(name: str, query: DetailsQuery | CommitQuery, data: dict[
         assert isinstance(query.username, str)
         assert 1 <= len(query.username) <= 100
         if name == "hashcnet-v2 details":
-            assert query.isp in HASHCNET_ISPS
+            assert query.isp in hashcnet_v2.ISPS
         else:
-            assert query.isp == ARROWNET
+            assert query.isp == arrownet.SLUG
         return
     assert type(query.amount_paisa) is int
     assert 0 < query.amount_paisa <= money.MAX_AMOUNT_PAISA
@@ -195,7 +195,7 @@ def assert_valid_query(name: str, query: DetailsQuery | CommitQuery, data: dict[
         assert query.isp is None and query.username is None
     else:
         assert query.duration_code in {str(d) for d in DURATIONS_MONTHS}
-        assert query.isp == ARROWNET
+        assert query.isp == arrownet.SLUG
         assert isinstance(query.username, str) and 1 <= len(query.username) <= 100
         assert query.session_id is None and query.package_code is None
 
@@ -295,7 +295,7 @@ def spelled_requests(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], Any]:
         body["token"] = token
     expected: Any
     if name == "hashcnet-v2 details":
-        username, isp = draw(usernames), draw(st.sampled_from(HASHCNET_ISPS))
+        username, isp = draw(usernames), draw(st.sampled_from(hashcnet_v2.ISPS))
         body |= {"reference": reference, "username": username, spell_key(draw, "service_slug"): isp}
         expected = DetailsQuery(isp=isp, username=username, reference=reference)
     elif name == "arrownet details":
@@ -305,7 +305,7 @@ def spelled_requests(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], Any]:
         if with_reference:
             body["reference"] = reference
         expected = DetailsQuery(
-            isp=ARROWNET, username=username, reference=reference if with_reference else None
+            isp=arrownet.SLUG, username=username, reference=reference if with_reference else None
         )
     elif name == "hashcnet-v2 commit":
         session_id = draw(st.integers(0, MAX_ID))
@@ -340,7 +340,7 @@ def spelled_requests(draw: st.DrawFn, name: str) -> tuple[dict[str, Any], Any]:
             reference=reference,
             amount_paisa=amount_paisa,
             duration_code=str(months),
-            isp=ARROWNET,
+            isp=arrownet.SLUG,
             username=username,
         )
     return body, expected
@@ -373,7 +373,7 @@ def test_every_documented_spelling_parses_to_the_same_query(name: str, data: st.
                 reference="a-2",
                 amount_paisa=169500,
                 duration_code="1",
-                isp=ARROWNET,
+                isp=arrownet.SLUG,
                 username="sanjay",
             ),
         ),

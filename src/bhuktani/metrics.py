@@ -3,11 +3,10 @@ answered it, so scrape each process (or sum across them) for totals."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-
-from bhuktani.providers.breaker import CLOSED, Breakers
 
 PAYMENTS = Counter(
     "bhuktani_payments",
@@ -87,14 +86,17 @@ def rate_limited(reason: str) -> Counter:
     return RATE_LIMITED.labels(reason=reason)
 
 
-def render(breakers: Breakers, db_waiting: int | None, isp_waiting: dict[str, int]) -> bytes:
+def render(
+    degraded: Mapping[str, tuple[bool, int]],
+    db_waiting: int | None,
+    isp_waiting: Mapping[str, int],
+) -> bytes:
+    """The scrape: `degraded` is each LIVE ISP's breaker, (open or probing, trips)."""
     if db_waiting is not None:
         DB_WAITING.set(db_waiting)
     for group, waiting in isp_waiting.items():
         ISP_WAITING.labels(group=group).set(waiting)
-    for isp, state in breakers.snapshot().items():
-        ISP_DEGRADED.labels(isp=isp).set(0 if state["state"] == CLOSED else 1)
-        trips = state["trips"]
-        assert isinstance(trips, int)
+    for isp, (is_degraded, trips) in degraded.items():
+        ISP_DEGRADED.labels(isp=isp).set(1 if is_degraded else 0)
         ISP_TRIPS.labels(isp=isp).set(trips)
     return generate_latest()

@@ -1,18 +1,49 @@
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bhuktani.providers.http1 import split_base_url
+from bhuktani.infra.http1 import split_base_url
+from bhuktani.services import registry
 from bhuktani.store.base import POOL_SIZE
+
+
+def _env_name(slug: str) -> str:
+    return slug.upper().replace("-", "_")
+
+
+def _slug_of(key: str, known: set[str]) -> str | None:
+    """The group a key of BHUKTANI_ISPS names: its slug, or its environment spelling."""
+    if key in known:
+        return key
+    return next((slug for slug in known if _env_name(slug) == key.upper()), None)
+
+
+class IspEndpoint(BaseModel):
+    """Where a service group's ISP system answers our ISP protocol, and its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value:
+            split_base_url(value)
+        return value
 
 
 class Settings(BaseSettings):
     """Everything an operator can set, read from `BHUKTANI_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="BHUKTANI_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BHUKTANI_", extra="ignore", env_nested_delimiter="__"
+    )
 
     database_url: str = "sqlite:///./bhuktani.db"
     # PostgreSQL connections per process (store.base.POOL_SIZE says why so few).
@@ -114,11 +145,10 @@ class Settings(BaseSettings):
     # Service slugs (group or ISP) an operator has put in maintenance: 1019.
     maintenance: list[str] = []
 
-    # LIVE ISP systems. Unset base URL: the provider is not available in LIVE (1018).
-    hashcnet_v2_base_url: str = ""
-    hashcnet_v2_api_key: SecretStr = SecretStr("")
-    arrownet_base_url: str = ""
-    arrownet_api_key: SecretStr = SecretStr("")
+    # LIVE ISP systems by service group: BHUKTANI_ISPS__<GROUP>__BASE_URL and
+    # BHUKTANI_ISPS__<GROUP>__API_KEY, the group's slug in capitals with "_" for "-". A group
+    # without a base URL is not available in LIVE (1018).
+    isps: dict[str, IspEndpoint] = {}
     isp_connect_timeout_s: float = 2.0
     isp_timeout_s: float = 5.0
     # Connections kept to each LIVE ISP: a slow ISP holds one per payment in flight.
@@ -133,12 +163,48 @@ class Settings(BaseSettings):
     isp_breaker_failures: int = 5
     isp_breaker_cooldown_s: float = 30.0
 
-    @field_validator("hashcnet_v2_base_url", "arrownet_base_url")
+    @field_validator("isps")
     @classmethod
-    def _isp_base_url(cls, value: str) -> str:
-        if value:
-            split_base_url(value)
-        return value
+    def _known_groups(cls, value: dict[str, IspEndpoint]) -> dict[str, IspEndpoint]:
+        known = {group.slug for group in registry.GROUPS}
+        slugs = {}
+        for key, endpoint in value.items():
+            slug = _slug_of(key, known)
+            if slug is None:
+                raise ValueError(
+                    f"no service group {key!r}; the groups: {', '.join(sorted(known))}"
+                )
+            slugs[slug] = endpoint
+        return slugs
+
+    def isp_endpoints(self) -> dict[str, IspEndpoint]:
+        """Each configured group's endpoint. A field not given as BHUKTANI_ISPS__... is read
+        from its name before, BHUKTANI_<GROUP>_BASE_URL or BHUKTANI_<GROUP>_API_KEY, for
+        one more release (`legacy_isp_names` lists those set)."""
+        found = {}
+        for group in registry.GROUPS:
+            given = self.isps.get(group.slug, IspEndpoint())
+            prefix = "BHUKTANI_" + _env_name(group.slug)
+            base_url = given.base_url or os.environ.get(prefix + "_BASE_URL", "")
+            api_key = given.api_key.get_secret_value() or os.environ.get(prefix + "_API_KEY", "")
+            if base_url:
+                found[group.slug] = IspEndpoint(base_url=base_url, api_key=SecretStr(api_key))
+        return found
+
+    @staticmethod
+    def legacy_isp_names() -> list[str]:
+        """The variables of the names before BHUKTANI_ISPS__... that are set."""
+        names = (
+            f"BHUKTANI_{_env_name(group.slug)}_{field}"
+            for group in registry.GROUPS
+            for field in ("BASE_URL", "API_KEY")
+        )
+        return [name for name in names if os.environ.get(name)]
+
+    @model_validator(mode="after")
+    def _endpoints_readable(self) -> Settings:
+        self.isp_endpoints()  # a base URL of the names before is checked at start-up too
+        return self
 
     @field_validator("worker_hung_after_s")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bhuktani.merchants.service import NewMerchant
-from bhuktani.sandbox.catalog import HASHCNET_ISPS
+from bhuktani.services import hashcnet_v2
 from tests.conftest import AppClient
 from tests.seeds import example, json_type, shape_differences, underscored
 
@@ -33,7 +33,7 @@ async def hashcnet_details(client: AppClient, token: str, slug: str) -> dict[str
     return body
 
 
-@pytest.mark.parametrize("slug", HASHCNET_ISPS)
+@pytest.mark.parametrize("slug", hashcnet_v2.ISPS)
 async def test_hashcnet_details_matches_the_documented_answer(
     client: AppClient, merchant: NewMerchant, slug: str
 ) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bhuktani import ledger
 from bhuktani.api.app import create_app
+from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants.service import NewMerchant
 from tests.conftest import AppClient
 from tests.support import assert_books_balance, fast_settings, new_merchant

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from bhuktani.merchants.service import NewMerchant
-from bhuktani.providers.base import (
+from bhuktani.infra.ttl_cache import TtlCache
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -19,14 +19,14 @@ from bhuktani.providers.base import (
     StatusResult,
     Subscriber,
 )
+from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import catalog
-from bhuktani.ttl_cache import TtlCache
 from tests.conftest import AppClient
-from tests.support import assert_books_balance, new_merchant
+from tests.support import IspDouble, assert_books_balance, new_merchant
 
 
 @dataclass
-class PriceChangedIsp:
+class PriceChangedIsp(IspDouble):
     settle_window_s: float = 0.0
 
     async def lookup(self, query: Lookup) -> Subscriber | None:
@@ -67,7 +67,7 @@ async def test_1011_isp_refused_field_names_it_and_releases_the_hold(
 
 
 @dataclass
-class CountingIsp:
+class CountingIsp(IspDouble):
     lookups: int = 0
     settle_window_s: float = 0.0
 

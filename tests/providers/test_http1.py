@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bhuktani.providers.http1 import AnswerTimeout, Http1Client, NoAnswer, split_base_url
+from bhuktani.infra.http1 import AnswerTimeout, Http1Client, NoAnswer, split_base_url
 from bhuktani.settings import Settings
 
 pytestmark = pytest.mark.asyncio
@@ -185,7 +185,7 @@ async def test_a_base_url_that_is_not_one_is_refused(url: str) -> None:
         split_base_url(url)
     # At start-up, by the settings, not at the first payment.
     with pytest.raises(ValueError, match="ISP base URL"):
-        Settings(arrownet_base_url=url)
+        Settings(isps={"arrownet": {"base_url": url}})
 
 
 async def test_a_header_with_a_line_break_is_refused() -> None:
@@ -203,7 +203,7 @@ async def test_a_header_with_a_line_break_is_refused() -> None:
 
 async def test_a_base_url_may_have_a_port_and_a_path() -> None:
     url = "https://isp.example:8443/billing"
-    assert Settings(hashcnet_v2_base_url=url).hashcnet_v2_base_url == url
+    assert Settings(isps={"hashcnet-v2": {"base_url": url}}).isps["hashcnet-v2"].base_url == url
 
 
 # How an answer is framed

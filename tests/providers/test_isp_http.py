@@ -22,8 +22,10 @@ import structlog.testing
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from bhuktani.providers import codec, isp_http
-from bhuktani.providers.base import (
+from bhuktani.isps import adapter as isp_http
+from bhuktani.isps import codec
+from bhuktani.isps.adapter import MAX_ANSWER_BYTES, IspHttpProvider
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -35,8 +37,8 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
-from bhuktani.providers.isp_http import MAX_ANSWER_BYTES, IspHttpProvider
-from bhuktani.sandbox import catalog, isp_sim
+from bhuktani.sandbox import isp_sim
+from bhuktani.services import arrownet, hashcnet_v2
 
 pytestmark = pytest.mark.asyncio
 
@@ -71,7 +73,7 @@ VNS_LOOKUP = Lookup(isp="vns", username="jeetenaug4", merchant_id=7)
 def adapter(
     *,
     base_url: str = "http://127.0.0.1:9",
-    group: str = catalog.HASHCNET_V2,
+    group: str = hashcnet_v2.SLUG,
     api_key: str = API_KEY,
     connect_timeout_s: float = 1.0,
     timeout_s: float = 2.0,
@@ -187,7 +189,7 @@ async def pay_at(base_url: str) -> PayResult:
 
 def timed(call: str, outcome: str, isp: str = "vns") -> tuple[float, float]:
     """The ISP-latency histogram's (count, sum) for these labels, 0 if never observed."""
-    labels = {"group": catalog.HASHCNET_V2, "isp": isp, "call": call, "outcome": outcome}
+    labels = {"group": hashcnet_v2.SLUG, "isp": isp, "call": call, "outcome": outcome}
     count = REGISTRY.get_sample_value("bhuktani_isp_http_seconds_count", labels) or 0.0
     total = REGISTRY.get_sample_value("bhuktani_isp_http_seconds_sum", labels) or 0.0
     return count, total
@@ -358,8 +360,7 @@ async def test_metrics_tell_how_many_calls_wait_for_a_connection(tmp_path: Any) 
     async with isp(stalling(0.3)) as base_url:
         settings = fast_settings(
             f"sqlite:///{tmp_path}/metrics.db",
-            arrownet_base_url=base_url,
-            arrownet_api_key=API_KEY,
+            isps={"arrownet": {"base_url": base_url, "api_key": API_KEY}},
             isp_max_connections=1,
         )
         app = create_app(settings)
@@ -513,8 +514,8 @@ async def test_status_timeout_is_unknown() -> None:
 
 
 async def test_lookup_200_is_the_subscriber() -> None:
-    body = codec.subscriber_to_json(catalog.HASHCNET_USER)
-    assert await lookup_with(answering(200, body)) == catalog.HASHCNET_USER
+    body = codec.subscriber_to_json(hashcnet_v2.SANDBOX_USER)
+    assert await lookup_with(answering(200, body)) == hashcnet_v2.SANDBOX_USER
 
 
 async def test_lookup_404_not_found_is_none() -> None:
@@ -608,7 +609,7 @@ class Sim:
     simulator: isp_sim.IspSimulator
     providers: list[IspHttpProvider] = field(default_factory=list)
 
-    def adapter(self, group: str = catalog.HASHCNET_V2, **kw: Any) -> IspHttpProvider:
+    def adapter(self, group: str = hashcnet_v2.SLUG, **kw: Any) -> IspHttpProvider:
         provider = adapter(base_url=self.base_url, group=group, **kw)
         self.providers.append(provider)
         return provider
@@ -640,12 +641,12 @@ def scenario(username: str, payment_id: int) -> Order:
 
 
 async def test_sim_lookup_of_the_documented_user(sim: Sim) -> None:
-    assert await sim.adapter().lookup(VNS_LOOKUP) == catalog.HASHCNET_USER
+    assert await sim.adapter().lookup(VNS_LOOKUP) == hashcnet_v2.SANDBOX_USER
 
 
 async def test_sim_lookup_matches_usernames_loosely(sim: Sim) -> None:
     found = await sim.adapter().lookup(Lookup("techminds", "  JeetenAug4 ", 7))
-    assert found == catalog.HASHCNET_USER
+    assert found == hashcnet_v2.SANDBOX_USER
 
 
 async def test_sim_lookup_of_an_unknown_user_is_none(sim: Sim) -> None:
@@ -666,7 +667,7 @@ async def test_sim_pay_normal_changes_plan_and_adds_days(sim: Sim) -> None:
     after = await provider.lookup(VNS_LOOKUP)
     assert after is not None
     assert after.current_plan == "FTTH-50Mbps"
-    assert after.days_remaining == catalog.HASHCNET_USER.days_remaining + 30
+    assert after.days_remaining == hashcnet_v2.SANDBOX_USER.days_remaining + 30
     assert await provider.status(ORDER) == paid
 
 
@@ -674,7 +675,7 @@ async def test_sim_state_is_per_isp(sim: Sim) -> None:
     provider = sim.adapter()
     assert isinstance(await provider.pay(ORDER), Paid)
     other = await provider.lookup(Lookup("hons", "jeetenaug4", 7))
-    assert other == catalog.HASHCNET_USER
+    assert other == hashcnet_v2.SANDBOX_USER
 
 
 async def test_sim_repeat_payment_returns_the_first_receipt_and_applies_once(sim: Sim) -> None:
@@ -696,7 +697,7 @@ async def test_sim_repeat_payment_returns_the_first_receipt_and_applies_once(sim
     ]
     after = await provider.lookup(VNS_LOOKUP)
     assert after is not None
-    assert after.days_remaining == catalog.HASHCNET_USER.days_remaining + 30
+    assert after.days_remaining == hashcnet_v2.SANDBOX_USER.days_remaining + 30
 
 
 async def test_sim_refuse_user_is_refused_and_remembered(sim: Sim) -> None:
@@ -736,7 +737,7 @@ async def test_sim_lost_user_is_unknown_then_not_found(sim: Sim) -> None:
     assert await sim.applied() == []
     after = await provider.lookup(Lookup("vns", "lost-user", 7))
     assert after is not None
-    assert after.days_remaining == catalog.HASHCNET_USER.days_remaining
+    assert after.days_remaining == hashcnet_v2.SANDBOX_USER.days_remaining
 
 
 async def test_sim_slow_user_times_out_then_is_paid(sim: Sim) -> None:
@@ -764,15 +765,15 @@ async def test_sim_wrong_api_key_is_unavailable_and_never_paid(sim: Sim) -> None
 
 
 async def test_sim_arrownet_documented_user(sim: Sim) -> None:
-    provider = sim.adapter(group=catalog.ARROWNET)
+    provider = sim.adapter(group=arrownet.SLUG)
     lookup = Lookup("arrownet", "pradhanang", 7)
-    assert await provider.lookup(lookup) == catalog.ARROWNET_USER
+    assert await provider.lookup(lookup) == arrownet.SANDBOX_USER
     paid = await provider.pay(ARROWNET_ORDER)
     assert isinstance(paid, Paid)
     after = await provider.lookup(lookup)
     assert after is not None
     assert after.current_plan == "50Mbps"
-    assert after.days_remaining == catalog.ARROWNET_USER.days_remaining + 90
+    assert after.days_remaining == arrownet.SANDBOX_USER.days_remaining + 90
     assert await provider.status(ARROWNET_ORDER) == paid
 
 

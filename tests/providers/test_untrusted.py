@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bhuktani.isps import untrusted
+from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.money import MAX_AMOUNT_PAISA
-from bhuktani.providers import untrusted
-from bhuktani.providers.base import Duration, Package, Subscriber
-from bhuktani.sandbox import catalog
+from bhuktani.services import arrownet, hashcnet_v2
 
 HOSTILE_CHARS = "\x00\x07\x1b\n\t\x7f\x85\u2028\u202e\ud800\ufeff"
 texts = st.text(alphabet=st.one_of(st.characters(), st.sampled_from(HOSTILE_CHARS)), max_size=300)
@@ -74,7 +74,7 @@ def test_any_receipt_comes_out_printable_bounded_and_not_empty(raw: str) -> None
 
 
 def test_the_catalog_subscribers_pass_unchanged() -> None:
-    for subscriber in (catalog.HASHCNET_USER, catalog.ARROWNET_USER):
+    for subscriber in (hashcnet_v2.SANDBOX_USER, arrownet.SANDBOX_USER):
         assert untrusted.checked(subscriber) == untrusted.Checked(subscriber, ())
 
 
@@ -84,28 +84,28 @@ def test_the_catalog_subscribers_pass_unchanged() -> None:
 )
 def test_a_duration_that_could_not_be_sold_is_dropped(amount_paisa: int, days: int) -> None:
     bad = Duration("3", "3 Months", amount_paisa, days)
-    package = catalog.ARROWNET_PACKAGES[0]
+    package = arrownet.PACKAGES[0]
     offered = replace(package, durations=(*package.durations, bad))
-    checked = untrusted.checked(replace(catalog.ARROWNET_USER, packages=(offered,)))
-    assert checked.subscriber == catalog.ARROWNET_USER
+    checked = untrusted.checked(replace(arrownet.SANDBOX_USER, packages=(offered,)))
+    assert checked.subscriber == arrownet.SANDBOX_USER
     assert len(checked.dropped) == 1
 
 
 @pytest.mark.parametrize(("told", "shown"), [(-5, 0), (-(2**70), 0), (2**70, 36_600), (7, 7)])
 def test_days_remaining_is_clamped(told: int, shown: int) -> None:
-    checked = untrusted.checked(replace(catalog.ARROWNET_USER, days_remaining=told))
+    checked = untrusted.checked(replace(arrownet.SANDBOX_USER, days_remaining=told))
     assert checked.subscriber.days_remaining == shown
 
 
 @pytest.mark.parametrize("username", ["", " Pradhanang", "Prad\x00hanang", "p" * 101, "a\u202eb"])
 def test_a_username_that_is_not_clean_makes_the_subscriber_unreadable(username: str) -> None:
     with pytest.raises(untrusted.Unreadable):
-        untrusted.checked(replace(catalog.ARROWNET_USER, username=username))
+        untrusted.checked(replace(arrownet.SANDBOX_USER, username=username))
 
 
 def test_devanagari_names_keep_their_joiners() -> None:
     name = "क्\u200dष राम"
-    checked = untrusted.checked(replace(catalog.ARROWNET_USER, full_name=name))
+    checked = untrusted.checked(replace(arrownet.SANDBOX_USER, full_name=name))
     assert checked.subscriber.full_name == name
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from bhuktani.providers.base import Order
-from bhuktani.providers.isp_http import IspHttpProvider
-from bhuktani.sandbox import catalog, isp_sim
+from bhuktani.isps.adapter import IspHttpProvider
+from bhuktani.isps.base import Order
+from bhuktani.sandbox import isp_sim
+from bhuktani.services import hashcnet_v2
 
 API_KEY = "isp-key-s3cr3t-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -57,7 +58,7 @@ class Sim:
 
     def adapter(self, *, timeout_s: float = 2.0) -> IspHttpProvider:
         provider = IspHttpProvider(
-            group=catalog.HASHCNET_V2,
+            group=hashcnet_v2.SLUG,
             base_url=self.base_url,
             api_key=API_KEY,
             connect_timeout_s=1.0,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bhuktani.providers.base import (
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Paid,
@@ -24,7 +24,7 @@ from bhuktani.providers.base import (
     Refused,
     Unknown,
 )
-from bhuktani.sandbox import catalog, isp_sim
+from bhuktani.sandbox import isp_sim
 from bhuktani.sandbox.faults import (
     MAX_LATENCY_S,
     MAX_SEED,
@@ -35,6 +35,7 @@ from bhuktani.sandbox.faults import (
     Faults,
     LatencyDist,
 )
+from bhuktani.services import hashcnet_v2
 from tests.sandbox.conftest import (
     API_KEY,
     ORDER,
@@ -230,7 +231,7 @@ async def test_refuse_is_refused_remembered_and_never_applied(sim: Sim) -> None:
     assert response.status_code == 422
     assert response.json()["status"] == "refused"
     subscriber = await provider.lookup(VNS_LOOKUP)
-    assert subscriber == catalog.HASHCNET_USER
+    assert subscriber == hashcnet_v2.SANDBOX_USER
 
 
 async def test_5xx_is_unknown_and_not_applied(sim: Sim) -> None:
@@ -276,7 +277,7 @@ async def test_drop_before_is_unknown_and_never_reached_the_isp(sim: Sim) -> Non
     sim.simulator.set_faults(Faults())
     assert await provider.status(ORDER) == NotFound()
     after = await provider.lookup(VNS_LOOKUP)
-    assert after == catalog.HASHCNET_USER
+    assert after == hashcnet_v2.SANDBOX_USER
 
 
 async def test_drop_after_is_unknown_and_applied(sim: Sim) -> None:
@@ -291,7 +292,7 @@ async def test_drop_after_is_unknown_and_applied(sim: Sim) -> None:
     assert {p["payment_id"]: p["receipt"] for p in await sim.applied()}[41] == status.receipt
     after = await provider.lookup(VNS_LOOKUP)
     assert after is not None
-    assert after.days_remaining == catalog.HASHCNET_USER.days_remaining + 2 * ORDER.days
+    assert after.days_remaining == hashcnet_v2.SANDBOX_USER.days_remaining + 2 * ORDER.days
 
 
 async def test_repeats_under_faults_never_apply_twice(sim: Sim) -> None:
@@ -315,7 +316,7 @@ async def test_repeats_under_faults_never_apply_twice(sim: Sim) -> None:
     ]
     after = await provider.lookup(VNS_LOOKUP)
     assert after is not None
-    assert after.days_remaining == catalog.HASHCNET_USER.days_remaining + ORDER.days
+    assert after.days_remaining == hashcnet_v2.SANDBOX_USER.days_remaining + ORDER.days
 
 
 async def test_a_decided_payment_is_never_decided_again(sim: Sim) -> None:

@@ -21,20 +21,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from bhuktani import __version__, logs, metrics
+from bhuktani import __version__, logs, metrics, runtime
 from bhuktani.api.body import parse_object, query_object, read_limited, token_of
 from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.errors import ApiError
 from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
 from bhuktani.payments import details as details_flow
-from bhuktani.payments import gateway as gateway_mod
 from bhuktani.payments import lookup
-from bhuktani.providers.group import ServiceGroup
+from bhuktani.services import registry
+from bhuktani.services.base import ServiceGroup
 from bhuktani.settings import Settings, get_settings
-from bhuktani.store import connect
-from bhuktani.workers import callbacks as callback_worker
-from bhuktani.workers import reconciler, sweeper
 
 log = structlog.get_logger()
 
@@ -71,8 +68,8 @@ def _json_body_schema(model: type[Any]) -> dict[str, Any]:
     }
 
 
-def _gateway(request: Request) -> gateway_mod.Gateway:
-    gateway: gateway_mod.Gateway = request.app.state.gateway
+def _gateway(request: Request) -> runtime.Gateway:
+    gateway: runtime.Gateway = request.app.state.gateway
     return gateway
 
 
@@ -120,9 +117,7 @@ def _document_routes(app: Starlette) -> None:
     app.router.routes.append(Route("/docs", docs_endpoint, methods=["GET"]))
 
 
-Flow = Callable[
-    [gateway_mod.Gateway, ServiceGroup, dict[str, Any], str | None, str], Awaitable[Any]
-]
+Flow = Callable[[runtime.Gateway, ServiceGroup, dict[str, Any], str | None, str], Awaitable[Any]]
 
 
 def client_of(request: Request) -> str:
@@ -223,16 +218,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await connect(settings.database_url, pool_size=settings.db_pool_size)
-        gateway = gateway_mod.build(db, settings)
+        gateway = await runtime.start(settings)
         app.state.gateway = gateway
         stop = asyncio.Event()
-        workers = []
-        if settings.reconciler_enabled:
-            workers.append(asyncio.create_task(reconciler.run(gateway, stop)))
-            workers.append(asyncio.create_task(sweeper.run(gateway, stop)))
-        if settings.callbacks_enabled:
-            workers.append(asyncio.create_task(callback_worker.run(gateway, stop)))
+        workers = [
+            asyncio.create_task(loop)
+            for loop in runtime.loops(
+                gateway,
+                stop,
+                reconciler=settings.reconciler_enabled,
+                callbacks=settings.callbacks_enabled,
+            )
+        ]
         try:
             yield
         finally:
@@ -251,7 +248,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.documented = []
     _install_error_handlers(app)
     _document_routes(app)
-    for group in gateway_mod.GROUPS.values():
+    for group in registry.GROUPS:
         _group_route(app, "details", group, details_flow.details)
         _group_route(app, "commit", group, commit_flow.commit)
     _lookup_routes(app)
@@ -272,7 +269,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if refusal is not None:
             return refusal
         gateway = _gateway(request)
-        body = metrics.render(gateway.breakers, gateway.db.waiting(), gateway.isp_waiting())
+        body = metrics.render(
+            gateway.breakers.degraded(), gateway.db.waiting(), gateway.isp_waiting()
+        )
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from bhuktani.callbacks import signing, urls
 from bhuktani.clock import now_ms
+from bhuktani.domain import Env
 from bhuktani.store import Database, Tx
-
-
-class Env(StrEnum):
-    TEST = "test"
-    LIVE = "live"
 
 
 @dataclass(frozen=True)

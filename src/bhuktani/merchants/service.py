@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bhuktani import ledger
 from bhuktani.callbacks import endpoints
-from bhuktani.callbacks.endpoints import Env
 from bhuktani.clock import now_ms
+from bhuktani.domain import Env
 from bhuktani.errors import ApiError
+from bhuktani.infra.ttl_cache import TtlCache
+from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import tokens
 from bhuktani.store import Database, Tx, query_row
-from bhuktani.ttl_cache import TtlCache
 
 ENVS = tuple(env.value for env in Env)
 

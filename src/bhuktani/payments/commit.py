@@ -12,11 +12,7 @@ import structlog
 from bhuktani import logs, metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError, field_error
-from bhuktani.merchants.service import Principal
-from bhuktani.payments import records, sessions
-from bhuktani.payments.details import lookup_subscriber, subscriber_key
-from bhuktani.payments.gateway import Gateway
-from bhuktani.providers.base import (
+from bhuktani.isps.base import (
     Order,
     PayResult,
     Provider,
@@ -24,7 +20,11 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
-from bhuktani.providers.group import CommitQuery, CommitView, ServiceGroup
+from bhuktani.merchants.service import Principal
+from bhuktani.payments import policy, records, sessions
+from bhuktani.payments.details import lookup_subscriber, subscriber_key
+from bhuktani.runtime import Gateway
+from bhuktani.services.base import CommitQuery, CommitView, ServiceGroup
 
 log = structlog.get_logger()
 
@@ -35,11 +35,11 @@ async def _subscriber(
     """The ISP, the subscriber as priced, and the session the commit spends, if any."""
     if query.session_id is not None:
         session = await sessions.load(gateway.db, principal, group.slug, query.session_id)
-        gateway.check_service(principal, group.slug, session.isp)
+        policy.check_service(gateway, principal, group.slug, session.isp)
         return session.isp, session.subscriber, session.id
     assert query.isp is not None and query.username is not None
-    gateway.check_service(principal, group.slug, query.isp)
-    provider = gateway.provider(principal.env, group.slug)
+    policy.check_service(gateway, principal, group.slug, query.isp)
+    provider = policy.provider(gateway, principal.env, group.slug)
     # A slow ISP should cost one round trip per payment, not two: a subscriber seen
     # moments ago prices the commit, and the ISP still refuses a wrong amount (1011).
     key = subscriber_key(principal, query.isp, query.username)
@@ -80,15 +80,15 @@ async def commit(
     gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
     settings = gateway.settings
-    principal = await gateway.authenticate(token, client)
+    principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_commit(data)
     logs.bind(reference=query.reference)
     try:
         isp, subscriber, session_id = await _subscriber(gateway, group, principal, query)
         package, duration = group.choose(subscriber, query)
-        provider = gateway.provider(principal.env, group.slug)
-        gateway.check_upstream(principal.env, isp)
+        provider = policy.provider(gateway, principal.env, group.slug)
+        policy.check_upstream(gateway, principal.env, isp)
     except ApiError:
         # A retried commit learns the first one's outcome (1013) before any other answer:
         # its session is spent by then, the ISP may be down, the price may have moved. On
@@ -110,7 +110,7 @@ async def commit(
     # Until step 3 has run, the reconciler leaves the payment to this request.
     grace_ms = int((settings.isp_timeout_s * 2 + 5) * 1000)
     await records.open_payment(
-        gateway.db,
+        gateway.book,
         principal,
         group.slug,
         order,
@@ -122,13 +122,13 @@ async def commit(
     started = time.perf_counter()
     result = await _pay(provider, order, settings.isp_timeout_s + 1)
     isp_ms = round((time.perf_counter() - started) * 1000, 2)
-    gateway.record_upstream(principal.env, isp, ok=not isinstance(result, Unknown))
+    policy.record_upstream(gateway, principal.env, isp, ok=not isinstance(result, Unknown))
     # Told on the request's own log line, not on one of its own: one line per request.
     # isp_ms beside duration_ms says how much of the request the ISP took.
     logs.bind(isp=isp, isp_outcome=type(result).__name__, isp_ms=isp_ms)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
-        gateway.db, order.payment_id, result, next_check_ms=first_check_ms
+        gateway.book, order.payment_id, result, next_check_ms=first_check_ms
     )
     metrics.payment_answers(principal.env, group.slug, settled.state).inc()
     if settled.state == "Failed":

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from bhuktani import logs
 from bhuktani.errors import ApiError, client_error
+from bhuktani.isps.base import Lookup, Provider, ProviderUnavailable, Subscriber, username_key
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import sessions
-from bhuktani.payments.gateway import Gateway
-from bhuktani.providers.base import Lookup, Provider, ProviderUnavailable, Subscriber
-from bhuktani.providers.group import DetailsQuery, ServiceGroup
-from bhuktani.sandbox.catalog import normalise
-from bhuktani.sandbox.inprocess import SandboxProvider
+from bhuktani.payments import policy, sessions
+from bhuktani.runtime import Gateway
+from bhuktani.services.base import DetailsQuery, ServiceGroup
 from bhuktani.store import Tx
 
 log = structlog.get_logger()
@@ -23,20 +22,20 @@ log = structlog.get_logger()
 async def lookup_subscriber(
     gateway: Gateway, provider: Provider, principal: Principal, isp: str, username: str
 ) -> Subscriber:
-    gateway.check_upstream(principal.env, isp)
+    policy.check_upstream(gateway, principal.env, isp)
     try:
         subscriber = await provider.lookup(Lookup(isp, username, principal.merchant_id))
     except ProviderUnavailable as exc:
-        gateway.record_upstream(principal.env, isp, ok=False)
+        policy.record_upstream(gateway, principal.env, isp, ok=False)
         log.warning("isp_lookup_failed", isp=isp, reason=str(exc))
         raise ApiError("1018", "The ISP did not answer the look-up; try again") from None
-    gateway.record_upstream(principal.env, isp, ok=True)
+    policy.record_upstream(gateway, principal.env, isp, ok=True)
     return _found(gateway, principal, isp, username, subscriber)
 
 
 def subscriber_key(principal: Principal, isp: str, username: str) -> tuple[str, int, str, str]:
     """The key of gateway.subscribers and gateway.lookups."""
-    return (principal.env, principal.merchant_id, isp, normalise(username))
+    return (principal.env, principal.merchant_id, isp, username_key(username))
 
 
 def _found(
@@ -48,20 +47,20 @@ def _found(
     return subscriber
 
 
-async def _sandbox_offer(
+async def _offer_in_one_transaction(
     gateway: Gateway,
-    sandbox: SandboxProvider,
+    lookup_in: Callable[[Tx, Lookup], Awaitable[Subscriber | None]],
     principal: Principal,
     service: str,
     query: DetailsQuery,
 ) -> tuple[Subscriber, int]:
-    """The sandbox keeps its subscribers in our database: on SQLite its look-up and the
-    session are one transaction, one trip to the SQLite thread instead of two."""
+    """The look-up and the session in one transaction: one trip to the database where
+    its transactions run whole (see Database.whole_transactions)."""
     lookup = Lookup(query.isp, query.username, principal.merchant_id)
     ttl_s = gateway.settings.session_ttl_s
 
     async def body(tx: Tx) -> tuple[Subscriber | None, int | None]:
-        subscriber = await sandbox.lookup_in(tx, lookup)
+        subscriber = await lookup_in(tx, lookup)
         if subscriber is None:
             return None, None
         session_id = await sessions.insert(
@@ -79,21 +78,19 @@ async def _sandbox_offer(
 async def details(
     gateway: Gateway, group: ServiceGroup, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    principal = await gateway.authenticate(token, client)
+    principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     query = group.parse_details(data)
     if query.reference:
         logs.bind(reference=query.reference)
-    gateway.check_service(principal, group.slug, query.isp)
-    provider = gateway.provider(principal.env, group.slug)
-    # On PostgreSQL the generic path is the shorter: a look-up and an insert, each one
-    # round trip, where one transaction takes four (BEGIN, look-up, insert, COMMIT).
-    if (
-        group.uses_sessions
-        and isinstance(provider, SandboxProvider)
-        and gateway.db.dialect == "sqlite"
-    ):
-        offered, opened = await _sandbox_offer(gateway, provider, principal, group.slug, query)
+    policy.check_service(gateway, principal, group.slug, query.isp)
+    provider = policy.provider(gateway, principal.env, group.slug)
+    # Where each statement is a round trip, a look-up and an insert each committed alone
+    # take two, where one transaction takes four (BEGIN, look-up, insert, COMMIT).
+    if group.uses_sessions and provider.lookup_in is not None and gateway.db.whole_transactions:
+        offered, opened = await _offer_in_one_transaction(
+            gateway, provider.lookup_in, principal, group.slug, query
+        )
         return group.render_details(offered, opened)
     subscriber = await lookup_subscriber(gateway, provider, principal, query.isp, query.username)
     session_id = None

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bhuktani import ledger, logs, money
+from bhuktani import logs, money
 from bhuktani.errors import ApiError, field_error
+from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import records
-from bhuktani.payments.gateway import Gateway
-from bhuktani.providers.wire import loose_int
+from bhuktani.payments import policy, records
+from bhuktani.runtime import Gateway
+from bhuktani.services.fields import loose_int
 from bhuktani.store import Row, Tx
 
 MAX_BULK_REFERENCES = 100
@@ -76,7 +77,7 @@ def _invalid_reference() -> ApiError:
 async def status(
     gateway: Gateway, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    principal = await gateway.authenticate(token, client)
+    principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     reference = data.get("reference")
     if reference in (None, ""):
@@ -120,7 +121,7 @@ def _parse_references(data: dict[str, Any]) -> list[str]:
 async def bulk_status(
     gateway: Gateway, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    principal = await gateway.authenticate(token, client)
+    principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     references = _parse_references(data)
     detail: list[dict[str, Any]] = []
@@ -147,7 +148,7 @@ async def bulk_status(
 
 
 async def balance(gateway: Gateway, token: str | None, client: str) -> dict[str, Any]:
-    principal = await gateway.authenticate(token, client)
+    principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
 
     async def _tx(tx: Tx) -> ledger.Balance:

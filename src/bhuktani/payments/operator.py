@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bhuktani import ledger, money
-from bhuktani.callbacks import outbox
+from bhuktani import money
 from bhuktani.clock import now_ms
-from bhuktani.payments import records, sessions
+from bhuktani.domain import State
+from bhuktani.ledger import accounts as ledger
+from bhuktani.ledger.book import Final, PaymentBook
+from bhuktani.payments import records
 from bhuktani.store import Database, Row, Tx
 
 MAX_NOTE_CHARS = 500
@@ -157,56 +159,41 @@ def _refuse_unresolvable(row: Row) -> None:
 
 
 async def resolve(
-    db: Database, target: Target, *, success: bool, note: str, operator: str
+    book: PaymentBook, target: Target, *, success: bool, note: str, operator: str
 ) -> Resolved:
     """Decide a flagged Processing payment: capture its hold (success) or release it.
     The merchant's callback is queued in the same transaction."""
     note = _text(note, "note", MAX_NOTE_CHARS)
     operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
+    final = (
+        Final(State.SUCCESS, OPERATOR_STATUS, CONFIRMED_DETAIL)
+        if success
+        else Final(State.FAILED, OPERATOR_STATUS, RELEASED_DETAIL)
+    )
 
     async def body(tx: Tx) -> Resolved:
         row = await _one(tx, target)
         _refuse_unresolvable(row)
         payment_id = int(row["id"])
-        hold_id = row["hold_transfer_id"]
-        assert hold_id is not None, "every Processing payment has a hold"
-        state, detail = ("Success", CONFIRMED_DETAIL) if success else ("Failed", RELEASED_DETAIL)
-        # The guard against a reconciler or a second operator settling it meanwhile.
-        changed = await tx.execute(
-            "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
-            " next_check_ms = NULL WHERE id = $1 AND state = 'Processing' AND flagged = $6",
-            payment_id,
-            state,
-            OPERATOR_STATUS,
-            detail,
-            now_ms(),
-            True,
+        # Guarded against a reconciler or a second operator settling it meanwhile.
+        moved = await book.finalize_in(
+            tx, payment_id, final, on_final=records.queue_callback, flagged_only=True
         )
-        if changed != 1:
+        if moved is None:
             raise OperatorError(f"payment {payment_id} changed meanwhile; nothing was done")
-        if success:
-            transfer_id = (await ledger.post(tx, int(hold_id))).transfer_id
-        else:
-            transfer_id = (await ledger.void(tx, int(hold_id))).transfer_id
-            if row["session_id"] is not None:
-                await sessions.release(tx, int(row["session_id"]), payment_id)
-        final = await tx.fetchrow(
-            f"SELECT {records.PAYMENT_COLUMNS} FROM payments WHERE id = $1", payment_id
-        )
-        assert final is not None
-        await outbox.enqueue(tx, final, state=state, detail=records.describe(final))
+        assert moved.transfer_id is not None
         action_id = await _record(
             tx,
             payment_id,
             "resolve_success" if success else "resolve_failed",
             amount_paisa=int(row["amount_paisa"]),
-            transfer_id=transfer_id,
+            transfer_id=moved.transfer_id,
             operator=operator,
             note=note,
         )
-        return Resolved(payment_id, state, transfer_id, action_id)
+        return Resolved(payment_id, final.state, moved.transfer_id, action_id)
 
-    return await db.run(body)
+    return await book.db.run(body)
 
 
 async def _refunded_paisa(tx: Tx, payment_id: int) -> int:

@@ -13,17 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bhuktani import ledger
 from bhuktani.callbacks import outbox
 from bhuktani.clock import now_ms
+from bhuktani.domain import State
 from bhuktani.errors import ApiError, client_error
+from bhuktani.isps import untrusted
+from bhuktani.isps.base import NotFound, Order, Paid, Refused, StatusResult
+from bhuktani.ledger import accounts as ledger
+from bhuktani.ledger.book import (
+    BY_ID_STILL_PROCESSING,
+    PAYMENT_COLUMNS,
+    CreditsShort,
+    Final,
+    NewPayment,
+    PaymentBook,
+    SessionTaken,
+)
 from bhuktani.merchants.service import Principal
-from bhuktani.payments import one_statement, sessions
-from bhuktani.providers import untrusted
-from bhuktani.providers.base import NotFound, Order, Paid, Refused, StatusResult
-from bhuktani.store import CheckViolation, Database, Row, Tx, UniqueViolation
-
-FINAL_STATES = ("Success", "Failed", "Error", "Expired")
+from bhuktani.store import Database, Row, Tx, UniqueViolation
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ async def refuse_duplicate(db: Database, principal: Principal, reference: str) -
 
 
 async def open_payment(
-    db: Database,
+    book: PaymentBook,
     principal: Principal,
     service: str,
     order: Order,
@@ -73,132 +80,39 @@ async def open_payment(
 ) -> None:
     """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
     process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
-    values = _payment_values(principal, service, order, reference, session_id)
+    payment = NewPayment(
+        id=order.payment_id,
+        merchant_id=principal.merchant_id,
+        env=principal.env,
+        reference=reference,
+        service=service,
+        isp=order.isp,
+        username=order.username,
+        package_code=None if order.package_code is None else str(order.package_code),
+        package_title=order.package_title,
+        duration_code=order.duration_code,
+        days=order.days,
+        amount_paisa=order.amount_paisa,
+        session_id=session_id,
+        first_check_ms=first_check_ms,
+    )
     try:
-        if db.dialect == "postgresql":
-            await _open_in_one_statement(db, principal, order, reference, values, first_check_ms)
-            return
-
-        async def _tx(tx: Tx) -> None:
-            # A used reference fails the payment's insert (UniqueViolation, below): no
-            # look-up first, in this transaction or before it.
-            merchant_id, isp_id = await _accounts(tx, principal, order)
-            hold_id = await ledger.open_pending(
-                tx, merchant_id, isp_id, order.amount_paisa, order.payment_id
-            )
-            now = now_ms()
-            await tx.execute(
-                f"INSERT INTO payments ({one_statement.NEW_PAYMENT_COLUMNS}) VALUES ($1, $2,"
-                " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16,"
-                " $16)",
-                *values,
-                hold_id,
-                first_check_ms,
-                now,
-            )
-            if session_id is not None and not await sessions.claim(
-                tx, session_id, order.payment_id
-            ):
-                raise client_error("Session already used for a payment")
-            # The hot balance row is locked last, for the shortest time.
-            try:
-                await ledger.reserve(tx, merchant_id, order.amount_paisa)
-            except ledger.InsufficientCredits:
-                raise await _short_of_credits(tx, merchant_id) from None
-
-        await db.run(_tx)
+        await book.open_hold(payment)
     except UniqueViolation:
         # The reference is taken, by an earlier payment or by one an instant ago.
-        existing = await db.read(lambda tx: _by_reference(tx, principal, reference))
+        existing = await book.db.read(lambda tx: _by_reference(tx, principal, reference))
         if existing is None:
             raise
         raise _duplicate(existing) from None
-
-
-def _payment_values(
-    principal: Principal, service: str, order: Order, reference: str, session_id: int | None
-) -> tuple[object, ...]:
-    """A new payment's columns from id to session_id (one_statement.NEW_PAYMENT_COLUMNS)."""
-    return (
-        order.payment_id,
-        principal.merchant_id,
-        principal.env,
-        reference,
-        service,
-        order.isp,
-        order.username,
-        None if order.package_code is None else str(order.package_code),
-        order.package_title,
-        order.duration_code,
-        order.days,
-        order.amount_paisa,
-        session_id,
-    )
-
-
-async def _accounts(tx: Tx, principal: Principal, order: Order) -> tuple[int, int]:
-    """The merchant's account and the ISP's, created on first use."""
-    merchant_id = await ledger.merchant_account(tx, principal.merchant_id, principal.env)
-    isp_id = await ledger.ensure_account(
-        tx, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
-    )
-    return merchant_id, isp_id
-
-
-def _remembered_accounts(
-    db: Database, principal: Principal, order: Order
-) -> tuple[int, int] | None:
-    """_accounts without a query, once both are known to this process."""
-    merchant_id = ledger.remembered_account(
-        db.memo, "merchant", principal.env, ledger.merchant_code(principal.merchant_id)
-    )
-    isp_id = ledger.remembered_account(
-        db.memo, "isp", principal.env, ledger.isp_code(order.isp, order.payment_id)
-    )
-    if merchant_id is None or isp_id is None:
-        return None
-    return merchant_id, isp_id
-
-
-async def _short_of_credits(tx: Tx, merchant_account_id: int) -> ApiError:
-    available = (await ledger.balance(tx, merchant_account_id)).available_paisa
-    return ApiError("1016", f"Available credits {available / 100:.2f} do not cover the amount")
-
-
-async def _open_in_one_statement(
-    db: Database,
-    principal: Principal,
-    order: Order,
-    reference: str,
-    values: tuple[object, ...],
-    first_check_ms: int,
-) -> None:
-    """open_payment on PostgreSQL, the payment's `values` from _payment_values: one round
-    trip (see one_statement)."""
-    accounts = _remembered_accounts(db, principal, order)
-    if accounts is None:
-        accounts = await db.run(lambda tx: _accounts(tx, principal, order))
-    merchant_id, isp_id = accounts
-    try:
-        row = await db.once(
-            one_statement.HOLD,
-            *values,
-            merchant_id,
-            isp_id,
-            first_check_ms,
-            now_ms(),
-        )
-    except CheckViolation as exc:
-        # The balance row comes last: the payment's insert had passed, so the reference
-        # was free and 1016 is the answer, as in the statement by statement transaction.
-        if ledger.CREDITS_CHECK not in str(exc):
-            raise
-        raise await db.read(lambda tx: _short_of_credits(tx, merchant_id)) from None
-    if row is None:
-        # The session was taken, and nothing was written. A retry whose first payment
-        # spent the session learns that payment's outcome (1013) first.
-        await refuse_duplicate(db, principal, reference)
-        raise client_error("Session already used for a payment")
+    except CreditsShort as short:
+        raise ApiError(
+            "1016", f"Available credits {short.available_paisa / 100:.2f} do not cover the amount"
+        ) from None
+    except SessionTaken:
+        # A retry whose first payment spent the session learns that payment's outcome
+        # (1013) first.
+        await refuse_duplicate(book.db, principal, reference)
+        raise client_error("Session already used for a payment") from None
 
 
 async def _available(tx: Tx, merchant_id: int, env: str) -> int:
@@ -218,9 +132,6 @@ def _settled(row: Row, available_paisa: int, result: StatusResult | None = None)
     )
 
 
-PAYMENT_COLUMNS = one_statement.PAYMENT_COLUMNS
-
-
 def describe(row: Row) -> str:
     """A payment's outcome in words, as look-ups and callbacks tell it."""
     state = row["state"]
@@ -235,17 +146,22 @@ def describe(row: Row) -> str:
 DETAIL_CHARS = 500
 
 
-def _final(result: StatusResult) -> tuple[str, str, str]:
-    """A final answer's state, ISP status and detail, as the payment stores them."""
+def final_of(result: StatusResult) -> Final:
+    """A final answer as the payment keeps it: its state, the ISP's word, the detail."""
     if isinstance(result, Paid):
-        return "Success", "Paid", result.receipt[:DETAIL_CHARS]
+        return Final(State.SUCCESS, "Paid", result.receipt[:DETAIL_CHARS])
     if isinstance(result, Refused):
-        return "Failed", "Refused", result.reason[:DETAIL_CHARS]
-    return "Failed", "NotFound", "The ISP never received the payment"
+        return Final(State.FAILED, "Refused", result.reason[:DETAIL_CHARS])
+    return Final(State.FAILED, "NotFound", "The ISP never received the payment")
+
+
+async def queue_callback(tx: Tx, row: Row) -> None:
+    """The merchant's callback of a payment made final, in the same transaction."""
+    await outbox.enqueue(tx, row, state=str(row["state"]), detail=describe(row))
 
 
 async def settle(
-    db: Database,
+    book: PaymentBook,
     payment_id: int,
     result: StatusResult,
     *,
@@ -268,67 +184,31 @@ async def settle(
         assert row is not None, payment_id
         return await with_balance(tx, row)
 
-    async def _tx(tx: Tx) -> Settled:
-        # Each branch changes the payment only while it is Processing, in one statement
-        # that also locks the row and returns it; a payment settled meanwhile (by the
-        # reconciler, say) is returned as it is.
-        now = now_ms()
-        if not final_answer:
-            row = await tx.fetchrow(
-                "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
-                " lease_until_ms = 0, failed_rounds = 0"
-                f" WHERE {one_statement.BY_ID_STILL_PROCESSING}"
-                f" RETURNING {PAYMENT_COLUMNS}",
-                payment_id,
-                "NotFound" if isinstance(result, NotFound) else "Unknown",
-                next_check_ms,
-                now,
-            )
-            if row is None:
-                return await as_it_is(tx)
-            return await with_balance(tx, row)
-        state, isp_status, detail = _final(result)
+    async def still_unknown(tx: Tx) -> Settled:
+        # Changed only while Processing, in one statement that also locks the row and
+        # returns it; a payment settled meanwhile (by the reconciler, say) is returned as
+        # it is.
         row = await tx.fetchrow(
-            "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
-            f" next_check_ms = NULL WHERE {one_statement.BY_ID_STILL_PROCESSING}"
-            f" RETURNING {PAYMENT_COLUMNS}",
+            "UPDATE payments SET isp_status = $2, next_check_ms = $3, updated_ms = $4,"
+            " lease_until_ms = 0, failed_rounds = 0"
+            f" WHERE {BY_ID_STILL_PROCESSING} RETURNING {PAYMENT_COLUMNS}",
             payment_id,
-            state,
-            isp_status,
-            detail,
-            now,
-        )
-        if row is None:
-            return await as_it_is(tx)
-        hold_id = row["hold_transfer_id"]
-        assert hold_id is not None, "every Processing payment has a hold"
-        final = dict(row)
-        if state == "Failed" and row["session_id"] is not None:
-            await sessions.release(tx, int(row["session_id"]), payment_id)
-        if notify:
-            await outbox.enqueue(tx, final, state=state, detail=describe(final))
-        # The balance rows last: they are the hot ones.
-        if state == "Success":
-            closed = await ledger.post(tx, int(hold_id))
-        else:
-            closed = await ledger.void(tx, int(hold_id))
-        return _settled(final, closed.available_paisa, result)
-
-    if final_answer and not notify and db.dialect == "postgresql":
-        # The commit's own settle, one round trip (see one_statement).
-        state, isp_status, detail = _final(result)
-        row = await db.once(
-            one_statement.SETTLE_POST if state == "Success" else one_statement.SETTLE_VOID,
-            payment_id,
-            state,
-            isp_status,
-            detail,
+            "NotFound" if isinstance(result, NotFound) else "Unknown",
+            next_check_ms,
             now_ms(),
         )
         if row is None:
-            return await db.run(as_it_is)
-        return _settled(row, int(row["available"]), result)
-    return await db.run(_tx)
+            return await as_it_is(tx)
+        return await with_balance(tx, row)
+
+    if not final_answer:
+        return await book.db.run(still_unknown)
+    moved = await book.finalize(
+        payment_id, final_of(result), on_final=queue_callback if notify else None
+    )
+    if moved is None:
+        return await book.db.run(as_it_is)
+    return _settled(moved.row, moved.available_paisa, result)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import orjson
 
 from bhuktani.clock import now_ms
 from bhuktani.errors import client_error
+from bhuktani.isps.base import Subscriber
+from bhuktani.isps.codec import subscriber_from_json, subscriber_to_json
 from bhuktani.merchants.service import Principal
-from bhuktani.providers.base import Subscriber
-from bhuktani.providers.codec import subscriber_from_json, subscriber_to_json
 from bhuktani.store import Database, Tx, UniqueViolation, query_row
 
 T = TypeVar("T")

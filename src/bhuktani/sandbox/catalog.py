@@ -1,4 +1,5 @@
-"""The simulated ISPs' subscribers (spec/SANDBOX.md), shared by the in-process sandbox and
+"""The simulated ISPs' subscribers (docs/SANDBOX.md): each service group's sandbox subscriber
+and the scenario users derived from it, shared by the in-process sandbox and
 by `isp-sim`, and what a payment does to a subscriber."""
 
 from __future__ import annotations
@@ -6,28 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import Enum
 
-from bhuktani.providers.base import Duration, Order, Package, Subscriber
-
-HASHCNET_V2 = "hashcnet-v2"
-ARROWNET = "arrownet"
-
-HASHCNET_ISPS = (
-    "airson-internet",
-    "broadband-solutions",
-    "everest-wireless",
-    "fast-speed",
-    "fiberworld-communication",
-    "hons",
-    "janaki-cable-network",
-    "sahaj-network",
-    "super-eight-networks",
-    "ultra-net",
-    "unified-communication-isp",
-    "bbn-internet",
-    "pokhara-internet-lekhnath",
-    "vns",
-    "techminds",
-)
+from bhuktani.isps.base import Duration, Order, Subscriber, username_key
+from bhuktani.services import registry
 
 
 class Behaviour(Enum):
@@ -38,72 +19,6 @@ class Behaviour(Enum):
     LOST = "lost"  # the payment never reaches the ISP
 
 
-def _d(code: str, title: str, rupees: int, days: int) -> Duration:
-    return Duration(code=code, title=title, amount_paisa=rupees * 100, days=days)
-
-
-HASHCNET_PACKAGES = (
-    Package(
-        "Fiber Gold",
-        9,
-        (
-            _d("1", "1 Month", 1232, 30),
-            _d("3", "3 Months", 7876, 90),
-            _d("6", "6 Months", 15750, 180),
-            _d("12", "12 Months", 15750, 360),
-            _d("custom_2", "15 Days", 1634, 15),
-            _d("custom_3", "60 Days", 859, 60),
-        ),
-    ),
-    Package(
-        "FTTH-50Mbps",
-        9,
-        (
-            _d("1", "1 Month", 999, 30),
-            _d("3", "3 Months", 2800, 90),
-            _d("6", "6 Months", 5300, 180),
-            _d("12", "12 Months", 9999, 360),
-            _d("custom_1", "12M + 1 IPTV", 13500, 360),
-        ),
-    ),
-    Package("TESTING", 71, (_d("1", "1 Month", 2, 30),)),
-)
-
-ARROWNET_PACKAGES = (
-    Package(
-        "50Mbps",
-        1,
-        (
-            _d("1", "1 Month", 1695, 30),
-            _d("3", "3 Months", 5085, 90),
-            _d("6", "6 Months", 9492, 180),
-            _d("12", "12 Months", 17628, 360),
-        ),
-    ),
-)
-
-HASHCNET_USER = Subscriber(
-    username="jeetenaug4",
-    customer_id="23123213",
-    full_name="jeetenaug4",
-    current_plan="Fiber Gold",
-    days_remaining=314,
-    has_due=False,
-    accept_advance_payment=True,
-    packages=HASHCNET_PACKAGES,
-)
-
-ARROWNET_USER = Subscriber(
-    username="Pradhanang",
-    customer_id="1001",
-    full_name="Ashish Pradhanang - Home",
-    current_plan="50Mbps",
-    days_remaining=464,
-    has_due=False,
-    accept_advance_payment=True,
-    packages=ARROWNET_PACKAGES,
-)
-
 SCENARIOS: dict[str, Behaviour] = {
     "due-user": Behaviour.NORMAL,
     "expired-user": Behaviour.NORMAL,
@@ -112,10 +27,6 @@ SCENARIOS: dict[str, Behaviour] = {
     "flaky-user": Behaviour.FLAKY,
     "lost-user": Behaviour.LOST,
 }
-
-
-def normalise(username: str) -> str:
-    return username.strip().lower()
 
 
 def _scenario(base: Subscriber, username: str, index: int) -> Subscriber:
@@ -133,37 +44,33 @@ def _scenario(base: Subscriber, username: str, index: int) -> Subscriber:
 
 
 def _templates(base: Subscriber) -> dict[str, Subscriber]:
-    found = {normalise(base.username): base}
+    found = {username_key(base.username): base}
     for index, username in enumerate(SCENARIOS):
         found[username] = _scenario(base, username, index)
     return found
 
 
+# Each group's subscribers: its sandbox subscriber and the scenario users derived from it.
 TEMPLATES: dict[str, dict[str, Subscriber]] = {
-    HASHCNET_V2: _templates(HASHCNET_USER),
-    ARROWNET: _templates(ARROWNET_USER),
+    group.slug: _templates(group.sandbox_subscriber) for group in registry.GROUPS
 }
 
 
-def isps(group: str) -> tuple[str, ...]:
-    return HASHCNET_ISPS if group == HASHCNET_V2 else (ARROWNET,)
-
-
-def group_of(isp: str) -> str | None:
-    if isp in HASHCNET_ISPS:
-        return HASHCNET_V2
-    return ARROWNET if isp == ARROWNET else None
+def known(group: str, isp: str) -> bool:
+    """Whether `isp` is one of the ISPs of the service group `group`."""
+    found = registry.group_of(isp)
+    return found is not None and found.slug == group
 
 
 def template(isp: str, username: str) -> Subscriber | None:
-    group = group_of(isp)
+    group = registry.group_of(isp)
     if group is None:
         return None
-    return TEMPLATES[group].get(normalise(username))
+    return TEMPLATES[group.slug].get(username_key(username))
 
 
 def behaviour(username: str) -> Behaviour:
-    return SCENARIOS.get(normalise(username), Behaviour.NORMAL)
+    return SCENARIOS.get(username_key(username), Behaviour.NORMAL)
 
 
 def find_price(subscriber: Subscriber, order: Order) -> Duration | None:

@@ -5,10 +5,11 @@ fault would give (Unknown), so the whole Processing cycle runs without real time
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from bhuktani.clock import now_ms
-from bhuktani.providers.base import (
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -18,6 +19,7 @@ from bhuktani.providers.base import (
     StatusResult,
     Subscriber,
     Unknown,
+    username_key,
 )
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
@@ -69,6 +71,9 @@ class SandboxProvider:
         self._db = db
         self._slow_delay_ms = int(slow_delay_s * 1000)
         self.settle_window_s = settle_window_s
+        self.lookup_in: Callable[[Tx, Lookup], Awaitable[Subscriber | None]] | None = (
+            self._lookup_in
+        )
 
     async def _current(
         self, tx: Tx, merchant_id: int, isp: str, username: str
@@ -81,7 +86,7 @@ class SandboxProvider:
             " WHERE merchant_id = $1 AND isp = $2 AND username = $3",
             merchant_id,
             isp,
-            catalog.normalise(username),
+            username_key(username),
         )
         if row is None:
             return base
@@ -91,10 +96,17 @@ class SandboxProvider:
             days_remaining=int(row["days_remaining"]),
         )
 
-    async def lookup(self, query: Lookup) -> Subscriber | None:
-        return await self._db.read(lambda tx: self.lookup_in(tx, query))
+    @property
+    def waiting(self) -> int:
+        return 0  # no connections: the sandbox answers from the gateway's database
 
-    async def lookup_in(self, tx: Tx, query: Lookup) -> Subscriber | None:
+    async def aclose(self) -> None:
+        pass
+
+    async def lookup(self, query: Lookup) -> Subscriber | None:
+        return await self._db.read(lambda tx: self._lookup_in(tx, query))
+
+    async def _lookup_in(self, tx: Tx, query: Lookup) -> Subscriber | None:
         """The look-up inside a transaction of the gateway's own: the sandbox's state lives
         in the gateway's database."""
         return await self._current(tx, query.merchant_id, query.isp, query.username)
@@ -119,7 +131,7 @@ class SandboxProvider:
             order.payment_id,
             order.merchant_id,
             order.isp,
-            catalog.normalise(order.username),
+            username_key(order.username),
             order.amount_paisa,
             new_receipt(),
             visible_ms,

@@ -47,8 +47,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from bhuktani.providers import codec
-from bhuktani.providers.base import Order, Subscriber
+from bhuktani.isps import codec
+from bhuktani.isps.base import Order, Subscriber, username_key
 from bhuktani.sandbox import catalog
 from bhuktani.sandbox.catalog import Behaviour
 from bhuktani.sandbox.faults import Draw, Fate, FaultPlan, Faults
@@ -144,7 +144,7 @@ class IspSimulator:
         self.slow_delay_s = slow_delay_s
         self._max_payments = max_payments
         self._subscribers: dict[tuple[str, str, str], Subscriber] = {}
-        # One billing system per group, as HashCNet runs one behind its ISPs.
+        # One billing system per group, as one system stands behind all of a group's ISPs.
         self._payments: dict[tuple[str, int], Record] = {}
         # Random start so that receipts of two runs against one gateway rarely collide.
         self._receipts = itertools.count(1_000_000_000 + secrets.randbelow(1_000_000_000))
@@ -184,13 +184,13 @@ class IspSimulator:
                 return Reply(200, self.faults.to_json())
             case "GET", ["_sim", "stats"]:
                 return Reply(200, self.plan.stats())
-            case "GET", [group, isp, "subscribers", username] if _known(group, isp):
+            case "GET", [group, isp, "subscribers", username] if catalog.known(group, isp):
                 if _is_scenario(username):
                     return self.lookup(group, isp, username)
                 return self._query(lambda: self.lookup(group, isp, username), "look-up")
-            case "POST", [group, isp, "payments"] if _known(group, isp):
+            case "POST", [group, isp, "payments"] if catalog.known(group, isp):
                 return self.pay(group, isp, _parse_order(isp, request.body))
-            case "GET", [group, isp, "payments", payment_id] if _known(group, isp):
+            case "GET", [group, isp, "payments", payment_id] if catalog.known(group, isp):
                 return self._status(group, isp, _parse_id(payment_id))
         # Not {"status": "not_found"}: a wrong URL must not read as "no such subscriber".
         return Reply(404, {"error": "unknown_route"})
@@ -204,7 +204,7 @@ class IspSimulator:
         return secrets.compare_digest(key.strip().encode(), self._api_key.encode())
 
     def current(self, group: str, isp: str, username: str) -> Subscriber | None:
-        stored = self._subscribers.get((group, isp, catalog.normalise(username)))
+        stored = self._subscribers.get((group, isp, username_key(username)))
         return stored if stored is not None else catalog.template(isp, username)
 
     def lookup(self, group: str, isp: str, username: str) -> Reply:
@@ -315,19 +315,15 @@ class IspSimulator:
         refusal = catalog.refusal(subscriber, order)
         if refusal is not None:
             return replace(refused, reason=refusal[0], field=refusal[1])
-        self._subscribers[(group, isp, catalog.normalise(order.username))] = catalog.after_payment(
+        self._subscribers[(group, isp, username_key(order.username))] = catalog.after_payment(
             subscriber, order
         )
         receipt = str(next(self._receipts))
         return replace(refused, username=subscriber.username, receipt=receipt)
 
 
-def _known(group: str, isp: str) -> bool:
-    return group in (catalog.HASHCNET_V2, catalog.ARROWNET) and isp in catalog.isps(group)
-
-
 def _is_scenario(username: str) -> bool:
-    return catalog.normalise(username) in catalog.SCENARIOS
+    return username_key(username) in catalog.SCENARIOS
 
 
 def _disturb(draw: Draw, answer: Callable[[], Reply], what: str) -> Reply | Drop:

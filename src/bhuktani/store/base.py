@@ -46,6 +46,10 @@ class Tx(Protocol):
 
 class Database(Protocol):
     dialect: str
+    # Whether a transaction's statements run whole in one call, with no round trip between
+    # them (SQLite, on its thread): then joining two steps into one transaction is cheaper
+    # than two statements each committed alone (PostgreSQL: four round trips against two).
+    whole_transactions: bool
     # Facts that never change once committed (see Tx.memo), shared by its transactions.
     memo: dict[Any, Any]
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bhuktani import metrics
-from bhuktani.gate import FairGate
+from bhuktani.infra.gate import FairGate
 from bhuktani.store.base import CheckViolation, Row, Tx, UniqueViolation
 
 T = TypeVar("T")
@@ -62,6 +62,7 @@ class PostgresTx:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    whole_transactions = False
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

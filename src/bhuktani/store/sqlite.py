@@ -331,6 +331,7 @@ class SqliteDatabase:
     keeps the two apart."""
 
     dialect = "sqlite"
+    whole_transactions = True
 
     def __init__(self, url: str) -> None:
         path = sqlite_path(url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bhuktani.providers.base import Duration, Package, Subscriber
+from bhuktani.isps.base import Duration, Package, Subscriber
 
 
 def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:

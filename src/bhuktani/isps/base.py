@@ -5,8 +5,11 @@ A payment is pending by default: only an explicit answer from the ISP is final.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from bhuktani.store import Tx
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class Subscriber:
 
     def current_package(self) -> Package | None:
         return next((p for p in self.packages if p.title == self.current_plan), None)
+
+
+def username_key(username: str) -> str:
+    """A subscriber's username as ISPs compare them: without surrounding space, any case."""
+    return username.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,20 @@ class ProviderUnavailable(Exception):
 class Provider(Protocol):
     # How long after a payment was sent a NotFound from this ISP can be trusted as final.
     settle_window_s: float
+    # A provider whose subscribers live in the gateway's own database (the sandbox) can
+    # look one up inside a transaction of the gateway's: then a details call's look-up and
+    # its session are one transaction. None for an ISP across the network.
+    lookup_in: Callable[[Tx, Lookup], Awaitable[Subscriber | None]] | None
 
     async def lookup(self, query: Lookup) -> Subscriber | None: ...
 
     async def pay(self, order: Order) -> PayResult: ...
 
     async def status(self, order: Order) -> StatusResult: ...
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a connection to the ISP now."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,12 +1,14 @@
-"""What a service group (one documented service, one wire shape) gives the flows."""
+"""What a service group (one documented service, one wire shape) gives the flows, the
+sandbox, the demo and the API's schema. Each group is one module beside this one, listed
+in registry.py; nothing outside names a group."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bhuktani.providers.base import Duration, Package, Subscriber
-from bhuktani.providers.wire import WireModel
+from bhuktani.isps.base import Duration, Package, Subscriber
+from bhuktani.services.fields import WireModel
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,32 @@ class CommitView:
     available_paisa: int
 
 
+@dataclass(frozen=True)
+class Examples:
+    """Request bodies that succeed against the sandbox subscriber, without `token` and
+    `reference`: the demo's curls and the API schema's examples. A session group's commit
+    names a `session_id`, which the demo takes from its details call."""
+
+    details: dict[str, Any]
+    commit: dict[str, Any]
+
+
 class ServiceGroup(Protocol):
+    # The path segment of /api/servicegroup/{details,commit}/<slug>/.
     slug: str
+    # How people write it, for the demo and the API schema.
+    title: str
+    # The ISPs this group's ISP protocol reaches; an ISP belongs to one group.
+    isps: tuple[str, ...]
     # Whether a details call opens a session that the commit must name.
     uses_sessions: bool
     # The request bodies, for the OpenAPI schema.
     details_model: type[WireModel]
     commit_model: type[WireModel]
+    # The sandbox's subscriber of every ISP of the group, as its document shows it; the
+    # sandbox derives its scenario users (docs/SANDBOX.md) from it.
+    sandbox_subscriber: Subscriber
+    examples: Examples
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery: ...
 

@@ -24,9 +24,9 @@ import structlog
 from bhuktani import metrics
 from bhuktani.clock import now_ms
 from bhuktani.errors import ApiError
-from bhuktani.payments import records
-from bhuktani.payments.gateway import Gateway
-from bhuktani.providers.base import NotFound, StatusResult, Unknown
+from bhuktani.isps.base import NotFound, StatusResult, Unknown
+from bhuktani.payments import policy, records
+from bhuktani.runtime import Gateway
 
 log = structlog.get_logger()
 
@@ -40,7 +40,7 @@ def backoff_ms(schedule_s: list[float], checks: int) -> int:
 
 async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
     try:
-        provider = gateway.provider(due.env, due.service)
+        provider = policy.provider(gateway, due.env, due.service)
         async with asyncio.timeout(gateway.settings.isp_timeout_s + 1):
             return await provider.status(due.order)
     except ApiError as exc:
@@ -89,17 +89,12 @@ async def _resolve(gateway: Gateway, due: records.Due) -> str:
     result = await _ask(gateway, due)
     metrics.RECONCILED.labels(answer=type(result).__name__).inc()
     # A status answer is a probe too: an explicit one shows the ISP is back.
-    gateway.record_upstream(due.env, due.order.isp, ok=not isinstance(result, Unknown))
+    policy.record_upstream(gateway, due.env, due.order.isp, ok=not isinstance(result, Unknown))
     if isinstance(result, Unknown) and result.unreadable:
         return await _failed_round(gateway, due, "unreadable", result.reason)
     age_s = (now_ms() - due.created_ms) / 1000
-    settle_window_s = (
-        gateway.sandbox.settle_window_s
-        if due.env == "test"
-        else gateway.live[due.service].settle_window_s
-        if due.service in gateway.live
-        else settings.isp_settle_window_s
-    )
+    provider = gateway.provider_of(due.env, due.service)
+    settle_window_s = settings.isp_settle_window_s if provider is None else provider.settle_window_s
     pending = isinstance(result, Unknown) or (
         isinstance(result, NotFound) and age_s < settle_window_s
     )
@@ -109,7 +104,7 @@ async def _resolve(gateway: Gateway, due: records.Due) -> str:
         log.warning("payment_flagged", payment_id=due.payment_id, age_s=round(age_s))
         return FLAGGED
     settled = await records.settle(
-        gateway.db,
+        gateway.book,
         due.payment_id,
         result,
         next_check_ms=now_ms() + backoff_ms(settings.reconcile_backoff_s, due.checks),

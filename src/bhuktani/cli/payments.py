@@ -3,7 +3,6 @@ on it (resolve a flagged one, refund a reversed one). The rules are in payments.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
@@ -13,10 +12,10 @@ import typer
 from rich.table import Table
 
 from bhuktani import money
-from bhuktani.display import DataConsole, shown
+from bhuktani.cli.common import with_runtime
+from bhuktani.cli.display import DataConsole, shown
 from bhuktani.payments import operator
-from bhuktani.settings import get_settings
-from bhuktani.store import Database, connect
+from bhuktani.runtime import Gateway
 
 T = TypeVar("T")
 payment_app = typer.Typer(
@@ -44,18 +43,9 @@ HEAD_FIELDS = (
 )  # fmt: skip
 
 
-def _run(fn: Callable[[Database], Awaitable[T]]) -> T:
-    url = get_settings().database_url
-
-    async def main() -> T:
-        db = await connect(url)
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-
+def _run(fn: Callable[[Gateway], Awaitable[T]]) -> T:
     try:
-        return asyncio.run(main())
+        return with_runtime(fn)
     except operator.OperatorError as exc:
         typer.echo(shown(f"refused: {exc}"), err=True)
         raise typer.Exit(1) from None
@@ -138,7 +128,7 @@ def show(
 ) -> None:
     """Every payment with this reference: transfers, refunds, callbacks, operator actions."""
     target = _target(reference, merchant, env)
-    views = _run(lambda db: operator.show(db, target))
+    views = _run(lambda gateway: operator.show(gateway.db, target))
     if as_json:
         typer.echo(json.dumps(views))
         return
@@ -166,7 +156,11 @@ def resolve(
         raise typer.BadParameter("give exactly one of --success or --failed")
     target = _target(reference, merchant, env)
     who = _operator(operator_name)
-    done = _run(lambda db: operator.resolve(db, target, success=success, note=note, operator=who))
+    done = _run(
+        lambda gateway: operator.resolve(
+            gateway.book, target, success=success, note=note, operator=who
+        )
+    )
     typer.echo(
         f"payment {done.payment_id} is {done.state} (transfer {done.transfer_id},"
         f" operator action {done.action_id})"
@@ -196,7 +190,9 @@ def refund(
     target = _target(reference, merchant, env)
     who = _operator(operator_name)
     done = _run(
-        lambda db: operator.refund(db, target, amount_paisa=amount_paisa, note=note, operator=who)
+        lambda gateway: operator.refund(
+            gateway.db, target, amount_paisa=amount_paisa, note=note, operator=who
+        )
     )
     typer.echo(
         f"refunded {money.format_rupees(done.amount_paisa)} of payment {done.payment_id}"

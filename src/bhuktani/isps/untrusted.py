@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.money import MAX_AMOUNT_PAISA
-from bhuktani.providers.base import Duration, Package, Subscriber
 
 # Ten years: no plan is sold for longer, and the count fits every INTEGER column.
 MAX_PLAN_DAYS = 3660

@@ -14,7 +14,7 @@ import structlog
 
 from bhuktani import metrics
 from bhuktani.clock import now_ms
-from bhuktani.payments.gateway import Gateway
+from bhuktani.runtime import Gateway
 from bhuktani.store import Database
 
 log = structlog.get_logger()

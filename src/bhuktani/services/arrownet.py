@@ -9,9 +9,15 @@ from pydantic import BeforeValidator, Field
 
 from bhuktani import money
 from bhuktani.errors import field_error
-from bhuktani.providers.base import Duration, Package, Subscriber
-from bhuktani.providers.group import CommitQuery, CommitView, DetailsQuery, message_for
-from bhuktani.providers.wire import (
+from bhuktani.isps.base import Duration, Package, Subscriber
+from bhuktani.services.base import (
+    CommitQuery,
+    CommitView,
+    DetailsQuery,
+    Examples,
+    message_for,
+)
+from bhuktani.services.fields import (
     AmountPaisa,
     Reference,
     Username,
@@ -20,9 +26,39 @@ from bhuktani.providers.wire import (
     parse,
     reference_present,
 )
-from bhuktani.sandbox.catalog import ARROWNET
 
+SLUG = "arrownet"
 DURATIONS_MONTHS = (1, 3, 6, 12)
+
+
+def _price(code: str, title: str, rupees: int, days: int) -> Duration:
+    return Duration(code=code, title=title, amount_paisa=rupees * 100, days=days)
+
+
+PACKAGES = (
+    Package(
+        "50Mbps",
+        1,
+        (
+            _price("1", "1 Month", 1695, 30),
+            _price("3", "3 Months", 5085, 90),
+            _price("6", "6 Months", 9492, 180),
+            _price("12", "12 Months", 17628, 360),
+        ),
+    ),
+)
+
+# The document's test subscriber.
+SANDBOX_USER = Subscriber(
+    username="Pradhanang",
+    customer_id="1001",
+    full_name="Ashish Pradhanang - Home",
+    current_plan="50Mbps",
+    days_remaining=464,
+    has_due=False,
+    accept_advance_payment=True,
+    packages=PACKAGES,
+)
 Months = Annotated[int, BeforeValidator(loose_int), Field(strict=True)]
 
 
@@ -39,14 +75,21 @@ class CommitRequest(WireModel):
 
 
 class Arrownet:
-    slug = ARROWNET
+    slug = SLUG
+    title = "Arrownet"
+    isps = (SLUG,)
     uses_sessions = False
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
+    sandbox_subscriber = SANDBOX_USER
+    examples = Examples(
+        details={"username": "Pradhanang"},
+        commit={"username": "Pradhanang", "amount": "1695.00", "duration": 1},
+    )
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
         request = parse(DetailsRequest, data)
-        return DetailsQuery(isp=ARROWNET, username=request.username, reference=request.reference)
+        return DetailsQuery(isp=SLUG, username=request.username, reference=request.reference)
 
     def render_details(self, subscriber: Subscriber, session_id: int | None) -> dict[str, Any]:
         current = subscriber.current_package()
@@ -73,7 +116,7 @@ class Arrownet:
             reference=request.reference,
             amount_paisa=request.amount,
             duration_code=str(request.duration),
-            isp=ARROWNET,
+            isp=SLUG,
             username=request.username,
         )
 
@@ -106,3 +149,6 @@ class Arrownet:
             "credits_consumed": money.to_rupees(view.amount_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
         }
+
+
+GROUP = Arrownet()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +24,9 @@ import orjson
 import structlog
 
 from bhuktani import metrics
-from bhuktani.providers import codec, untrusted
-from bhuktani.providers.base import (
+from bhuktani.infra.http1 import AnswerTimeout, Http1Client, NoAnswer
+from bhuktani.isps import codec, untrusted
+from bhuktani.isps.base import (
     Lookup,
     NotFound,
     Order,
@@ -36,7 +38,7 @@ from bhuktani.providers.base import (
     Subscriber,
     Unknown,
 )
-from bhuktani.providers.http1 import AnswerTimeout, Http1Client, NoAnswer
+from bhuktani.store import Tx
 
 # An answer larger than this is not one of ours: read no further, treat it as unreadable.
 MAX_ANSWER_BYTES = 256 * 1024
@@ -73,6 +75,8 @@ class IspHttpProvider:
             raise ValueError("settle_window_s must not be negative")
         self._group = group
         self.settle_window_s = settle_window_s
+        # Subscribers live at the ISP, never in our database.
+        self.lookup_in: Callable[[Tx, Lookup], Awaitable[Subscriber | None]] | None = None
         self._client = Http1Client(
             base_url,
             {

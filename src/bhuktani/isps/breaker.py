@@ -72,6 +72,10 @@ class Breakers:
             self.by_isp[isp] = breaker
         return breaker
 
+    def degraded(self) -> dict[str, tuple[bool, int]]:
+        """Each ISP's breaker as the metrics show it: whether it is not closed, its trips."""
+        return {isp: (b.state != CLOSED, b.trips) for isp, b in sorted(self.by_isp.items())}
+
     def snapshot(self) -> dict[str, dict[str, object]]:
         return {
             isp: {"state": b.state, "failures": b.failures, "trips": b.trips}

@@ -35,7 +35,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import httptools
 
-from bhuktani.gate import FairGate
+from bhuktani.infra.gate import FairGate
 
 # Bytes of status line and headers read beyond the body's bound before an answer is cut.
 HEAD_ALLOWANCE_BYTES = 64 * 1024

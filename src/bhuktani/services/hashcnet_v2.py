@@ -9,9 +9,15 @@ from pydantic import Field
 
 from bhuktani import money
 from bhuktani.errors import field_error
-from bhuktani.providers.base import Duration, Package, Subscriber
-from bhuktani.providers.group import CommitQuery, CommitView, DetailsQuery, message_for
-from bhuktani.providers.wire import (
+from bhuktani.isps.base import Duration, Package, Subscriber
+from bhuktani.services.base import (
+    CommitQuery,
+    CommitView,
+    DetailsQuery,
+    Examples,
+    message_for,
+)
+from bhuktani.services.fields import (
     AmountPaisa,
     LooseCode,
     LooseId,
@@ -21,7 +27,70 @@ from bhuktani.providers.wire import (
     parse,
     reference_present,
 )
-from bhuktani.sandbox.catalog import HASHCNET_ISPS, HASHCNET_V2
+
+SLUG = "hashcnet-v2"
+
+ISPS = (
+    "airson-internet",
+    "broadband-solutions",
+    "everest-wireless",
+    "fast-speed",
+    "fiberworld-communication",
+    "hons",
+    "janaki-cable-network",
+    "sahaj-network",
+    "super-eight-networks",
+    "ultra-net",
+    "unified-communication-isp",
+    "bbn-internet",
+    "pokhara-internet-lekhnath",
+    "vns",
+    "techminds",
+)
+
+
+def _price(code: str, title: str, rupees: int, days: int) -> Duration:
+    return Duration(code=code, title=title, amount_paisa=rupees * 100, days=days)
+
+
+PACKAGES = (
+    Package(
+        "Fiber Gold",
+        9,
+        (
+            _price("1", "1 Month", 1232, 30),
+            _price("3", "3 Months", 7876, 90),
+            _price("6", "6 Months", 15750, 180),
+            _price("12", "12 Months", 15750, 360),
+            _price("custom_2", "15 Days", 1634, 15),
+            _price("custom_3", "60 Days", 859, 60),
+        ),
+    ),
+    Package(
+        "FTTH-50Mbps",
+        9,
+        (
+            _price("1", "1 Month", 999, 30),
+            _price("3", "3 Months", 2800, 90),
+            _price("6", "6 Months", 5300, 180),
+            _price("12", "12 Months", 9999, 360),
+            _price("custom_1", "12M + 1 IPTV", 13500, 360),
+        ),
+    ),
+    Package("TESTING", 71, (_price("1", "1 Month", 2, 30),)),
+)
+
+# The document's test subscriber, at every ISP of the group.
+SANDBOX_USER = Subscriber(
+    username="jeetenaug4",
+    customer_id="23123213",
+    full_name="jeetenaug4",
+    current_plan="Fiber Gold",
+    days_remaining=314,
+    has_due=False,
+    accept_advance_payment=True,
+    packages=PACKAGES,
+)
 
 
 class DetailsRequest(WireModel):
@@ -52,15 +121,27 @@ def _plan_title(duration: Duration) -> str:
 
 
 class HashcnetV2:
-    slug = HASHCNET_V2
+    slug = SLUG
+    title = "HashCNet V2"
+    isps = ISPS
     uses_sessions = True
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
+    sandbox_subscriber = SANDBOX_USER
+    examples = Examples(
+        details={"username": "jeetenaug4", "service_slug": "vns"},
+        commit={
+            "session_id": 4913288027211,
+            "package_code": 9,
+            "duration_code": "1",
+            "amount": 999.00,
+        },
+    )
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
         reference_present(data)
         request = parse(DetailsRequest, data)
-        if request.service_slug not in HASHCNET_ISPS:
+        if request.service_slug not in ISPS:
             raise field_error("service_slug", f"Unknown service slug {request.service_slug!r}")
         return DetailsQuery(
             isp=request.service_slug,
@@ -152,3 +233,6 @@ class HashcnetV2:
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }
+
+
+GROUP = HashcnetV2()

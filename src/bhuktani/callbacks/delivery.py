@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -21,7 +22,16 @@ import structlog
 from bhuktani import metrics
 from bhuktani.callbacks import multipart, outbox, signing, urls
 from bhuktani.clock import now_ms
-from bhuktani.payments.gateway import Gateway
+from bhuktani.settings import Settings
+from bhuktani.store import Database
+
+
+class Gateway(Protocol):
+    """What delivery needs of the running system (runtime.Gateway has it)."""
+
+    db: Database
+    settings: Settings
+
 
 log = structlog.get_logger()
 

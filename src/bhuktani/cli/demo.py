@@ -1,0 +1,84 @@
+"""The demo merchant of `make run`, and the copy-paste curls it prints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bhuktani.merchants import service as merchants
+from bhuktani.services import registry
+from bhuktani.services.base import ServiceGroup
+from bhuktani.store import Database, query_row
+
+DEMO_NAME = "demo"
+DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
+
+
+async def ensure_demo(db: Database, *, key: bytes) -> str:
+    """A TEST token of the demo merchant, made on first use. Tokens are stored as hashes,
+    so each call issues a new one; earlier ones stay valid."""
+    row = await query_row(
+        db, "SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1", DEMO_NAME
+    )
+    if row is None:
+        created = await merchants.create(
+            db, DEMO_NAME, key=key, test_credits_paisa=DEMO_TEST_CREDITS_PAISA
+        )
+        return created.test_token
+    return await merchants.issue_token(db, int(row["id"]), "test", key=key)
+
+
+# Stand-ins in the bodies, replaced by shell words after the JSON is written.
+_REFERENCE = "@REFERENCE@"
+_SESSION = 987654321987654321
+
+
+def _post(base_url: str, path: str, body: dict[str, Any]) -> str:
+    text = json.dumps(body)
+    # The reference is fresh each time (the shell's REF), the session the details call's.
+    text = text.replace(f'"{_REFERENCE}"', '"\'"$REF"\'"').replace(str(_SESSION), "'\"$SESSION\"'")
+    return f"curl -s -w '\\n' -X POST {base_url}{path} -H 'Content-Type: application/json' \\\n  -d '{text}'"
+
+
+def _group_curls(base_url: str, token: str, group: ServiceGroup, step: int) -> list[str]:
+    """A details call and a payment of the group's examples; a session group's payment
+    takes its session from a details call of its own."""
+    new_ref = "REF=demo-$(date +%s%N)"
+    details = _post(
+        base_url,
+        f"/api/servicegroup/details/{group.slug}/",
+        {"token": token, "reference": _REFERENCE, **group.examples.details},
+    )
+    commit_body = {"token": token, "reference": _REFERENCE, **group.examples.commit}
+    lines = [f"# {step}. {group.title} details", new_ref, details, ""]
+    if group.uses_sessions:
+        commit_body["session_id"] = _SESSION
+        lines += [
+            f"# {step + 1}. {group.title} payment (a new session from a details call, then"
+            " the payment)",
+            new_ref,
+            f"SESSION=$({details} | {_PICK_SESSION})",
+        ]
+    else:
+        lines += [f"# {step + 1}. {group.title} payment", new_ref]
+    lines += [_post(base_url, f"/api/servicegroup/commit/{group.slug}/", commit_body), ""]
+    return lines
+
+
+_PICK_SESSION = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session_id\"])'"
+
+
+def render_curls(base_url: str, token: str) -> str:
+    """Shell lines to paste as they are, a details call and a payment for each service
+    group from its own examples: each call's reference is made unique with the clock, and
+    a session goes from its details call to the payment."""
+    lines = ["Demo merchant ready. Its TEST token (shown once):", f"  {token}", ""]
+    for index, group in enumerate(registry.GROUPS):
+        lines += _group_curls(base_url, token, group, 2 * index + 1)
+    lines += [
+        "# Look-ups: the last payment by its reference, and the balance",
+        f'curl -s -w "\\n" "{base_url}/api/service/status/?reference=$REF"'
+        f" -H 'Authorization: Token {token}'",
+        f"curl -s -w '\\n' '{base_url}/api/balance' -H 'Authorization: Token {token}'",
+    ]
+    return "\n".join(lines)

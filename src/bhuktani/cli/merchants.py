@@ -1,0 +1,205 @@
+"""`bhuktani merchant …` and `bhuktani token …`: merchants, their tokens, callbacks and
+rate limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bhuktani import money
+from bhuktani.callbacks.urls import UnsafeUrl
+from bhuktani.cli.common import console, key, paisa, with_db
+from bhuktani.domain import Env
+from bhuktani.merchants import service as merchants
+from bhuktani.settings import Settings, get_settings
+from bhuktani.store import Database
+
+merchant_app = typer.Typer(help="Create, list and disable merchants.", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+
+
+@merchant_app.command("create")
+def merchant_create(
+    name: str,
+    credits: Annotated[str, typer.Option(help="LIVE credits in rupees.")] = "0",
+    test_credits: Annotated[str, typer.Option(help="TEST credits in rupees.")] = "1000000",
+    services: Annotated[str, typer.Option(help="'all' or comma separated slugs.")] = "all",
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="Where delivery callbacks go, for both environments until set apart."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+) -> None:
+    """Create a merchant with a TEST and a LIVE token and a callback signing secret for
+    each environment (shown once)."""
+    live_paisa = paisa(credits, allow_zero=True)
+    test_paisa = paisa(test_credits, allow_zero=True)
+
+    async def run(db: Database, settings: Settings) -> merchants.NewMerchant:
+        return await merchants.create(
+            db,
+            name,
+            key=key(settings),
+            services=services,
+            callback_url=callback_url,
+            test_credits_paisa=test_paisa,
+            live_credits_paisa=live_paisa,
+        )
+
+    try:
+        created = with_db(run)
+    except UnsafeUrl as exc:
+        raise typer.BadParameter(str(exc), param_hint="--callback-url") from None
+    secrets = {env.value: secret for env, secret in created.callback_secrets.items()}
+    result = {
+        "merchant_id": created.merchant_id,
+        "test_token": created.test_token,
+        "live_token": created.live_token,
+        "callback_secrets": secrets,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"merchant {created.merchant_id} created; these are shown only now:")
+    typer.echo(f"  TEST token:           {created.test_token}")
+    typer.echo(f"  LIVE token:           {created.live_token}")
+    typer.echo(f"  TEST callback secret: {secrets['test']}")
+    typer.echo(f"  LIVE callback secret: {secrets['live']}")
+
+
+# Required, never defaulted: a callback URL or secret set for the wrong environment sends
+# LIVE outcomes to a test receiver, or leaves a LIVE receiver refusing every callback.
+EnvOption = Annotated[
+    Env, typer.Option("--env", case_sensitive=False, help="The environment: test or live.")
+]
+
+
+@merchant_app.command("rotate-secret")
+def merchant_rotate_secret(
+    merchant_id: int,
+    env: EnvOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+) -> None:
+    """Issue a new callback signing secret for one environment (shown once). The previous
+    one keeps signing beside it for 24 hours, so the receiver can switch over."""
+    secret = with_db(lambda db, _: merchants.rotate_callback_secret(db, merchant_id, env))
+    if secret is None:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps({"secret": secret}))
+        return
+    typer.echo(f"merchant {merchant_id} {env.value} callback secret, shown only now:")
+    typer.echo(secret)
+    typer.echo("the previous secret signs beside it for 24 hours")
+
+
+@merchant_app.command("set-callback")
+def merchant_set_callback(
+    merchant_id: int,
+    url: Annotated[str, typer.Argument(help="The callback URL, or 'none' to stop callbacks.")],
+    env: EnvOption,
+) -> None:
+    """Set where one environment's delivery callbacks go, from the next attempt on."""
+    target = None if url == "none" else url
+    try:
+        changed = with_db(lambda db, _: merchants.set_callback_url(db, merchant_id, env, target))
+    except UnsafeUrl as exc:
+        raise typer.BadParameter(str(exc), param_hint="URL") from None
+    if not changed:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}")
+
+
+@merchant_app.command("set-rate-limit")
+def merchant_set_rate_limit(
+    merchant_id: int,
+    per_s: Annotated[
+        int | None, typer.Option("--per-s", min=1, help="Requests a second, each environment.")
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(min=1, help="Requests at once above the rate.")
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Back to the gateway's default limit.")
+    ] = False,
+) -> None:
+    """Set a merchant's request rate limit; running servers take it within seconds."""
+    if default == (per_s is not None or burst is not None):
+        raise typer.BadParameter("give --per-s and --burst, or --default alone")
+    if not default and (per_s is None or burst is None):
+        raise typer.BadParameter("give both --per-s and --burst")
+    changed = with_db(lambda db, _: merchants.set_rate_limit(db, merchant_id, per_s, burst))
+    if not changed:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    if default:
+        settings = get_settings()
+        console.print(
+            f"merchant {merchant_id}: the default limit,"
+            f" {settings.rate_per_s}/s with bursts of {settings.rate_burst}"
+        )
+    else:
+        console.print(f"merchant {merchant_id}: {per_s}/s with bursts of {burst}")
+
+
+@merchant_app.command("list")
+def merchant_list() -> None:
+    """List merchants and their available credits."""
+    rows: list[dict[str, Any]] = with_db(lambda db, _: merchants.list_all(db))
+    table = Table("id", "name", "status", "services", "test available", "live available")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["name"]),
+            str(row["status"]),
+            str(row["services"]),
+            money.format_rupees(int(row["test_available"] or 0)),
+            money.format_rupees(int(row["live_available"] or 0)),
+        )
+    console.print(table)
+
+
+@merchant_app.command("disable")
+def merchant_disable(merchant_id: int) -> None:
+    """Disable a merchant: its tokens get 1006 from now on."""
+    if not with_db(lambda db, _: merchants.set_status(db, merchant_id, "disabled")):
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} disabled")
+
+
+@merchant_app.command("enable")
+def merchant_enable(merchant_id: int) -> None:
+    """Enable a disabled merchant again."""
+    if not with_db(lambda db, _: merchants.set_status(db, merchant_id, "active")):
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} enabled")
+
+
+@token_app.command("revoke")
+def token_revoke(token: str) -> None:
+    """Revoke a token: it gets 1003 from now on."""
+    if not with_db(lambda db, settings: merchants.revoke_token(db, token, key=key(settings))):
+        console.print("no such token")
+        raise typer.Exit(1)
+    console.print("token revoked")
+
+
+@token_app.command("create")
+def token_create(
+    merchant_id: int,
+    env: Annotated[str, typer.Option(help="test or live.")] = "test",
+) -> None:
+    """Issue a new token for a merchant (shown once)."""
+    if env not in merchants.ENVS:
+        raise typer.BadParameter("env must be test or live")
+    token = with_db(
+        lambda db, settings: merchants.issue_token(db, merchant_id, env, key=key(settings))
+    )
+    console.print(token)

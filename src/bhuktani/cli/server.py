@@ -1,0 +1,107 @@
+"""The processes: serve the API, run the background loops apart, migrate, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Annotated
+
+import typer
+
+from bhuktani.cli.common import console, key, with_db
+from bhuktani.settings import get_settings
+from bhuktani.store.migrate import upgrade
+
+
+def migrate() -> None:
+    """Apply pending database migrations."""
+    url = get_settings().database_url
+    upgrade(url)
+    console.print(f"database at head: {_redact(url)}")
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}@{host}"
+    return url
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    reconciler: Annotated[
+        bool,
+        typer.Option(help="Run the background workers (reconciler, callbacks) inside the server."),
+    ] = True,
+) -> None:
+    """Serve the API (applies pending migrations first)."""
+    from bhuktani.api import serving
+    from bhuktani.api.connections import Limits
+    from bhuktani.logs import configure_logging
+
+    configure_logging(get_settings().log_level)
+    upgrade(get_settings().database_url)
+    # Worker processes build their settings from the environment.
+    os.environ["BHUKTANI_RECONCILER_ENABLED"] = "true" if reconciler else "false"
+    os.environ["BHUKTANI_CALLBACKS_ENABLED"] = "true" if reconciler else "false"
+    get_settings.cache_clear()
+    settings = get_settings()
+    limits = Limits(
+        head_timeout_s=settings.request_head_timeout_s,
+        body_timeout_s=settings.request_body_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+        max_connections=settings.max_connections,
+    )
+    status = serving.serve(
+        host,
+        port,
+        workers,
+        hung_after_s=settings.worker_hung_after_s,
+        limits=limits,
+        log_level=settings.log_level,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
+    raise typer.Exit(status)
+
+
+def worker() -> None:
+    """Run the background workers (reconciler, callbacks, session sweeper) apart from the
+    API hosts."""
+    from bhuktani import runtime
+    from bhuktani.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        gateway = await runtime.start(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            # Whatever BHUKTANI_RECONCILER_ENABLED says: it turns the loops off in `serve`,
+            # so that this process runs them.
+            await asyncio.gather(*runtime.loops(gateway, stop, reconciler=True, callbacks=True))
+        finally:
+            await gateway.aclose()
+
+    upgrade(settings.database_url)
+    asyncio.run(main())
+
+
+def demo(
+    base_url: Annotated[str, typer.Option(help="Where the server will listen.")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Make the demo merchant if there is none, issue it a TEST token, print curls."""
+    from bhuktani.cli.demo import ensure_demo, render_curls
+
+    token = with_db(lambda db, settings: ensure_demo(db, key=key(settings)))
+    typer.echo(render_curls(base_url, token))
