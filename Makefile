@@ -31,8 +31,8 @@ run: install
 	$(BIN)/bhuktani serve --host $(HOST) --port $(PORT)
 
 lint: dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
 # The whole suite on SQLite and on the PostgreSQL of BHUKTANI_TEST_POSTGRES_URL, two
@@ -44,6 +44,13 @@ test: lint
 # Without PostgreSQL, by explicit choice.
 test-sqlite: dev
 	BHUKTANI_TEST_DATABASES=sqlite $(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
+
+# A new service group: its module, tests and fixtures, and its registry line
+# (docs/DESIGN.md, "How to add a service group").
+.PHONY: new-service
+new-service: dev
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<slug>"; exit 2; }
+	$(BIN)/python scripts/new_service.py $(NAME)
 
 clean:
 	rm -rf $(VENV) bhuktani.db bhuktani.db-wal bhuktani.db-shm .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,6 +18,7 @@ from typing import Any
 
 from alembic.script import ScriptDirectory
 
+from bhuktani.services import registry
 from bhuktani.store import Database
 from bhuktani.store.migrate import alembic_config
 from tests.conftest import AppClient
@@ -371,6 +372,11 @@ async def test_demo_prints_a_test_token_and_curls_for_the_four_documented_calls(
         "/api/servicegroup/details/arrownet/",
         "/api/servicegroup/commit/arrownet/",
     } <= curl_paths(out), out
+    assert {
+        f"/api/servicegroup/{verb}/{group.slug}/"
+        for group in registry.GROUPS
+        for verb in ("details", "commit")
+    } <= curl_paths(out), out
     # The commands (from the first "#" comment on), pasted into a shell as printed, work:
     # every answer is a success.
     pasted = out[out.index("\n#") + 1 :]
@@ -391,7 +397,7 @@ async def test_demo_prints_a_test_token_and_curls_for_the_four_documented_calls(
     for answer in answers:
         assert "error_code" not in answer, answer
     paid = [a for a in answers if a.get("state") == "Success" and "credits_consumed" in a]
-    assert len(paid) == 2, "the HashCNet V2 and the Arrownet payments succeed"
+    assert len(paid) == len(registry.GROUPS), "each service group's example payment succeeds"
     await assert_books_balance(db)
 
 

@@ -15,6 +15,7 @@ from bhuktani.services.base import (
     CommitView,
     DetailsQuery,
     Examples,
+    current_plan_price,
     message_for,
 )
 from bhuktani.services.fields import (
@@ -121,20 +122,12 @@ class Arrownet:
         )
 
     def choose(self, subscriber: Subscriber, query: CommitQuery) -> tuple[Package, Duration]:
-        package = subscriber.current_package()
-        duration = next(
-            (d for d in (package.durations if package else ()) if d.code == query.duration_code),
-            None,
+        return current_plan_price(
+            subscriber,
+            query,
+            duration_field="duration",
+            no_price=f"No {query.duration_code}-month price for this plan",
         )
-        if package is None or duration is None:
-            raise field_error("duration", f"No {query.duration_code}-month price for this plan")
-        if duration.amount_paisa != query.amount_paisa:
-            raise field_error(
-                "amount",
-                f"Amount {money.format_rupees(query.amount_paisa)} does not match the plan price"
-                f" {money.format_rupees(duration.amount_paisa)}",
-            )
-        return package, duration
 
     def render_commit(self, view: CommitView) -> dict[str, Any]:
         return {

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bhuktani import money
+from bhuktani.errors import field_error
 from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.services.fields import WireModel
 
@@ -79,6 +81,28 @@ class ServiceGroup(Protocol):
         ...
 
     def render_commit(self, view: CommitView) -> dict[str, Any]: ...
+
+
+def current_plan_price(
+    subscriber: Subscriber, query: CommitQuery, *, duration_field: str, no_price: str
+) -> tuple[Package, Duration]:
+    """A session-less commit's price: the duration it names of the subscriber's current
+    plan, at exactly the amount it sends. Raises 1010 naming `duration_field` (the
+    document's name of the duration) or `amount`."""
+    package = subscriber.current_package()
+    duration = next(
+        (d for d in (package.durations if package else ()) if d.code == query.duration_code),
+        None,
+    )
+    if package is None or duration is None:
+        raise field_error(duration_field, no_price)
+    if duration.amount_paisa != query.amount_paisa:
+        raise field_error(
+            "amount",
+            f"Amount {money.format_rupees(query.amount_paisa)} does not match the plan price"
+            f" {money.format_rupees(duration.amount_paisa)}",
+        )
+    return package, duration
 
 
 PROCESSING_MESSAGE = "Transaction is being processed"
