@@ -16,7 +16,7 @@ import secrets
 import asyncpg
 import pytest
 
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.isps.base import Paid
 from bhuktani.ledger.accounts import merchant_code
 from bhuktani.ledger.book import book_for
@@ -98,7 +98,7 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
     finally:
         await settling.close()
 
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         await retry
     assert refused.value.code == "1013", refused.value
     assert refused.value.error_data == {"id": first.payment_id, "state": "Processing"}

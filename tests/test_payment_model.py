@@ -29,7 +29,7 @@ from hypothesis.stateful import (
 
 from bhuktani import runtime
 from bhuktani.clock import now_ms
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.isps.base import (
     Lookup,
     NotFound,
@@ -239,7 +239,7 @@ class PaymentMachine(RuleBasedStateMachine):
             book_for(self.db), principal, SERVICE, order, reference, None, first_check_ms=0
         )
         if existing is not None:
-            with pytest.raises(ApiError) as refused:
+            with pytest.raises(Refusal) as refused:
                 self.run(opening)
             assert refused.value.code == "1013", refused.value
             event("open: 1013, reference used")
@@ -247,7 +247,7 @@ class PaymentMachine(RuleBasedStateMachine):
             assert refused.value.error_data == {"id": existing, "state": first.state}
             return
         if amount_paisa > wallet.available_paisa:
-            with pytest.raises(ApiError) as refused:
+            with pytest.raises(Refusal) as refused:
                 self.run(opening)
             assert refused.value.code == "1016", refused.value
             event("open: 1016, credits short")

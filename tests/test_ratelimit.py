@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from bhuktani.errors import ApiError, rate_limited, retry_after_s
+from bhuktani.api.errors import body_of, headers_of, status_of
+from bhuktani.errors import Refusal, rate_limited, retry_after_s
 from bhuktani.merchants.service import Principal
 from bhuktani.ratelimit import Limits, trips
 from bhuktani.ratelimit.addresses import AddressLimiter, address_key
@@ -68,10 +69,10 @@ def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one(
 
 def test_a_rate_limited_refusal_is_the_1022_envelope_with_its_retry_after() -> None:
     error = rate_limited(1.2, "Over 5 requests a second")
-    assert isinstance(error, ApiError)
-    assert error.http_status == 429
-    assert error.headers == {"Retry-After": "2"}
-    assert error.body() == {
+    assert isinstance(error, Refusal)
+    assert status_of(error) == 429
+    assert headers_of(error) == {"Retry-After": "2"}
+    assert body_of(error) == {
         "status": False,
         "state": "Error",
         "error_code": "1022",
@@ -249,8 +250,8 @@ async def test_refusals_are_counted_each_and_logged_once_per_bucket_per_interval
     for _ in range(5010):
         try:
             await limits.admit(principal)
-        except ApiError as error:
-            assert error.code == "1022" and error.http_status == 429
+        except Refusal as error:
+            assert error.code == "1022" and status_of(error) == 429
             refused += 1
     assert refused == 5000
     assert _refusals("merchant") - before == 5000
@@ -263,7 +264,7 @@ async def test_refusals_are_counted_each_and_logged_once_per_bucket_per_interval
     # the refusals kept quiet since the last line.
     clock.now_s += trips.LOG_EVERY_S
     for _ in range(500):
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(Refusal):
             await limits.admit(principal)
     assert [line["refused"] for line in recorded.lines] == [1, 4999 + 1]
 
@@ -282,11 +283,11 @@ def test_an_auth_refusal_counts_against_its_address_but_a_missing_token_does_not
     )
     for _ in range(5):
         limits.check_address("192.0.2.1")
-        limits.auth_failed("192.0.2.1", ApiError("1001", "no token"))
-    limits.auth_failed("192.0.2.1", ApiError("1002", "Token not found"))
-    limits.auth_failed("192.0.2.1", ApiError("1003", "The token was revoked"))
-    with pytest.raises(ApiError) as refused:
+        limits.auth_failed("192.0.2.1", Refusal("1001", "no token"))
+    limits.auth_failed("192.0.2.1", Refusal("1002", "Token not found"))
+    limits.auth_failed("192.0.2.1", Refusal("1003", "The token was revoked"))
+    with pytest.raises(Refusal) as refused:
         limits.check_address("192.0.2.1")
     assert refused.value.code == "1022"
-    assert refused.value.headers == {"Retry-After": "1"}
+    assert headers_of(refused.value) == {"Retry-After": "1"}
     limits.check_address("192.0.2.2")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from bhuktani.errors import CODES
+from bhuktani.api.errors import CODES
 from bhuktani.services import registry
 from bhuktani.store import connect
 from tests.support import Server, new_merchant, running_server

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bhuktani import money
-from bhuktani.errors import ApiError
+from bhuktani.api.errors import body_of, status_of
+from bhuktani.errors import Refusal
 from bhuktani.services import arrownet, hashcnet_v2
 from bhuktani.services.arrownet import DURATIONS_MONTHS, Arrownet
 from bhuktani.services.base import CommitQuery, DetailsQuery
@@ -150,7 +151,7 @@ def bodies_of_field_names(draw: st.DrawFn, name: str) -> dict[str, Any]:
     return data
 
 
-def assert_error_data(error: ApiError) -> None:
+def assert_error_data(error: Refusal) -> None:
     if error.code == "1012":
         assert error.error_data in (None, {})
     else:
@@ -162,8 +163,8 @@ def assert_error_data(error: ApiError) -> None:
         assert isinstance(messages, list)
         assert messages, field
         assert all(isinstance(m, str) and m for m in messages), messages
-    assert error.http_status == 400
-    orjson.dumps(error.body())
+    assert status_of(error) == 400
+    orjson.dumps(body_of(error))
 
 
 def assert_valid_query(name: str, query: DetailsQuery | CommitQuery, data: dict[str, Any]) -> None:
@@ -203,7 +204,7 @@ def assert_valid_query(name: str, query: DetailsQuery | CommitQuery, data: dict[
 def parses_or_refuses(name: str, data: dict[str, Any]) -> None:
     try:
         query = PARSERS[name](data)
-    except ApiError as error:
+    except Refusal as error:
         assert error.code in VALIDATION_CODES, error
         assert_error_data(error)
         return
@@ -234,7 +235,7 @@ def test_bodies_of_the_real_field_names_parse_or_are_validation_errors(
 def test_an_amount_beyond_the_decimal_context_is_a_validation_error(name: str, amount: Any) -> None:
     # JSON allows the number 1e999999; parse_object reads it as Decimal("1E+999999").
     body = valid_bodies_example(name) | {"amount": amount}
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(Refusal) as raised:
         PARSERS[name](body)
     assert raised.value.code == "1010"
     assert set(raised.value.error_data or {}) == {"amount"}
@@ -409,7 +410,7 @@ bad_references = st.one_of(
 @example(reference=6466)
 def test_a_reference_outside_the_documented_alphabet_is_refused(name: str, reference: Any) -> None:
     body = valid_bodies_example(name) | {"reference": reference}
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(Refusal) as raised:
         PARSERS[name](body)
     assert raised.value.code == "1010"
     assert "reference" in (raised.value.error_data or {})
@@ -421,7 +422,7 @@ def test_a_missing_reference_is_1012(name: str, reference: str | None) -> None:
     body = valid_bodies_example(name) | {"reference": reference}
     if reference == "absent":
         del body["reference"]
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(Refusal) as raised:
         PARSERS[name](body)
     assert raised.value.code == "1012"
 

@@ -23,8 +23,9 @@ from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics, runtime
 from bhuktani.api.body import parse_object, query_object, read_limited, token_of
+from bhuktani.api.errors import ApiError, body_of, headers_of, status_of
 from bhuktani.api.middleware import Endpoint, RequestContext
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
 from bhuktani.payments import details as details_flow
@@ -49,12 +50,12 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(error: ApiError) -> JsonResponse:
-    return JsonResponse(error.body(), status_code=error.http_status, headers=error.headers)
+def error_response(error: Refusal) -> JsonResponse:
+    return JsonResponse(body_of(error), status_code=status_of(error), headers=headers_of(error))
 
 
-def api_error_response(error: ApiError) -> JsonResponse:
-    """An ApiError an endpoint raised: its envelope, its code on the request's log line."""
+def api_error_response(error: Refusal) -> JsonResponse:
+    """A refusal an endpoint raised: its envelope, its code on the request's log line."""
     logs.bind(error_code=error.code, details=error.details)
     return error_response(error)
 
@@ -177,7 +178,7 @@ def _lookup_routes(app: Starlette) -> None:
 
 def _install_error_handlers(app: Starlette) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        assert isinstance(exc, Refusal)
         return api_error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -190,7 +191,7 @@ def _install_error_handlers(app: Starlette) -> None:
             error = ApiError("1010", str(exc.detail), http_status=exc.status_code)
         return error_response(error)
 
-    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Refusal, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
 
 

@@ -27,8 +27,8 @@ import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from bhuktani.api.errors import ApiError, body_of
 from bhuktani.api.middleware import ANSWER_HEADERS, TIMED_OUT_KEY
-from bhuktani.errors import ApiError
 
 log = structlog.get_logger(__name__)
 
@@ -201,7 +201,7 @@ def _raw_answer(status: int, details: str, default_headers: list[tuple[bytes, by
 
 def _closing_envelope(error: ApiError) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """A refusal's envelope and the headers of an answer that closes its connection."""
-    body = orjson.dumps(error.body())
+    body = orjson.dumps(body_of(error))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

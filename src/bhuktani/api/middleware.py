@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bhuktani import logs
-from bhuktani.errors import ApiError, server_error
+from bhuktani.api.errors import body_of, server_error
+from bhuktani.errors import Refusal
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 # path -> method -> endpoint
@@ -46,7 +47,7 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    """`direct` routes are called here, and an ApiError they raise answered with
+    """`direct` routes are called here, and a Refusal they raise answered with
     `on_api_error`: the same endpoint and envelope as through Starlette's router and its
     exception middleware, whose layers took ~15 % of the server's CPU on a details call.
     Any other path or method goes on to `app`, whose router answers 404 and 405."""
@@ -56,7 +57,7 @@ class RequestContext:
         app: ASGIApp,
         *,
         direct: Direct,
-        on_api_error: Callable[[ApiError], Response],
+        on_api_error: Callable[[Refusal], Response],
     ) -> None:
         self.app = app
         self._direct = direct
@@ -104,13 +105,13 @@ class RequestContext:
     async def _call(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             response = await endpoint(Request(scope, receive, send))
-        except ApiError as exc:
+        except Refusal as exc:
             response = self._on_api_error(exc)
         await response(scope, receive, send)
 
     async def _crash(self, send: Send, request_id: str) -> None:
         error = server_error(request_id)
-        body = orjson.dumps(error.body())
+        body = orjson.dumps(body_of(error))
         await send(
             {
                 "type": "http.response.start",

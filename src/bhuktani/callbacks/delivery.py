@@ -22,6 +22,7 @@ import structlog
 from bhuktani import metrics
 from bhuktani.callbacks import multipart, outbox, signing, urls
 from bhuktani.clock import now_ms
+from bhuktani.domain import Env
 from bhuktani.settings import Settings
 from bhuktani.store import Database
 
@@ -66,7 +67,7 @@ async def _target(
     and closes the connection after: httpx pools connections by the address, so another
     name on the same address (a CDN, shared hosting) would be sent over a TLS session
     whose certificate was checked for this name."""
-    if env != "live" or allow_private:
+    if env != Env.LIVE or allow_private:
         urls.check_syntax(url)
         return url, {}, {}
     address = await urls.public_address(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.services import registry
 from bhuktani.services.base import ServiceGroup
@@ -25,7 +26,7 @@ async def ensure_demo(db: Database, *, key: bytes) -> str:
             db, DEMO_NAME, key=key, test_credits_paisa=DEMO_TEST_CREDITS_PAISA
         )
         return created.test_token
-    return await merchants.issue_token(db, int(row["id"]), "test", key=key)
+    return await merchants.issue_token(db, int(row["id"]), Env.TEST, key=key)
 
 
 # Stand-ins in the bodies, replaced by shell words after the JSON is written.

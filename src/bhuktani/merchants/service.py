@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bhuktani.callbacks import endpoints
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.infra.ttl_cache import TtlCache
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import tokens
@@ -80,11 +80,11 @@ async def create(
         merchant_id = int(row["id"])
         secrets = await endpoints.create(tx, merchant_id, callback_url)
         issued = {env: await _issue_token(tx, merchant_id, env, key) for env in ENVS}
-        for env, amount in (("test", test_credits_paisa), ("live", live_credits_paisa)):
+        for env, amount in ((Env.TEST, test_credits_paisa), (Env.LIVE, live_credits_paisa)):
             account_id = await ledger.merchant_account(tx, merchant_id, env)
             if amount > 0:
                 await _load(tx, account_id, env, amount, "opening credits")
-        return NewMerchant(merchant_id, issued["test"], issued["live"], secrets)
+        return NewMerchant(merchant_id, issued[Env.TEST], issued[Env.LIVE], secrets)
 
     return await db.run(body)
 
@@ -180,31 +180,31 @@ async def list_all(db: Database) -> list[dict[str, object]]:
 
 
 # Recent token checks, refusals included.
-AuthCache = TtlCache[str, "Principal | ApiError"]
+AuthCache = TtlCache[str, "Principal | Refusal"]
 
 
 async def authenticate(
     db: Database, token: str | None, *, key: bytes, cache: AuthCache | None = None
 ) -> Principal:
     if not token:
-        raise ApiError("1001", "Provide the token in the body or as 'Authorization: Token …'")
+        raise Refusal("1001", "Provide the token in the body or as 'Authorization: Token …'")
     if len(token) > tokens.MAX_TOKEN_CHARS:
-        raise ApiError("1002", "Token not found")
+        raise Refusal("1002", "Token not found")
     token_hash = tokens.digest(token, key)
     cached = cache.get(token_hash) if cache is not None else None
     if cached is None:
         cached = await _check(db, token, token_hash)
         if cache is not None:
             cache.put(token_hash, cached)
-    if isinstance(cached, ApiError):
-        raise ApiError(cached.code, cached.details)
+    if isinstance(cached, Refusal):
+        raise Refusal(cached.code, cached.details)
     return cached
 
 
-async def _check(db: Database, token: str, token_hash: str) -> Principal | ApiError:
+async def _check(db: Database, token: str, token_hash: str) -> Principal | Refusal:
     try:
         return await _lookup(db, token, token_hash)
-    except ApiError as refusal:
+    except Refusal as refusal:
         return refusal
 
 
@@ -218,18 +218,18 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
         token_hash,
     )
     if row is None or not tokens.same(str(row["token_hash"]), token_hash):
-        raise ApiError("1002", "Token not found")
+        raise Refusal("1002", "Token not found")
     if row["token_status"] == "revoked":
-        raise ApiError("1003", "The token was revoked")
+        raise Refusal("1003", "The token was revoked")
     if row["token_status"] == "disabled":
-        raise ApiError("1004", "The token is disabled")
+        raise Refusal("1004", "The token is disabled")
     if row["merchant_status"] == "deleted":
-        raise ApiError("1005", "The merchant account is deleted")
+        raise Refusal("1005", "The merchant account is deleted")
     if row["merchant_status"] == "disabled":
-        raise ApiError("1006", "The merchant account is inactive")
+        raise Refusal("1006", "The merchant account is inactive")
     expires_ms = row["expires_ms"]
     if expires_ms is not None and int(expires_ms) <= now_ms():
-        raise ApiError("1007", "The merchant account has expired")
+        raise Refusal("1007", "The merchant account has expired")
     env = str(row["env"])
     assert env == tokens.env_of(token), "a token's stored environment follows its prefix"
     return Principal(

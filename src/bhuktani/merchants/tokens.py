@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import secrets
 
+from bhuktani.domain import Env
+
 TEST_PREFIX = "TEST:"
 TEST_RANDOM_CHARS = 20
 LIVE_RANDOM_CHARS = 40
@@ -15,15 +17,15 @@ HINT_CHARS = 9
 
 
 def env_of(token: str) -> str:
-    return "test" if token.startswith(TEST_PREFIX) else "live"
+    return Env.TEST if token.startswith(TEST_PREFIX) else Env.LIVE
 
 
 def generate(env: str) -> str:
-    if env == "test":
+    if env == Env.TEST:
         token = TEST_PREFIX + secrets.token_urlsafe(TEST_RANDOM_CHARS * 3 // 4)
         assert len(token) == len(TEST_PREFIX) + TEST_RANDOM_CHARS
         return token
-    assert env == "live", env
+    assert env == Env.LIVE, env
     token = secrets.token_urlsafe(LIVE_RANDOM_CHARS * 3 // 4)
     # A LIVE token must never look like a TEST one.
     assert not token.startswith(TEST_PREFIX)

@@ -11,7 +11,8 @@ import structlog
 
 from bhuktani import logs, metrics
 from bhuktani.clock import now_ms
-from bhuktani.errors import ApiError, field_error
+from bhuktani.domain import State
+from bhuktani.errors import Refusal, field_error
 from bhuktani.isps.base import (
     Order,
     PayResult,
@@ -70,10 +71,10 @@ async def _pay(provider: Provider, order: Order, timeout_s: float) -> PayResult:
         return Unknown(f"adapter error: {type(exc).__name__}")
 
 
-def _refusal_error(refusal: Refused) -> ApiError:
+def _refusal_error(refusal: Refused) -> Refusal:
     if refusal.field:
         return field_error(refusal.field, refusal.reason, code="1011")
-    return ApiError("1021", refusal.reason)
+    return Refusal("1021", refusal.reason)
 
 
 async def commit(
@@ -89,7 +90,7 @@ async def commit(
         package, duration = group.choose(subscriber, query)
         provider = policy.provider(gateway, principal.env, group.slug)
         policy.check_upstream(gateway, principal.env, isp)
-    except ApiError:
+    except Refusal:
         # A retried commit learns the first one's outcome (1013) before any other answer:
         # its session is spent by then, the ISP may be down, the price may have moved. On
         # the way to a payment this costs nothing: the hold refuses a used reference in
@@ -131,7 +132,7 @@ async def commit(
         gateway.book, order.payment_id, result, next_check_ms=first_check_ms
     )
     metrics.payment_answers(principal.env, group.slug, settled.state).inc()
-    if settled.state == "Failed":
+    if settled.state == State.FAILED:
         raise _refusal_error(settled.refusal or Refused(settled.detail))
     return group.render_commit(
         CommitView(

@@ -15,7 +15,7 @@ from typing import Any
 
 from bhuktani import money
 from bhuktani.clock import now_ms
-from bhuktani.domain import State
+from bhuktani.domain import Env, State
 from bhuktani.ledger import accounts as ledger
 from bhuktani.ledger.book import Final, PaymentBook
 from bhuktani.payments import records
@@ -23,7 +23,7 @@ from bhuktani.store import Database, Row, Tx
 
 MAX_NOTE_CHARS = 500
 MAX_OPERATOR_CHARS = 100
-ENVS = ("test", "live")
+ENVS = tuple(Env)
 OPERATOR_STATUS = "Operator"
 # What the merchant reads (status look-up, callback) once an operator decided.
 CONFIRMED_DETAIL = "confirmed by an operator"
@@ -150,7 +150,7 @@ def _refuse_unresolvable(row: Row) -> None:
     payment = (
         f"payment {row['id']} ({row['reference']}, merchant {row['merchant_id']} {row['env']})"
     )
-    if row["state"] != "Processing":
+    if row["state"] != State.PROCESSING:
         raise OperatorError(f"{payment} is {row['state']}: a final state never changes")
     if not bool(row["flagged"]):
         raise OperatorError(
@@ -227,7 +227,7 @@ async def refund(
         # Locked: two refunds at once see each other's and never exceed the payment.
         row = await _one(tx, target)
         payment_id = int(row["id"])
-        if row["state"] != "Success":
+        if row["state"] != State.SUCCESS:
             raise OperatorError(
                 f"payment {payment_id} is {row['state']}: only a Success payment can be refunded"
             )

@@ -5,7 +5,7 @@ whether an ISP is degraded (its breaker)."""
 from __future__ import annotations
 
 from bhuktani.domain import Env
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.isps.base import Provider
 from bhuktani.isps.breaker import Breaker
 from bhuktani.merchants.service import Principal, authenticate
@@ -20,7 +20,7 @@ async def caller(gateway: Gateway, token: str | None, client: str) -> Principal:
     gateway.limits.check_address(client)
     try:
         principal = await authenticate(gateway.db, token, key=key, cache=gateway.auth_cache)
-    except ApiError as refusal:
+    except Refusal as refusal:
         gateway.limits.auth_failed(client, refusal)
         raise
     await gateway.limits.admit(principal)
@@ -30,7 +30,7 @@ async def caller(gateway: Gateway, token: str | None, client: str) -> Principal:
 def provider(gateway: Gateway, env: str, group: str) -> Provider:
     found = gateway.provider_of(env, group)
     if found is None:
-        raise ApiError("1018", f"The {group} service is not available for LIVE tokens yet")
+        raise Refusal("1018", f"The {group} service is not available for LIVE tokens yet")
     return found
 
 
@@ -43,7 +43,7 @@ def check_upstream(gateway: Gateway, env: str, isp: str) -> None:
     """Fail fast, before any money is held, while the ISP is degraded."""
     found = breaker(gateway, env, isp)
     if found is not None and not found.allow():
-        raise ApiError("1018", f"The ISP {isp!r} is not answering; try again later")
+        raise Refusal("1018", f"The ISP {isp!r} is not answering; try again later")
 
 
 def record_upstream(gateway: Gateway, env: str, isp: str, *, ok: bool) -> None:
@@ -58,7 +58,7 @@ def record_upstream(gateway: Gateway, env: str, isp: str, *, ok: bool) -> None:
 
 def check_service(gateway: Gateway, principal: Principal, group: str, isp: str) -> None:
     if not principal.may_use(group, isp):
-        raise ApiError("1008", f"The service {isp!r} is not enabled for this account")
+        raise Refusal("1008", f"The service {isp!r} is not enabled for this account")
     maintenance = gateway.settings.maintenance
     if group in maintenance or isp in maintenance:
-        raise ApiError("1019", f"The service {isp!r} is in maintenance; try again later")
+        raise Refusal("1019", f"The service {isp!r} is in maintenance; try again later")

@@ -23,7 +23,7 @@ import structlog
 
 from bhuktani import metrics
 from bhuktani.clock import now_ms
-from bhuktani.errors import ApiError
+from bhuktani.errors import Refusal
 from bhuktani.isps.base import NotFound, StatusResult, Unknown
 from bhuktani.payments import policy, records
 from bhuktani.runtime import Gateway
@@ -43,7 +43,7 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
         provider = policy.provider(gateway, due.env, due.service)
         async with asyncio.timeout(gateway.settings.isp_timeout_s + 1):
             return await provider.status(due.order)
-    except ApiError as exc:
+    except Refusal as exc:
         return Unknown(exc.details)
     except TimeoutError:
         return Unknown("no answer from the ISP in time")

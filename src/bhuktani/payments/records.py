@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bhuktani.callbacks import outbox
 from bhuktani.clock import now_ms
 from bhuktani.domain import State
-from bhuktani.errors import ApiError, client_error
+from bhuktani.errors import Refusal, client_error
 from bhuktani.isps import untrusted
 from bhuktani.isps.base import NotFound, Order, Paid, Refused, StatusResult
 from bhuktani.ledger import accounts as ledger
@@ -53,8 +53,8 @@ async def _by_reference(tx: Tx, principal: Principal, reference: str) -> Row | N
     )
 
 
-def _duplicate(row: Row) -> ApiError:
-    return ApiError(
+def _duplicate(row: Row) -> Refusal:
+    return Refusal(
         "1013",
         "A payment with this reference exists; its outcome is in error_data",
         error_data={"id": int(row["id"]), "state": str(row["state"])},
@@ -105,7 +105,7 @@ async def open_payment(
             raise
         raise _duplicate(existing) from None
     except CreditsShort as short:
-        raise ApiError(
+        raise Refusal(
             "1016", f"Available credits {short.available_paisa / 100:.2f} do not cover the amount"
         ) from None
     except SessionTaken:
@@ -135,9 +135,9 @@ def _settled(row: Row, available_paisa: int, result: StatusResult | None = None)
 def describe(row: Row) -> str:
     """A payment's outcome in words, as look-ups and callbacks tell it."""
     state = row["state"]
-    if state == "Success":
+    if state == State.SUCCESS:
         return f"Transaction successful; ISP receipt {row['detail']}"
-    if state == "Processing":
+    if state == State.PROCESSING:
         return "Awaiting confirmation from the ISP"
     return str(row["detail"])
 

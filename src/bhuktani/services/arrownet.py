@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 from bhuktani import money
+from bhuktani.domain import State
 from bhuktani.errors import field_error
 from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.services.base import (
@@ -134,7 +135,7 @@ class Arrownet:
             "status": True,
             "message": message_for(view.state),
             "detail": "Transaction successful"
-            if view.state == "Success"
+            if view.state == State.SUCCESS
             else "Transaction pending",
             "extra_data": {},
             "state": view.state,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bhuktani import money
+from bhuktani.domain import State
 from bhuktani.errors import field_error
 from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.services.fields import WireModel
@@ -77,7 +78,7 @@ class ServiceGroup(Protocol):
     def parse_commit(self, data: dict[str, Any]) -> CommitQuery: ...
 
     def choose(self, subscriber: Subscriber, query: CommitQuery) -> tuple[Package, Duration]:
-        """The price the commit pays; raises ApiError 1010 naming the field at fault."""
+        """The price the commit pays; raises Refusal 1010 naming the field at fault."""
         ...
 
     def render_commit(self, view: CommitView) -> dict[str, Any]: ...
@@ -110,4 +111,4 @@ SUCCESS_MESSAGE = "Successfully Completed Transaction"
 
 
 def message_for(state: str) -> str:
-    return SUCCESS_MESSAGE if state == "Success" else PROCESSING_MESSAGE
+    return SUCCESS_MESSAGE if state == State.SUCCESS else PROCESSING_MESSAGE
