@@ -149,7 +149,7 @@ payments = Table(
     Column("failed_rounds", Integer, nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
-        "state IN ('Queued', 'Processing', 'Success', 'Failed', 'Error', 'Expired')",
+        "state IN ('Queued', 'Processing', 'Success', 'Failed')",
         name="payment_state",
     ),
     Index("payments_due", "state", "next_check_ms"),
