@@ -60,11 +60,17 @@ def api_error_response(error: Refusal) -> JsonResponse:
     return error_response(error)
 
 
-def _json_body_schema(model: type[Any]) -> dict[str, Any]:
+# The placeholders of the schema's example bodies: a TEST token and a reference.
+EXAMPLE_TOKEN = "TEST:your-test-token"
+EXAMPLE_REFERENCE = "order-1001"
+
+
+def _json_body_schema(model: type[Any], example: dict[str, Any]) -> dict[str, Any]:
+    body = {"token": EXAMPLE_TOKEN, "reference": EXAMPLE_REFERENCE, **example}
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": model.model_json_schema(), "example": body}},
         }
     }
 
@@ -129,6 +135,8 @@ def client_of(request: Request) -> str:
 
 def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> None:
     model = group.details_model if verb == "details" else group.commit_model
+    # The group's own examples, which its sandbox subscriber answers.
+    example = group.examples.details if verb == "details" else group.examples.commit
 
     async def endpoint(request: Request) -> JsonResponse:
         gateway = _gateway(request)
@@ -139,7 +147,7 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
 
     path = f"/api/servicegroup/{verb}/{group.slug}/"
     name = f"{verb}_{group.slug.replace('-', '_')}"
-    _serve(app, path, endpoint, "POST", name, _json_body_schema(model))
+    _serve(app, path, endpoint, "POST", name, _json_body_schema(model, example))
 
 
 async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
