@@ -29,7 +29,7 @@ METRICS_AUTH = {"authorization": f"Bearer {METRICS_TOKEN}"}
 # Reconciliation compressed from minutes to fractions of a second.
 FAST = {
     "metrics_token": METRICS_TOKEN,
-    # Tests revoke and disable and expect it at once; tests/test_auth_cache.py tests the cache.
+    # Tests revoke and disable and expect it at once; tests/merchants/test_auth_cache.py tests the cache.
     "auth_cache_s": 0,
     "reconcile_poll_s": 0.05,
     "reconcile_backoff_s": [0.1, 0.1, 0.2, 0.3, 0.5],

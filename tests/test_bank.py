@@ -1,4 +1,4 @@
-"""The bank test under faults (tests/bank.py says what runs and what is checked).
+"""The bank test under faults (tests/bank/__init__.py says what runs and what is checked).
 
 LIVE payments go over HTTP to an `isp-sim` with seeded faults; their callbacks are
 checked in the outbox (LIVE callbacks to loopback are refused by design). TEST payments

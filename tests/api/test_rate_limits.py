@@ -19,9 +19,9 @@ import httpx
 from bhuktani.merchants import service
 from bhuktani.store import Database, connect
 from tests.api.test_errors import assert_envelope
+from tests.cli.test_commands import bhuktani
 from tests.conftest import only_postgresql
 from tests.support import Server, assert_books_balance, new_merchant, running_server
-from tests.test_cli import bhuktani
 
 BALANCE = "/api/balance/"
 STATUS = "/api/service/status/"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from bhuktani.cli.display import shown
-from tests.test_cli import cli_env, create_merchant, ok
+from tests.cli.test_commands import cli_env, create_merchant, ok
 
 NAME = "x[/red] [bold]:smile:\x1b[2J\x07"
 SHOWN = "x[/red] [bold]:smile:\\x1b[2J\\x07"

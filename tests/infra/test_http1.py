@@ -1,6 +1,6 @@
 """The LIVE adapter's HTTP/1.1 client against scripted sockets: what it sends, how it
 frames an answer, when it reuses, drops or retries a connection, its bounds and
-deadlines, and TLS. The adapter's mapping of answers is in test_isp_http.py."""
+deadlines, and TLS. The adapter's mapping of answers is in tests/isps/test_adapter.py."""
 
 from __future__ import annotations
 

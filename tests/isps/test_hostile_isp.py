@@ -23,9 +23,9 @@ from bhuktani.runtime import Gateway
 from bhuktani.sandbox import isp_sim
 from bhuktani.sandbox.faults import Faults
 from bhuktani.services import arrownet, hashcnet_v2
-from tests.providers.test_isp_http import isp as isp_server
+from tests.cli.test_commands import bhuktani as cli
+from tests.isps.test_adapter import isp as isp_server
 from tests.support import assert_books_balance, eventually, fast_settings, new_merchant
-from tests.test_cli import bhuktani as cli
 
 API_KEY = "isp-key-hostile-0123456789"
 ARROWNET_DETAILS = "/api/servicegroup/details/arrownet/"

@@ -304,7 +304,7 @@ async def test_only_merchant_accounts_are_bounded_below(db: Database) -> None:
     await assert_books_balance(db)
 
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "bhuktani"
+SRC = Path(__file__).resolve().parents[2] / "src" / "bhuktani"
 REWRITES_TRANSFERS = re.compile(
     r"\b(UPDATE\s+transfers|DELETE\s+FROM\s+transfers|TRUNCATE\s+(TABLE\s+)?transfers)\b",
     re.IGNORECASE,

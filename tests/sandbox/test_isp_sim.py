@@ -1,5 +1,5 @@
 """isp-sim's own HTTP handling, over a raw socket and on the simulator directly; what the
-adapter makes of its answers is in tests/providers/test_isp_http.py, its faults in
+adapter makes of its answers is in tests/isps/test_adapter.py, its faults in
 test_isp_sim_faults.py."""
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""The plan of a bank run: who pays what, decided by the seed before anything runs;
+what a client does and what it was told."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bhuktani.domain import FINAL_STATES
+from bhuktani.services import arrownet, hashcnet_v2
+
+HASHCNET_SLUGS = ("vns", "hons", "techminds", "ultra-net", "fast-speed", "bbn-internet")
+# TEST users and their weights: the scenario users give Processing and refusals.
+TEST_USERS = (
+    (None, 8),  # the documented user of the service
+    ("slow-user", 3),
+    ("flaky-user", 3),
+    ("lost-user", 3),
+    ("refuse-user", 2),
+    ("due-user", 1),
+)
+RESEND_P = 0.05  # a client sends the same commit again after its answer: must be 1013
+MAX_TRIES = 40  # requests per step of a payment, whatever goes wrong
+UP_BOUND_S = 60.0  # how long a client waits for a killed gateway to be back
+DRAIN_BOUND_S = 90.0
+FINAL = set(FINAL_STATES)
+MAX_PROBLEMS = 300
+
+DETAILS = "/api/servicegroup/details/{service}/"
+COMMIT = "/api/servicegroup/commit/{service}/"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One payment a client means to make, under one reference, whatever happens."""
+
+    reference: str
+    merchant: int  # index into the run's merchants
+    env: str
+    service: str
+    isp: str
+    username: str
+    package_code: int | None
+    duration_code: str
+    amount_paisa: int
+    resend: bool
+
+
+@dataclass
+class Outcome:
+    """What the client learned. `view` is Success, Processing, Failed, Insufficient, or
+    Error (the client got no usable answer: always a problem)."""
+
+    view: str = "Error"
+    payment_id: int | None = None
+    lost_answers: int = 0  # commits whose answer never came, or came as 1017
+    at_once: bool = False  # the commit itself answered the final state (no callback owed)
+
+
+@dataclass(frozen=True)
+class Merchant:
+    id: int
+    live_token: str
+    test_token: str
+    secrets: dict[str, str]  # by environment
+
+
+# The plan: who pays what, decided by the seed before anything runs.
+
+
+def _hashcnet_prices() -> list[tuple[int, str, int]]:
+    return [
+        (package.code, duration.code, duration.amount_paisa)
+        for package in hashcnet_v2.PACKAGES
+        for duration in package.durations
+    ]
+
+
+def _arrownet_prices() -> list[tuple[int | None, str, int]]:
+    return [(None, d.code, d.amount_paisa) for d in arrownet.PACKAGES[0].durations]
+
+
+def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
+    rng = random.Random(seed)
+    hashcnet, arrownet = _hashcnet_prices(), _arrownet_prices()
+    names, weights = zip(*TEST_USERS, strict=True)
+    intents = []
+    for index in range(live + test):
+        env = "live" if index < live else "test"
+        service = "arrownet" if rng.random() < 0.3 else hashcnet_v2.SLUG
+        isp = "arrownet" if service == "arrownet" else rng.choice(HASHCNET_SLUGS)
+        documented = "Pradhanang" if service == "arrownet" else "jeetenaug4"
+        username = documented
+        if env == "test":
+            username = rng.choices(names, weights)[0] or documented
+        package_code, duration_code, amount_paisa = rng.choice(
+            arrownet if service == "arrownet" else hashcnet
+        )
+        intents.append(
+            Intent(
+                reference=f"bank-{seed}-{env}-{index}",
+                merchant=rng.randrange(merchants),
+                env=env,
+                service=service,
+                isp=isp,
+                username=username,
+                package_code=package_code,
+                duration_code=duration_code,
+                amount_paisa=amount_paisa,
+                resend=rng.random() < RESEND_P,
+            )
+        )
+    rng.shuffle(intents)
+    return intents
+
+
+def spend(intents: Sequence[Intent], merchant: int, env: str) -> int:
+    return sum(i.amount_paisa for i in intents if i.merchant == merchant and i.env == env)
