@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     callback_allow_private: bool = False
     callback_poll_s: float = 1.0
     callback_batch: int = Field(default=50, ge=1)
-    # Never shorter than the timeout plus 30 s (workers/callbacks.py: lease_ms).
+    # Never shorter than the timeout plus 30 s (callbacks/delivery.py: lease_ms).
     callback_lease_s: int = 60
     # Sends in flight at once: in all, per deliverer process; and per merchant and
     # environment, so that a slow receiver holds back only its own callbacks.

@@ -1,4 +1,4 @@
-"""providers.untrusted: whatever an ISP sends, what comes out can be stored, priced and
+"""isps.untrusted: whatever an ISP sends, what comes out can be stored, priced and
 shown. Properties over any subscriber, then the rules one by one."""
 
 from __future__ import annotations

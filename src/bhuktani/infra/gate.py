@@ -1,5 +1,5 @@
 """A first-come, first-served gate: in front of the PostgreSQL pool, and of each LIVE
-ISP's connections (providers/http1.py).
+ISP's connections (infra/http1.py).
 
 asyncpg's pool hands out connections through an asyncio.Queue, which is not fair under
 load: a released connection wakes the first waiter, but any task that asks before that

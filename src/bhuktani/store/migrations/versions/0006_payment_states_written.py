@@ -4,6 +4,11 @@ A payment is Processing, Success or Failed (and Queued, for the single-step serv
 the catalogue adds); nothing ever wrote Error or Expired, so the CHECK no longer admits
 them.
 
+Cost at deploy: SQLite copies the payments table (it cannot change a CHECK in place);
+PostgreSQL checks every payment against the new CHECK, one scan of the table under its
+lock, inside the upgrade's one transaction: seconds for a few million payments, during
+which commits wait.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-07 04:10:00
