@@ -29,6 +29,8 @@ log = structlog.get_logger()
 
 @dataclass
 class Gateway:
+    """The system as one process assembled it: what every flow and loop reads."""
+
     db: Database
     settings: Settings
     # The one writer of a payment's money (open hold, finalize), of this database's engine.
