@@ -16,6 +16,7 @@ import secrets
 import asyncpg
 import pytest
 
+from bhuktani.api.errors import code_of
 from bhuktani.errors import Refusal
 from bhuktani.isps.base import Paid
 from bhuktani.ledger.accounts import merchant_code
@@ -100,7 +101,7 @@ async def retry_while_settling(db: Database, db_url: str) -> None:
 
     with pytest.raises(Refusal) as refused:
         await retry
-    assert refused.value.code == "1013", refused.value
+    assert code_of(refused.value) == "1013", refused.value
     assert refused.value.error_data == {"id": first.payment_id, "state": "Processing"}
 
 

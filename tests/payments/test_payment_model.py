@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 
 from bhuktani import runtime
+from bhuktani.api.errors import code_of
 from bhuktani.clock import now_ms
 from bhuktani.errors import Refusal
 from bhuktani.isps.base import (
@@ -241,7 +242,7 @@ class PaymentMachine(RuleBasedStateMachine):
         if existing is not None:
             with pytest.raises(Refusal) as refused:
                 self.run(opening)
-            assert refused.value.code == "1013", refused.value
+            assert code_of(refused.value) == "1013", refused.value
             event("open: 1013, reference used")
             first = self.payments[existing]
             assert refused.value.error_data == {"id": existing, "state": first.state}
@@ -249,7 +250,7 @@ class PaymentMachine(RuleBasedStateMachine):
         if amount_paisa > wallet.available_paisa:
             with pytest.raises(Refusal) as refused:
                 self.run(opening)
-            assert refused.value.code == "1016", refused.value
+            assert code_of(refused.value) == "1016", refused.value
             event("open: 1016, credits short")
             return
         self.run(opening)

@@ -11,8 +11,15 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from bhuktani.api.errors import body_of, headers_of, status_of
-from bhuktani.errors import Refusal, rate_limited, retry_after_s
+from bhuktani.api.errors import body_of, code_of, headers_of, status_of
+from bhuktani.errors import (
+    Refusal,
+    TokenMissing,
+    TokenRevoked,
+    TokenUnknown,
+    rate_limited,
+    retry_after_s,
+)
 from bhuktani.merchants.service import Principal
 from bhuktani.ratelimit import Limits, trips
 from bhuktani.ratelimit.addresses import AddressLimiter, address_key
@@ -251,7 +258,7 @@ async def test_refusals_are_counted_each_and_logged_once_per_bucket_per_interval
         try:
             await limits.admit(principal)
         except Refusal as error:
-            assert error.code == "1022" and status_of(error) == 429
+            assert code_of(error) == "1022" and status_of(error) == 429
             refused += 1
     assert refused == 5000
     assert _refusals("merchant") - before == 5000
@@ -283,11 +290,11 @@ def test_an_auth_refusal_counts_against_its_address_but_a_missing_token_does_not
     )
     for _ in range(5):
         limits.check_address("192.0.2.1")
-        limits.auth_failed("192.0.2.1", Refusal("1001", "no token"))
-    limits.auth_failed("192.0.2.1", Refusal("1002", "Token not found"))
-    limits.auth_failed("192.0.2.1", Refusal("1003", "The token was revoked"))
+        limits.auth_failed("192.0.2.1", TokenMissing("no token"))
+    limits.auth_failed("192.0.2.1", TokenUnknown("Token not found"))
+    limits.auth_failed("192.0.2.1", TokenRevoked("The token was revoked"))
     with pytest.raises(Refusal) as refused:
         limits.check_address("192.0.2.1")
-    assert refused.value.code == "1022"
+    assert code_of(refused.value) == "1022"
     assert headers_of(refused.value) == {"Retry-After": "1"}
     limits.check_address("192.0.2.2")

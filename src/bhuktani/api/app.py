@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics, runtime
 from bhuktani.api.body import parse_object, query_object, read_limited, token_of
-from bhuktani.api.errors import ApiError, body_of, headers_of, status_of
+from bhuktani.api.errors import ApiError, body_of, code_of, headers_of, status_of
 from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.errors import Refusal
 from bhuktani.logs import configure_logging
@@ -56,7 +56,7 @@ def error_response(error: Refusal) -> JsonResponse:
 
 def api_error_response(error: Refusal) -> JsonResponse:
     """A refusal an endpoint raised: its envelope, its code on the request's log line."""
-    logs.bind(error_code=error.code, details=error.details)
+    logs.bind(error_code=code_of(error), details=error.details)
     return error_response(error)
 
 

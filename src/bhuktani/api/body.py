@@ -8,7 +8,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from bhuktani.errors import Refusal
+from bhuktani.api.errors import ApiError
+from bhuktani.errors import InvalidFields, Refusal, TokenUnknown
 
 
 class BodyTooLarge(Exception):
@@ -19,13 +20,13 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     """The body, refused before parsing when it is larger than max_bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise Refusal("1010", f"Request body larger than {max_bytes} bytes")
+        raise InvalidFields(f"Request body larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise Refusal("1010", f"Request body larger than {max_bytes} bytes")
+            raise InvalidFields(f"Request body larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -35,7 +36,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _nul_error() -> Refusal:
-    return Refusal("1010", "A NUL character is not allowed anywhere in a request")
+    return InvalidFields("A NUL character is not allowed anywhere in a request")
 
 
 def _has_nul(data: dict[str, Any]) -> bool:
@@ -63,14 +64,14 @@ def parse_object(raw: bytes, *, required: bool = True) -> dict[str, Any]:
         raise _nul_error()
     if not raw.strip():
         if required:
-            raise Refusal("1014", "The body is empty; send a JSON object")
+            raise ApiError("1014", "The body is empty; send a JSON object")
         return {}
     try:
         data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
-        raise Refusal("1014", "The body is not valid JSON") from None
+        raise ApiError("1014", "The body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise Refusal("1015", "The body must be a JSON object")
+        raise ApiError("1015", "The body must be a JSON object")
     if b"\\u0000" in raw and _has_nul(data):
         raise _nul_error()
     return underscored(data)
@@ -95,7 +96,7 @@ def token_of(data: dict[str, Any], request: Request) -> str | None:
     if isinstance(token, str) and token:
         return token
     if token not in (None, ""):
-        raise Refusal("1002", "The token must be a string")
+        raise TokenUnknown("The token must be a string")
     header = request.headers.get("authorization", "")
     if "\x00" in header:
         raise _nul_error()

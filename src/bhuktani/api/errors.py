@@ -5,9 +5,9 @@ a late request, a server error)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from bhuktani import errors
 from bhuktani.errors import Refusal
 
 # code -> (message, error)
@@ -39,29 +39,73 @@ CODES: dict[str, tuple[str, str]] = {
 }
 
 
+# Each refusal's code: the class's own, or the nearest class above it that has one.
+CODE_OF: dict[type[Refusal], str] = {
+    errors.TokenMissing: "1001",
+    errors.TokenUnknown: "1002",
+    errors.TokenRevoked: "1003",
+    errors.TokenDisabled: "1004",
+    errors.AccountDeleted: "1005",
+    errors.AccountInactive: "1006",
+    errors.AccountExpired: "1007",
+    errors.ServiceNotEnabled: "1008",
+    errors.InvalidFields: "1010",
+    errors.IspRefusedField: "1011",
+    errors.ReferenceMissing: "1012",
+    errors.DuplicateReference: "1013",
+    errors.InsufficientCredits: "1016",
+    errors.ServiceUnavailable: "1018",
+    errors.InMaintenance: "1019",
+    errors.IspRefused: "1021",
+    errors.RateLimited: "1022",
+    errors.CannotFulfil: "4000",
+    errors.UnknownReference: "002",
+}
 # Every refusal is 400 unless its code or the HTTP layer says otherwise.
 HTTP_STATUS = {"1022": 429}
 
 
-@dataclass
 class ApiError(Refusal):
-    """A refusal that only the HTTP layer makes, with its own status."""
+    """A refusal that only the HTTP layer makes, with its code and status (an unreadable
+    body, an unknown path, a wrong method, a late request, a server error)."""
 
-    http_status: int = 400
+    def __init__(
+        self,
+        code: str,
+        details: str,
+        error_data: dict[str, Any] | None = None,
+        *,
+        http_status: int = 400,
+    ) -> None:
+        assert code in CODES, code
+        super().__init__(details, error_data)
+        self.code = code
+        self.http_status = http_status
+
+
+def code_of(error: Refusal) -> str:
+    if isinstance(error, ApiError):
+        return error.code
+    for kind in type(error).__mro__:
+        code = CODE_OF.get(kind)
+        if code is not None:
+            return code
+    raise AssertionError(f"no code for {type(error).__name__}")
 
 
 def status_of(error: Refusal) -> int:
     if isinstance(error, ApiError):
         return error.http_status
-    return HTTP_STATUS.get(error.code, 400)
+    return HTTP_STATUS.get(code_of(error), 400)
 
 
 def body_of(error: Refusal) -> dict[str, Any]:
-    message, name = CODES[error.code]
+    code = code_of(error)
+    message, name = CODES[code]
     return {
         "status": False,
         "state": "Error",
-        "error_code": error.code,
+        "error_code": code,
         "error": name,
         "message": message,
         "details": error.details,
@@ -71,7 +115,7 @@ def body_of(error: Refusal) -> dict[str, Any]:
 
 def headers_of(error: Refusal) -> Mapping[str, str] | None:
     """Headers besides the envelope: Retry-After of a refusal that names a wait."""
-    if error.retry_after_s is None:
+    if not isinstance(error, errors.RateLimited):
         return None
     return {"Retry-After": str(error.retry_after_s)}
 

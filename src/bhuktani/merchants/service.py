@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from bhuktani.callbacks import endpoints
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env
-from bhuktani.errors import Refusal
+from bhuktani.errors import (
+    AccountDeleted,
+    AccountExpired,
+    AccountInactive,
+    Refusal,
+    TokenDisabled,
+    TokenMissing,
+    TokenRevoked,
+    TokenUnknown,
+)
 from bhuktani.infra.ttl_cache import TtlCache
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import tokens
@@ -187,9 +196,9 @@ async def authenticate(
     db: Database, token: str | None, *, key: bytes, cache: AuthCache | None = None
 ) -> Principal:
     if not token:
-        raise Refusal("1001", "Provide the token in the body or as 'Authorization: Token …'")
+        raise TokenMissing("Provide the token in the body or as 'Authorization: Token …'")
     if len(token) > tokens.MAX_TOKEN_CHARS:
-        raise Refusal("1002", "Token not found")
+        raise TokenUnknown("Token not found")
     token_hash = tokens.digest(token, key)
     cached = cache.get(token_hash) if cache is not None else None
     if cached is None:
@@ -197,7 +206,7 @@ async def authenticate(
         if cache is not None:
             cache.put(token_hash, cached)
     if isinstance(cached, Refusal):
-        raise Refusal(cached.code, cached.details)
+        raise cached.again()
     return cached
 
 
@@ -218,18 +227,18 @@ async def _lookup(db: Database, token: str, token_hash: str) -> Principal:
         token_hash,
     )
     if row is None or not tokens.same(str(row["token_hash"]), token_hash):
-        raise Refusal("1002", "Token not found")
+        raise TokenUnknown("Token not found")
     if row["token_status"] == "revoked":
-        raise Refusal("1003", "The token was revoked")
+        raise TokenRevoked("The token was revoked")
     if row["token_status"] == "disabled":
-        raise Refusal("1004", "The token is disabled")
+        raise TokenDisabled("The token is disabled")
     if row["merchant_status"] == "deleted":
-        raise Refusal("1005", "The merchant account is deleted")
+        raise AccountDeleted("The merchant account is deleted")
     if row["merchant_status"] == "disabled":
-        raise Refusal("1006", "The merchant account is inactive")
+        raise AccountInactive("The merchant account is inactive")
     expires_ms = row["expires_ms"]
     if expires_ms is not None and int(expires_ms) <= now_ms():
-        raise Refusal("1007", "The merchant account has expired")
+        raise AccountExpired("The merchant account has expired")
     env = str(row["env"])
     assert env == tokens.env_of(token), "a token's stored environment follows its prefix"
     return Principal(

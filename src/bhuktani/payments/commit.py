@@ -12,7 +12,7 @@ import structlog
 from bhuktani import logs, metrics
 from bhuktani.clock import now_ms
 from bhuktani.domain import State
-from bhuktani.errors import Refusal, field_error
+from bhuktani.errors import IspRefused, IspRefusedField, Refusal
 from bhuktani.isps.base import (
     Order,
     PayResult,
@@ -73,8 +73,10 @@ async def _pay(provider: Provider, order: Order, timeout_s: float) -> PayResult:
 
 def _refusal_error(refusal: Refused) -> Refusal:
     if refusal.field:
-        return field_error(refusal.field, refusal.reason, code="1011")
-    return Refusal("1021", refusal.reason)
+        return IspRefusedField(
+            f"{refusal.field}: {refusal.reason}", error_data={refusal.field: [refusal.reason]}
+        )
+    return IspRefused(refusal.reason)
 
 
 async def commit(

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from bhuktani import logs
-from bhuktani.errors import Refusal, client_error
+from bhuktani.errors import CannotFulfil, ServiceUnavailable
 from bhuktani.isps.base import Lookup, Provider, ProviderUnavailable, Subscriber, username_key
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import policy, sessions
@@ -28,7 +28,7 @@ async def lookup_subscriber(
     except ProviderUnavailable as exc:
         policy.record_upstream(gateway, principal.env, isp, ok=False)
         log.warning("isp_lookup_failed", isp=isp, reason=str(exc))
-        raise Refusal("1018", "The ISP did not answer the look-up; try again") from None
+        raise ServiceUnavailable("The ISP did not answer the look-up; try again") from None
     policy.record_upstream(gateway, principal.env, isp, ok=True)
     return _found(gateway, principal, isp, username, subscriber)
 
@@ -42,7 +42,7 @@ def _found(
     gateway: Gateway, principal: Principal, isp: str, username: str, subscriber: Subscriber | None
 ) -> Subscriber:
     if subscriber is None:
-        raise client_error("Username not found")
+        raise CannotFulfil("Username not found")
     gateway.subscribers.put(subscriber_key(principal, isp, username), subscriber)
     return subscriber
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bhuktani import logs, money
-from bhuktani.errors import Refusal, field_error
+from bhuktani.errors import ReferenceMissing, Refusal, UnknownReference, field_error
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import policy, records
@@ -71,7 +71,7 @@ async def _payments(tx: Tx, principal: Principal, references: Sequence[str]) -> 
 
 
 def _invalid_reference() -> Refusal:
-    return Refusal("002", "No payment with this reference for this token")
+    return UnknownReference("No payment with this reference for this token")
 
 
 async def status(
@@ -81,7 +81,7 @@ async def status(
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     reference = data.get("reference")
     if reference in (None, ""):
-        raise Refusal("1012", "Send the 'reference' to look up")
+        raise ReferenceMissing("Send the 'reference' to look up")
     if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_CHARS:
         raise _invalid_reference()
     logs.bind(reference=reference)
@@ -98,7 +98,7 @@ async def status(
 def _parse_references(data: dict[str, Any]) -> list[str]:
     raw = data.get("references")
     if raw in (None, ""):
-        raise Refusal("1012", "Send 'references', comma separated")
+        raise ReferenceMissing("Send 'references', comma separated")
     if not isinstance(raw, str):
         raise field_error("references", "References must be a comma separated string")
     references = [r.strip() for r in raw.split(",")]

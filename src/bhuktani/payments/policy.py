@@ -5,7 +5,7 @@ whether an ISP is degraded (its breaker)."""
 from __future__ import annotations
 
 from bhuktani.domain import Env
-from bhuktani.errors import Refusal
+from bhuktani.errors import InMaintenance, Refusal, ServiceNotEnabled, ServiceUnavailable
 from bhuktani.isps.base import Provider
 from bhuktani.isps.breaker import Breaker
 from bhuktani.merchants.service import Principal, authenticate
@@ -30,7 +30,7 @@ async def caller(gateway: Gateway, token: str | None, client: str) -> Principal:
 def provider(gateway: Gateway, env: str, group: str) -> Provider:
     found = gateway.provider_of(env, group)
     if found is None:
-        raise Refusal("1018", f"The {group} service is not available for LIVE tokens yet")
+        raise ServiceUnavailable(f"The {group} service is not available for LIVE tokens yet")
     return found
 
 
@@ -43,7 +43,7 @@ def check_upstream(gateway: Gateway, env: str, isp: str) -> None:
     """Fail fast, before any money is held, while the ISP is degraded."""
     found = breaker(gateway, env, isp)
     if found is not None and not found.allow():
-        raise Refusal("1018", f"The ISP {isp!r} is not answering; try again later")
+        raise ServiceUnavailable(f"The ISP {isp!r} is not answering; try again later")
 
 
 def record_upstream(gateway: Gateway, env: str, isp: str, *, ok: bool) -> None:
@@ -58,7 +58,7 @@ def record_upstream(gateway: Gateway, env: str, isp: str, *, ok: bool) -> None:
 
 def check_service(gateway: Gateway, principal: Principal, group: str, isp: str) -> None:
     if not principal.may_use(group, isp):
-        raise Refusal("1008", f"The service {isp!r} is not enabled for this account")
+        raise ServiceNotEnabled(f"The service {isp!r} is not enabled for this account")
     maintenance = gateway.settings.maintenance
     if group in maintenance or isp in maintenance:
-        raise Refusal("1019", f"The service {isp!r} is in maintenance; try again later")
+        raise InMaintenance(f"The service {isp!r} is in maintenance; try again later")

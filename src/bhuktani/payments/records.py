@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bhuktani.callbacks import outbox
 from bhuktani.clock import now_ms
 from bhuktani.domain import State
-from bhuktani.errors import Refusal, client_error
+from bhuktani.errors import CannotFulfil, DuplicateReference, InsufficientCredits, Refusal
 from bhuktani.isps import untrusted
 from bhuktani.isps.base import NotFound, Order, Paid, Refused, StatusResult
 from bhuktani.ledger import accounts as ledger
@@ -54,8 +54,7 @@ async def _by_reference(tx: Tx, principal: Principal, reference: str) -> Row | N
 
 
 def _duplicate(row: Row) -> Refusal:
-    return Refusal(
-        "1013",
+    return DuplicateReference(
         "A payment with this reference exists; its outcome is in error_data",
         error_data={"id": int(row["id"]), "state": str(row["state"])},
     )
@@ -105,14 +104,14 @@ async def open_payment(
             raise
         raise _duplicate(existing) from None
     except CreditsShort as short:
-        raise Refusal(
-            "1016", f"Available credits {short.available_paisa / 100:.2f} do not cover the amount"
+        raise InsufficientCredits(
+            f"Available credits {short.available_paisa / 100:.2f} do not cover the amount"
         ) from None
     except SessionTaken:
         # A retry whose first payment spent the session learns that payment's outcome
         # (1013) first.
         await refuse_duplicate(book.db, principal, reference)
-        raise client_error("Session already used for a payment") from None
+        raise CannotFulfil("Session already used for a payment") from None
 
 
 async def _available(tx: Tx, merchant_id: int, env: str) -> int:

@@ -11,7 +11,7 @@ from typing import TypeVar
 import orjson
 
 from bhuktani.clock import now_ms
-from bhuktani.errors import client_error
+from bhuktani.errors import CannotFulfil
 from bhuktani.isps.base import Subscriber
 from bhuktani.isps.codec import subscriber_from_json, subscriber_to_json
 from bhuktani.merchants.service import Principal
@@ -115,11 +115,11 @@ async def load(db: Database, principal: Principal, service: str, session_id: int
         or row["env"] != principal.env
         or row["service"] != service
     ):
-        raise client_error("Invalid session")
+        raise CannotFulfil("Invalid session")
     if row["payment_id"] is not None:
-        raise client_error("Session already used for a payment")
+        raise CannotFulfil("Session already used for a payment")
     if int(row["expires_ms"]) <= now_ms():
-        raise client_error("Session expired; fetch the details again")
+        raise CannotFulfil("Session expired; fetch the details again")
     subscriber = subscriber_from_json(orjson.loads(str(row["offer_json"])))
     return Session(session_id, str(row["isp"]), str(row["username"]), subscriber)
 

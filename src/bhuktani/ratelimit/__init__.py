@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from bhuktani import logs
-from bhuktani.errors import Refusal, rate_limited
+from bhuktani.errors import Refusal, TokenMissing, rate_limited
 from bhuktani.merchants.service import Principal
 from bhuktani.ratelimit.addresses import AddressLimiter, address_key
 from bhuktani.ratelimit.bucket import Clock, Limit
@@ -47,7 +47,7 @@ class Limits:
             raise rate_limited(wait_s, "Too many failed authentications from this address")
 
     def auth_failed(self, host: str, refusal: Refusal) -> None:
-        if refusal.code != "1001":  # no token: nothing was hashed or looked up
+        if not isinstance(refusal, TokenMissing):  # no token: nothing was hashed or looked up
             self.addresses.failed(host)
 
     def merchant_limit(self, principal: Principal) -> Limit:

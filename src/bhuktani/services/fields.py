@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from bhuktani import money
-from bhuktani.errors import FieldErrors, Refusal, validation_error
+from bhuktani.errors import FieldErrors, ReferenceMissing, validation_error
 
 REFERENCE_PATTERN = r"[A-Za-z0-9_.:-]{1,50}"
 _REFERENCE = re.compile(REFERENCE_PATTERN)
@@ -103,7 +103,7 @@ M = TypeVar("M", bound=WireModel)
 def reference_present(data: dict[str, Any]) -> None:
     """1012 comes before any other validation error, as the documents list it."""
     if data.get("reference") in (None, ""):
-        raise Refusal("1012", "Send a unique 'reference' with the request")
+        raise ReferenceMissing("Send a unique 'reference' with the request")
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
