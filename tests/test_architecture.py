@@ -57,28 +57,51 @@ def test_the_money_rule_finds_a_write_outside_the_ledger() -> None:
 # Rule 2: a group is named in its own module and on its registry line only.
 
 
-def group_names(group_module: str) -> list[str]:
-    """How a group may be written: its module's name, its slug, its title, and the title's
-    first word where that is a name of its own (six letters or more: "HashCNet", not a
-    common word such as "Demo"). Matched whole, in any case, with "-", "_" or a space
-    between parts, or none."""
-    group = registry.BY_MODULE[group_module]
-    words = {group_module, group.slug, group.title}
-    first = group.title.split()[0]
-    if len(group.title.split()) > 1 and len(first) >= 6:
+def spellings(module: str, slug: str, title: str) -> set[str]:
+    """A group's module name, slug and title, and the title's first word where that is a
+    name of its own (six letters or more: "HashCNet", not a common word such as "Demo")."""
+    words = {module, slug, title}
+    first = title.split()[0]
+    if len(title.split()) > 1 and len(first) >= 6:
         words.add(first)
-    return sorted(words)
+    return words
+
+
+def all_names() -> dict[str, list[str]]:
+    """How each registered group may be written, by module. A word two groups share (two
+    versions of one billing system, "HashCNet V1" and "HashCNet V2") names neither."""
+    found = {
+        module: spellings(module, group.slug, group.title)
+        for module, group in registry.BY_MODULE.items()
+    }
+    shared = {
+        word.lower()
+        for module, words in found.items()
+        for word in words
+        for other, theirs in found.items()
+        if other != module and word.lower() in {w.lower() for w in theirs}
+    }
+    return {m: sorted(w for w in words if w.lower() not in shared) for m, words in found.items()}
 
 
 def _pattern(name: str) -> re.Pattern[str]:
+    """A name matched whole, in any case, with "-", "_" or a space between its parts, or
+    none."""
     parts = [re.escape(part) for part in re.split(r"[-_ ]", name) if part]
     return re.compile(r"(?<![A-Za-z0-9])" + r"[-_ ]?".join(parts) + r"(?![A-Za-z0-9])", re.I)
 
 
-def strangers_naming(group_module: str, files: Iterator[tuple[str, str]]) -> list[str]:
+def strangers_naming(
+    group_module: str,
+    files: Iterator[tuple[str, str]],
+    names: dict[str, list[str]] | None = None,
+) -> list[str]:
     """Lines outside the group's own module that name it; the registry's line of the
-    group is its one allowed mention."""
-    patterns = [_pattern(name) for name in group_names(group_module)]
+    group is its one allowed mention. A match inside another group's name ("hashcnet"
+    within "hashcnet-v2") names that other group, not this one."""
+    names = all_names() if names is None else names
+    patterns = [_pattern(name) for name in names[group_module]]
+    others = [_pattern(n) for module, ns in names.items() if module != group_module for n in ns]
     own = (f"services/{group_module}.py", f"services/{group_module}/")
     found = []
     for name, text in files:
@@ -87,7 +110,12 @@ def strangers_naming(group_module: str, files: Iterator[tuple[str, str]]) -> lis
         for number, line in enumerate(text.splitlines(), 1):
             if name == "services/registry.py" and line.strip() == f'"{group_module}",':
                 continue
-            if any(p.search(line) for p in patterns):
+            theirs = [m.span() for p in others for m in p.finditer(line)]
+            if any(
+                not any(start <= m.start() and m.end() <= end for start, end in theirs)
+                for p in patterns
+                for m in p.finditer(line)
+            ):
                 found.append(f"{name}:{number}: {line.strip()}")
     return found
 
@@ -111,6 +139,46 @@ def test_the_naming_rule_finds_a_group_named_elsewhere(group_module: str) -> Non
         broken = text + f'\nDEFAULT = "{written}"\n'
         found = strangers_naming(group_module, iter([("runtime.py", broken)]))
         assert found == [f'runtime.py:{len(broken.splitlines())}: DEFAULT = "{written}"']
+
+
+def test_groups_that_share_a_word_are_told_apart() -> None:
+    """Two versions of one billing system: each is found by its own names, neither by the
+    word they share, and a name inside the other's is the other's."""
+    names = {
+        "vendor_v2": ["Vendor V2", "vendor-v2", "vendor_v2"],
+        "vendor": ["Vendor V1", "vendor"],
+    }
+    lines = {
+        "a": 'X = "vendor-v2"',
+        "b": 'Y = "vendor"',
+        "c": "# Vendor runs one system behind many ISPs",
+        "d": 'Z = ("vendor", "vendor_v2")',
+    }
+    text = "\n".join(lines.values()) + "\n"
+    v2 = strangers_naming("vendor_v2", iter([("runtime.py", text)]), names)
+    v1 = strangers_naming("vendor", iter([("runtime.py", text)]), names)
+    assert v2 == ['runtime.py:1: X = "vendor-v2"', 'runtime.py:4: Z = ("vendor", "vendor_v2")']
+    assert v1 == [
+        'runtime.py:2: Y = "vendor"',
+        "runtime.py:3: # Vendor runs one system behind many ISPs",
+        'runtime.py:4: Z = ("vendor", "vendor_v2")',
+    ]
+
+
+def test_a_word_two_groups_share_names_neither(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = spellings("vendor_v2", "vendor-v2", "Vendorix V2") | spellings(
+        "vendor", "vendor", "Vendorix V1"
+    )
+    assert "Vendorix" in found
+    groups = {
+        "vendor_v2": type("G", (), {"slug": "vendor-v2", "title": "Vendorix V2"})(),
+        "vendor": type("G", (), {"slug": "vendor", "title": "Vendorix V1"})(),
+    }
+    monkeypatch.setattr(registry, "BY_MODULE", groups)
+    assert all_names() == {
+        "vendor_v2": ["Vendorix V2", "vendor-v2", "vendor_v2"],
+        "vendor": ["Vendorix V1", "vendor"],
+    }
 
 
 # Rule 3: imports point down.
