@@ -31,6 +31,8 @@ class CommitQuery:
     isp: str | None = None
     username: str | None = None
     package_code: int | None = None
+    # Set by groups whose commit names the package by its title (a package_name field).
+    package_title: str | None = None
 
 
 @dataclass(frozen=True)

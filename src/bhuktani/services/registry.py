@@ -11,6 +11,7 @@ from bhuktani.services.base import ServiceGroup
 MODULES = (
     "hashcnet_v2",
     "arrownet",
+    "hashcnet",
 )
 
 
