@@ -59,8 +59,8 @@ PACKAGES = (
         "Home 40Mbps",
         1,
         (
-            Duration(code="1", title="1 Month", amount_paisa=1_200_00, days=30),
-            Duration(code="3", title="3 Months", amount_paisa=3_450_00, days=90),
+            Duration.in_rupees("1", "1 Month", 1200, 30),
+            Duration.in_rupees("3", "3 Months", 3450, 90),
         ),
     ),
 )

@@ -97,6 +97,12 @@ def to_rupees(amount_paisa: int) -> float:
     return amount_paisa / PAISA_PER_RUPEE
 
 
+def to_rupees_shown(amount_paisa: int) -> int | float:
+    """Rupees as the documents show some prices: an integer where whole, else a float."""
+    rupees = to_rupees(amount_paisa)
+    return int(rupees) if rupees.is_integer() else rupees
+
+
 def format_rupees(amount_paisa: int) -> str:
     """Rupees as the documents' strings: "1695.00"."""
     sign = "-" if amount_paisa < 0 else ""

@@ -19,6 +19,11 @@ class Duration:
     amount_paisa: int
     days: int
 
+    @classmethod
+    def in_rupees(cls, code: str, title: str, rupees: int, days: int) -> Duration:
+        """A price written as the documents write it, in whole rupees."""
+        return cls(code=code, title=title, amount_paisa=rupees * 100, days=days)
+
 
 @dataclass(frozen=True)
 class Package:

@@ -122,23 +122,3 @@ async def load(db: Database, principal: Principal, service: str, session_id: int
         raise CannotFulfil("Session expired; fetch the details again")
     subscriber = subscriber_from_json(orjson.loads(str(row["offer_json"])))
     return Session(session_id, str(row["isp"]), str(row["username"]), subscriber)
-
-
-async def claim(tx: Tx, session_id: int, payment_id: int) -> bool:
-    """Bind the session to this payment; False if another payment took it first."""
-    changed = await tx.execute(
-        "UPDATE sessions SET payment_id = $2 WHERE id = $1 AND payment_id IS NULL AND expires_ms > $3",
-        session_id,
-        payment_id,
-        now_ms(),
-    )
-    return changed == 1
-
-
-async def release(tx: Tx, session_id: int, payment_id: int) -> None:
-    """A failed payment gives its session back, so the merchant can pay again with it."""
-    await tx.execute(
-        "UPDATE sessions SET payment_id = NULL WHERE id = $1 AND payment_id = $2",
-        session_id,
-        payment_id,
-    )

@@ -33,19 +33,15 @@ SLUG = "arrownet"
 DURATIONS_MONTHS = (1, 3, 6, 12)
 
 
-def _price(code: str, title: str, rupees: int, days: int) -> Duration:
-    return Duration(code=code, title=title, amount_paisa=rupees * 100, days=days)
-
-
 PACKAGES = (
     Package(
         "50Mbps",
         1,
         (
-            _price("1", "1 Month", 1695, 30),
-            _price("3", "3 Months", 5085, 90),
-            _price("6", "6 Months", 9492, 180),
-            _price("12", "12 Months", 17628, 360),
+            Duration.in_rupees("1", "1 Month", 1695, 30),
+            Duration.in_rupees("3", "3 Months", 5085, 90),
+            Duration.in_rupees("6", "6 Months", 9492, 180),
+            Duration.in_rupees("12", "12 Months", 17628, 360),
         ),
     ),
 )

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from bhuktani import money
 from bhuktani.domain import State
 from bhuktani.errors import field_error
 from bhuktani.isps.base import Duration, Package, Subscriber
-from bhuktani.services.fields import WireModel
+from bhuktani.services.fields import Reference, Username, WireModel, parse, reference_present
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,38 @@ def current_plan_price(
     )
     if package is None or duration is None:
         raise field_error(duration_field, no_price)
-    if duration.amount_paisa != query.amount_paisa:
+    require_amount(query.amount_paisa, duration, "the plan price")
+    return package, duration
+
+
+def require_amount(amount_paisa: int, price: Duration, named: str) -> None:
+    """The amount a commit sends is the price to the paisa, else 1010 on `amount`."""
+    if amount_paisa != price.amount_paisa:
         raise field_error(
             "amount",
-            f"Amount {money.format_rupees(query.amount_paisa)} does not match the plan price"
-            f" {money.format_rupees(duration.amount_paisa)}",
+            f"Amount {money.format_rupees(amount_paisa)} does not match {named}"
+            f" {money.format_rupees(price.amount_paisa)}",
         )
-    return package, duration
+
+
+class ServiceSlugDetails(WireModel):
+    """A details call of one billing system behind many ISPs, the ISP named by
+    `service_slug`."""
+
+    reference: Reference
+    username: Username
+    service_slug: str = Field(min_length=1, max_length=64)
+
+
+def parse_slug_details(data: dict[str, Any], isps: tuple[str, ...]) -> DetailsQuery:
+    """1012 without a reference, before anything else; an ISP not in `isps` is 1010."""
+    reference_present(data)
+    request = parse(ServiceSlugDetails, data)
+    if request.service_slug not in isps:
+        raise field_error("service_slug", f"Unknown service slug {request.service_slug!r}")
+    return DetailsQuery(
+        isp=request.service_slug, username=request.username, reference=request.reference
+    )
 
 
 PROCESSING_MESSAGE = "Transaction is being processed"

@@ -17,13 +17,15 @@ from bhuktani.services.base import (
     CommitView,
     DetailsQuery,
     Examples,
+    ServiceSlugDetails,
     message_for,
+    parse_slug_details,
+    require_amount,
 )
 from bhuktani.services.fields import (
     AmountPaisa,
     LooseId,
     Reference,
-    Username,
     WireModel,
     parse,
     reference_present,
@@ -46,7 +48,7 @@ PACKAGES = (
         "FOC users / 6M",
         1,
         # The document's total_amount for its test user (decision H1): 10 rupees.
-        (Duration(code="6", title="6 Months", amount_paisa=10_00, days=180),),
+        (Duration.in_rupees("6", "6 Months", 10, 180),),
     ),
 )
 
@@ -67,12 +69,6 @@ PAID_DETAIL = "Payment successfully created."
 PENDING_DETAIL = "Payment is being processed."
 
 
-class DetailsRequest(WireModel):
-    reference: Reference
-    username: Username
-    service_slug: str = Field(min_length=1, max_length=64)
-
-
 class CommitRequest(WireModel):
     reference: Reference
     session_id: LooseId
@@ -88,18 +84,12 @@ def _total(subscriber: Subscriber) -> tuple[Package, Duration]:
     return package, package.durations[0]
 
 
-def _amount(amount_paisa: int) -> int | float:
-    """The document shows the total as an integer where it is whole rupees."""
-    rupees = money.to_rupees(amount_paisa)
-    return int(rupees) if rupees.is_integer() else rupees
-
-
 class HashcnetV1:
     slug = SLUG
     title = "HashCNet V1"
     isps = ISPS
     uses_sessions = True
-    details_model: type[WireModel] = DetailsRequest
+    details_model: type[WireModel] = ServiceSlugDetails
     commit_model: type[WireModel] = CommitRequest
     sandbox_subscriber = SANDBOX_USER
     examples = Examples(
@@ -108,20 +98,14 @@ class HashcnetV1:
     )
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
-        reference_present(data)
-        request = parse(DetailsRequest, data)
-        if request.service_slug not in ISPS:
-            raise field_error("service_slug", f"Unknown service slug {request.service_slug!r}")
-        return DetailsQuery(
-            isp=request.service_slug, username=request.username, reference=request.reference
-        )
+        return parse_slug_details(data, ISPS)
 
     def render_details(self, subscriber: Subscriber, session_id: int | None) -> dict[str, Any]:
         assert session_id is not None
         package, total = _total(subscriber)
         return {
             "package_name": package.title,
-            "total_amount": _amount(total.amount_paisa),
+            "total_amount": money.to_rupees_shown(total.amount_paisa),
             "session_id": session_id,
             "status": True,
         }
@@ -145,12 +129,7 @@ class HashcnetV1:
                 f"Package {query.package_title!r} is not the one the details showed"
                 f" ({package.title!r})",
             )
-        if query.amount_paisa != total.amount_paisa:
-            raise field_error(
-                "amount",
-                f"Amount {money.format_rupees(query.amount_paisa)} does not match the total"
-                f" {money.format_rupees(total.amount_paisa)}",
-            )
+        require_amount(query.amount_paisa, total, "the total")
         return package, total
 
     def render_commit(self, view: CommitView) -> dict[str, Any]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from bhuktani import money
 from bhuktani.errors import field_error
 from bhuktani.isps.base import Duration, Package, Subscriber
@@ -15,14 +13,15 @@ from bhuktani.services.base import (
     CommitView,
     DetailsQuery,
     Examples,
+    ServiceSlugDetails,
     message_for,
+    parse_slug_details,
 )
 from bhuktani.services.fields import (
     AmountPaisa,
     LooseCode,
     LooseId,
     Reference,
-    Username,
     WireModel,
     parse,
     reference_present,
@@ -49,35 +48,31 @@ ISPS = (
 )
 
 
-def _price(code: str, title: str, rupees: int, days: int) -> Duration:
-    return Duration(code=code, title=title, amount_paisa=rupees * 100, days=days)
-
-
 PACKAGES = (
     Package(
         "Fiber Gold",
         9,
         (
-            _price("1", "1 Month", 1232, 30),
-            _price("3", "3 Months", 7876, 90),
-            _price("6", "6 Months", 15750, 180),
-            _price("12", "12 Months", 15750, 360),
-            _price("custom_2", "15 Days", 1634, 15),
-            _price("custom_3", "60 Days", 859, 60),
+            Duration.in_rupees("1", "1 Month", 1232, 30),
+            Duration.in_rupees("3", "3 Months", 7876, 90),
+            Duration.in_rupees("6", "6 Months", 15750, 180),
+            Duration.in_rupees("12", "12 Months", 15750, 360),
+            Duration.in_rupees("custom_2", "15 Days", 1634, 15),
+            Duration.in_rupees("custom_3", "60 Days", 859, 60),
         ),
     ),
     Package(
         "FTTH-50Mbps",
         9,
         (
-            _price("1", "1 Month", 999, 30),
-            _price("3", "3 Months", 2800, 90),
-            _price("6", "6 Months", 5300, 180),
-            _price("12", "12 Months", 9999, 360),
-            _price("custom_1", "12M + 1 IPTV", 13500, 360),
+            Duration.in_rupees("1", "1 Month", 999, 30),
+            Duration.in_rupees("3", "3 Months", 2800, 90),
+            Duration.in_rupees("6", "6 Months", 5300, 180),
+            Duration.in_rupees("12", "12 Months", 9999, 360),
+            Duration.in_rupees("custom_1", "12M + 1 IPTV", 13500, 360),
         ),
     ),
-    Package("TESTING", 71, (_price("1", "1 Month", 2, 30),)),
+    Package("TESTING", 71, (Duration.in_rupees("1", "1 Month", 2, 30),)),
 )
 
 # The document's test subscriber, at every ISP of the group.
@@ -93,24 +88,12 @@ SANDBOX_USER = Subscriber(
 )
 
 
-class DetailsRequest(WireModel):
-    reference: Reference
-    username: Username
-    service_slug: str = Field(min_length=1, max_length=64)
-
-
 class CommitRequest(WireModel):
     reference: Reference
     session_id: LooseId
     package_code: LooseId
     duration_code: LooseCode
     amount: AmountPaisa
-
-
-def _cost(amount_paisa: int) -> int | float:
-    """The documents show package prices as integers where they are whole rupees."""
-    rupees = money.to_rupees(amount_paisa)
-    return int(rupees) if rupees.is_integer() else rupees
 
 
 def _plan_title(duration: Duration) -> str:
@@ -125,7 +108,7 @@ class HashcnetV2:
     title = "HashCNet V2"
     isps = ISPS
     uses_sessions = True
-    details_model: type[WireModel] = DetailsRequest
+    details_model: type[WireModel] = ServiceSlugDetails
     commit_model: type[WireModel] = CommitRequest
     sandbox_subscriber = SANDBOX_USER
     examples = Examples(
@@ -139,15 +122,7 @@ class HashcnetV2:
     )
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery:
-        reference_present(data)
-        request = parse(DetailsRequest, data)
-        if request.service_slug not in ISPS:
-            raise field_error("service_slug", f"Unknown service slug {request.service_slug!r}")
-        return DetailsQuery(
-            isp=request.service_slug,
-            username=request.username,
-            reference=request.reference,
-        )
+        return parse_slug_details(data, ISPS)
 
     def render_details(self, subscriber: Subscriber, session_id: int | None) -> dict[str, Any]:
         assert session_id is not None
@@ -173,7 +148,7 @@ class HashcnetV2:
                     "package_code": package.code,
                     "duration": [
                         {
-                            "total_cost": _cost(d.amount_paisa),
+                            "total_cost": money.to_rupees_shown(d.amount_paisa),
                             "duration_code": d.code,
                             "duration_title": d.title,
                         }
