@@ -97,7 +97,7 @@ class {cls}:
     uses_sessions = False
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
-    sandbox_subscriber = SANDBOX_USER
+    sandbox_subscribers = (SANDBOX_USER,)
     examples = Examples(
         details={{"username": "sandbox-subscriber"}},
         commit={{"username": "sandbox-subscriber", "amount": "1200.00", "duration_code": "1"}},
@@ -227,7 +227,7 @@ def _fixtures(module: str) -> dict[str, object]:
     from bhuktani.services.base import CommitView
 
     group = import_module(f"bhuktani.services.{module}").GROUP
-    subscriber = group.sandbox_subscriber
+    subscriber = group.sandbox_subscribers[0]
     current = subscriber.current_package()
     assert current is not None, "the sandbox subscriber's plan is one of its packages"
     duration = next(

@@ -48,6 +48,11 @@ class CannotFulfil(Refusal):
 # Who calls.
 
 
+class NothingToPay(Refusal):
+    """The subscriber exists but has nothing to pay now (no pending bill): the documents
+    answer it with the platform's unknown error."""
+
+
 class TokenMissing(Refusal):
     pass
 

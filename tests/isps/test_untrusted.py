@@ -20,7 +20,25 @@ big_ints = st.one_of(
     st.integers(min_value=-(2**80), max_value=2**80),
     st.integers(min_value=-2, max_value=400_000),
 )
-durations = st.builds(Duration, code=texts, title=texts, amount_paisa=big_ints, days=big_ints)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), big_ints, st.floats(allow_nan=False), texts),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=150), st.dictionaries(texts, inner, max_size=5)
+    ),
+    max_leaves=300,
+)
+shown_objects = st.dictionaries(
+    st.one_of(texts, st.sampled_from(["stb", "vat_amount", "zone"])), json_values, max_size=5
+)
+durations = st.builds(
+    Duration,
+    code=texts,
+    title=texts,
+    amount_paisa=big_ints,
+    days=big_ints,
+    once=st.booleans(),
+    shown=shown_objects,
+)
 packages = st.builds(
     Package, title=texts, code=big_ints, durations=st.lists(durations, max_size=4).map(tuple)
 )
@@ -34,7 +52,27 @@ subscribers = st.builds(
     has_due=st.booleans(),
     accept_advance_payment=st.booleans(),
     packages=st.lists(packages, max_size=4).map(tuple),
+    shown=shown_objects,
+    paid=st.lists(st.one_of(texts, st.just("1613142_PP")), max_size=5).map(tuple),
 )
+
+
+def shown_safe(value: object, depth: int = 0) -> None:
+    """A group's own fields as they may be shown: safe texts, plain keys, bounded."""
+    assert depth <= untrusted.MAX_SHOWN_DEPTH
+    if isinstance(value, str):
+        assert len(value) <= untrusted.SHOWN_TEXT_CHARS and safe(value)
+    elif isinstance(value, list):
+        assert len(value) <= untrusted.MAX_SHOWN_ITEMS
+        for item in value:
+            shown_safe(item, depth + 1)
+    elif isinstance(value, dict):
+        assert len(value) <= untrusted.MAX_SHOWN_ITEMS
+        for key, item in value.items():
+            assert isinstance(key, str) and key.isascii() and 0 < len(key) <= 64
+            shown_safe(item, depth + 1)
+    else:
+        assert value is None or isinstance(value, bool | int | float)
 
 
 def safe(text: str) -> bool:
@@ -64,6 +102,9 @@ def test_whatever_the_isp_sends_what_comes_out_fits_and_is_safe(subscriber: Subs
             assert 0 <= duration.days <= 3660
             assert duration.code.isascii() and 0 < len(duration.code) <= 32
             assert len(duration.title) <= 100 and safe(duration.title)
+            shown_safe(duration.shown)
+    shown_safe(checked.shown)
+    assert all(code.isascii() and 0 < len(code) <= 32 for code in checked.paid)
 
 
 @given(texts)

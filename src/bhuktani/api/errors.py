@@ -35,6 +35,7 @@ CODES: dict[str, tuple[str, str]] = {
     "1021": ("Error from Provider", "provider_error"),
     "1022": ("Too many requests", "rate_limited"),
     "4000": ("Can't fulfill request", "client_error"),
+    "7000": ("Unknown Error occured. Check details", "unknown_error"),
     "002": ("The reference sent is not a valid reference.", "invalid_reference"),
 }
 
@@ -59,6 +60,7 @@ CODE_OF: dict[type[Refusal], str] = {
     errors.IspRefused: "1021",
     errors.RateLimited: "1022",
     errors.CannotFulfil: "4000",
+    errors.NothingToPay: "7000",
     errors.UnknownReference: "002",
 }
 # Every refusal is 400 unless its code or the HTTP layer says otherwise.

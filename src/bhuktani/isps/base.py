@@ -6,23 +6,43 @@ A payment is pending by default: only an explicit answer from the ISP is final.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bhuktani.store import Tx
+
+# A group's own fields, as its document shows them (a bill's VAT, an STB, a zone): JSON
+# values the generic model has no place for, carried by the ISP protocol and rendered by
+# the group alone.
+Shown = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Duration:
+    """One price a subscriber can pay: a plan for a time, a bill, a due."""
+
     code: str
     title: str
     amount_paisa: int
     days: int
+    # Paid once, then gone: a bill or a due. The ISP refuses it a second time and the
+    # subscriber's `paid` lists its code.
+    once: bool = False
+    shown: Shown = field(default_factory=dict, hash=False)
 
     @classmethod
-    def in_rupees(cls, code: str, title: str, rupees: int, days: int) -> Duration:
+    def in_rupees(
+        cls,
+        code: str,
+        title: str,
+        rupees: int,
+        days: int,
+        *,
+        once: bool = False,
+        shown: Shown | None = None,
+    ) -> Duration:
         """A price written as the documents write it, in whole rupees."""
-        return cls(code=code, title=title, amount_paisa=rupees * 100, days=days)
+        return cls(code, title, rupees * 100, days, once, dict(shown or {}))
 
 
 @dataclass(frozen=True)
@@ -42,9 +62,21 @@ class Subscriber:
     has_due: bool
     accept_advance_payment: bool
     packages: tuple[Package, ...]
+    shown: Shown = field(default_factory=dict, hash=False)
+    # The codes of the one-time offers (Duration.once) this subscriber has paid.
+    paid: tuple[str, ...] = ()
 
     def current_package(self) -> Package | None:
         return next((p for p in self.packages if p.title == self.current_plan), None)
+
+    def offers(self) -> tuple[tuple[Package, Duration], ...]:
+        """Every price this subscriber can pay now: one-time offers already paid left out."""
+        return tuple(
+            (package, duration)
+            for package in self.packages
+            for duration in package.durations
+            if not (duration.once and duration.code in self.paid)
+        )
 
 
 def username_key(username: str) -> str:

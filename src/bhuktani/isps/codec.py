@@ -26,17 +26,22 @@ def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
                         "title": d.title,
                         "amount_paisa": d.amount_paisa,
                         "days": d.days,
+                        "once": d.once,
+                        "shown": d.shown,
                     }
                     for d in package.durations
                 ],
             }
             for package in subscriber.packages
         ],
+        "shown": subscriber.shown,
+        "paid": list(subscriber.paid),
     }
 
 
 def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
-    """Read a subscriber; raises KeyError, TypeError or ValueError on a malformed body."""
+    """Read a subscriber; raises KeyError, TypeError or ValueError on a malformed body.
+    `once`, `shown` and `paid` may be left out by an ISP whose group has none."""
     packages = tuple(
         Package(
             title=_str(p["title"]),
@@ -47,6 +52,8 @@ def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
                     title=_str(d["title"]),
                     amount_paisa=_int(d["amount_paisa"]),
                     days=_int(d["days"]),
+                    once=_bool(d.get("once", False)),
+                    shown=_object(d.get("shown", {})),
                 )
                 for d in p["durations"]
             ),
@@ -62,6 +69,8 @@ def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
         has_due=_bool(data["has_due"]),
         accept_advance_payment=_bool(data["accept_advance_payment"]),
         packages=packages,
+        shown=_object(data.get("shown", {})),
+        paid=tuple(_str(code) for code in _list(data.get("paid", []))),
     )
 
 
@@ -74,6 +83,19 @@ def _str(value: Any) -> str:
 def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A group's own fields: any JSON object (its values are the group's to read)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
     return value
 
 

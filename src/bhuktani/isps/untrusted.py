@@ -9,6 +9,9 @@ merchant: an ISP may be broken or hostile, and nothing it sends is taken as it c
 - Text that names something (the username, package titles, duration codes) is never
   changed, since the ISP must recognise it when it is sent back: an unclean one drops its
   package or duration, or, for the username, makes the subscriber unreadable (1018).
+- A group's own fields (`shown`: a bill's VAT, an STB) are shown to merchants as they
+  come, so their texts are made safe like names, their keys must be plain field names,
+  and their size and depth are bounded; what does not fit is left out.
 - A receipt confirms a payment the ISP applied: a bad one never makes the payment less
   final. Its unsafe characters are escaped (NUL as \\x00) and it is cut to length; the
   provider logs the raw value.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bhuktani.isps.base import Duration, Package, Subscriber
 from bhuktani.money import MAX_AMOUNT_PAISA
@@ -39,6 +43,10 @@ REASON_CHARS = 200
 # At most this many are read: a bigger offer is not a real ISP's.
 MAX_PACKAGES = 100
 MAX_DURATIONS = 50
+# A group's own fields: nesting, items of a list or object, characters of a text.
+MAX_SHOWN_DEPTH = 6
+MAX_SHOWN_ITEMS = 100
+SHOWN_TEXT_CHARS = 500
 
 # The documents' codes ("1", "custom_2"): what a merchant can send back (wire.LooseCode).
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
@@ -96,6 +104,29 @@ def field(raw: str) -> str | None:
     return raw if _FIELD.fullmatch(raw) else None
 
 
+def _shown_value(value: Any, depth: int) -> Any:
+    """A JSON value made safe to show; None for one that is not kept."""
+    if isinstance(value, str):
+        return shown(value, SHOWN_TEXT_CHARS)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= MAX_SHOWN_DEPTH:
+        return None
+    if isinstance(value, list):
+        return [_shown_value(item, depth + 1) for item in value[:MAX_SHOWN_ITEMS]]
+    if isinstance(value, dict):
+        return _shown_object(value, depth + 1)
+    return None
+
+
+def _shown_object(value: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    return {
+        key: _shown_value(item, depth)
+        for key, item in list(value.items())[:MAX_SHOWN_ITEMS]
+        if isinstance(key, str) and _FIELD.fullmatch(key)
+    }
+
+
 def _duration(duration: Duration, where: str) -> tuple[Duration | None, str | None]:
     if not _CODE.fullmatch(duration.code):
         return None, f"{where}: duration code {duration.code[:40]!r} is not a code"
@@ -103,7 +134,11 @@ def _duration(duration: Duration, where: str) -> tuple[Duration | None, str | No
         return None, f"{where} {duration.code}: price {duration.amount_paisa} paisa"
     if not 0 <= duration.days <= MAX_PLAN_DAYS:
         return None, f"{where} {duration.code}: {duration.days} days"
-    return replace(duration, title=shown(duration.title, TITLE_CHARS)), None
+    return replace(
+        duration,
+        title=shown(duration.title, TITLE_CHARS),
+        shown=_shown_object(duration.shown),
+    ), None
 
 
 def _package(package: Package, index: int) -> tuple[Package | None, list[str]]:
@@ -150,5 +185,7 @@ def checked(subscriber: Subscriber) -> Checked:
         current_plan=shown(subscriber.current_plan, TITLE_CHARS),
         days_remaining=days_remaining,
         packages=tuple(packages),
+        shown=_shown_object(subscriber.shown),
+        paid=tuple(code for code in subscriber.paid[:MAX_SHOWN_ITEMS] if _CODE.fullmatch(code)),
     )
     return Checked(safe, tuple(dropped))

@@ -43,16 +43,17 @@ def _scenario(base: Subscriber, username: str, index: int) -> Subscriber:
     return subscriber
 
 
-def _templates(base: Subscriber) -> dict[str, Subscriber]:
-    found = {username_key(base.username): base}
+def _templates(documented: tuple[Subscriber, ...]) -> dict[str, Subscriber]:
+    found = {username_key(subscriber.username): subscriber for subscriber in documented}
     for index, username in enumerate(SCENARIOS):
-        found[username] = _scenario(base, username, index)
+        found[username] = _scenario(documented[0], username, index)
     return found
 
 
-# Each group's subscribers: its sandbox subscriber and the scenario users derived from it.
+# Each group's subscribers: its document's test users and the scenario users derived from
+# the first.
 TEMPLATES: dict[str, dict[str, Subscriber]] = {
-    group.slug: _templates(group.sandbox_subscriber) for group in registry.GROUPS
+    group.slug: _templates(group.sandbox_subscribers) for group in registry.GROUPS
 }
 
 
@@ -74,19 +75,25 @@ def behaviour(username: str) -> Behaviour:
 
 
 def find_price(subscriber: Subscriber, order: Order) -> Duration | None:
-    for package in subscriber.packages:
-        if package.title != order.package_title:
-            continue
-        for duration in package.durations:
-            if duration.code == order.duration_code:
-                return duration
+    for package, duration in subscriber.offers():
+        if package.title == order.package_title and duration.code == order.duration_code:
+            return duration
     return None
+
+
+def paid_once(subscriber: Subscriber, order: Order) -> bool:
+    """Whether the order is for a one-time offer (a bill, a due) already paid."""
+    return order.duration_code in subscriber.paid and any(
+        d.once and d.code == order.duration_code for p in subscriber.packages for d in p.durations
+    )
 
 
 def refusal(subscriber: Subscriber, order: Order) -> tuple[str, str | None] | None:
     """Why the ISP refuses this order, and which field, or None if it accepts it."""
     if behaviour(subscriber.username) is Behaviour.REFUSE:
         return ("The subscriber's account does not accept payments", None)
+    if paid_once(subscriber, order):
+        return ("This has already been paid", None)
     price = find_price(subscriber, order)
     if price is None:
         return (
@@ -98,9 +105,17 @@ def refusal(subscriber: Subscriber, order: Order) -> tuple[str, str | None] | No
     return None
 
 
+def once_code(subscriber: Subscriber, order: Order) -> str | None:
+    """The code a payment adds to the subscriber's `paid`: that of a one-time offer."""
+    price = find_price(subscriber, order)
+    return price.code if price is not None and price.once else None
+
+
 def after_payment(subscriber: Subscriber, order: Order) -> Subscriber:
+    code = once_code(subscriber, order)
     return replace(
         subscriber,
         current_plan=order.package_title,
         days_remaining=subscriber.days_remaining + order.days,
+        paid=subscriber.paid if code is None else (*subscriber.paid, code),
     )

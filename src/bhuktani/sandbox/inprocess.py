@@ -36,25 +36,30 @@ def _refused(subscriber: Subscriber, order: Order) -> Refused | None:
 
 
 # $1 payment, $2 merchant, $3 isp, $4 username, $5 amount, $6 receipt, $7 visible from,
-# $8 now, $9 plan, $10 days if new, $11 days added. The payment is written first: its key
-# says whether it was applied before; then the subscriber's plan and days, added in the
-# statement so that two payments for one subscriber at once both count.
+# $8 now, $9 plan, $10 days if new, $11 days added, $12 the one-time offer's code and a
+# newline ('' for a plan). The payment is written first: its key says whether it was
+# applied before; then the subscriber's plan, days and paid offers, added in the statement
+# so that two payments for one subscriber at once both count.
 _INSERT_PAYMENT = (
     "INSERT INTO sandbox_payments (payment_id, merchant_id, isp, username, amount_paisa,"
     " receipt, visible_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     " ON CONFLICT (payment_id) DO NOTHING RETURNING receipt"
 )
 _UPSERT_SUBSCRIBER = (
-    "INSERT INTO sandbox_subscribers (merchant_id, isp, username, current_plan, days_remaining)"
+    "INSERT INTO sandbox_subscribers"
+    " (merchant_id, isp, username, current_plan, days_remaining, paid)"
     " {source} ON CONFLICT (merchant_id, isp, username) DO UPDATE SET"
     " current_plan = EXCLUDED.current_plan,"
-    " days_remaining = sandbox_subscribers.days_remaining + $11"
+    " days_remaining = sandbox_subscribers.days_remaining + $11,"
+    " paid = sandbox_subscribers.paid || $12"
 )
-_UPSERT_SUBSCRIBER_VALUES = _UPSERT_SUBSCRIBER.format(source="VALUES ($2, $3, $4, $9, $10)")
+_UPSERT_SUBSCRIBER_VALUES = _UPSERT_SUBSCRIBER.format(source="VALUES ($2, $3, $4, $9, $10, $12)")
 # PostgreSQL: both in one statement, one round trip.
 _APPLY_IN_ONE_STATEMENT = (
     f"WITH applied AS ({_INSERT_PAYMENT}), subscriber AS ("
-    + _UPSERT_SUBSCRIBER.format(source="SELECT $2, $3, $4, $9, $10::integer FROM applied")
+    + _UPSERT_SUBSCRIBER.format(
+        source="SELECT $2, $3, $4, $9, $10::integer, $12::text FROM applied"
+    )
     + ") SELECT receipt FROM applied"
 )
 
@@ -82,7 +87,7 @@ class SandboxProvider:
         if base is None:
             return None
         row = await tx.fetchrow(
-            "SELECT current_plan, days_remaining FROM sandbox_subscribers"
+            "SELECT current_plan, days_remaining, paid FROM sandbox_subscribers"
             " WHERE merchant_id = $1 AND isp = $2 AND username = $3",
             merchant_id,
             isp,
@@ -94,6 +99,7 @@ class SandboxProvider:
             base,
             current_plan=str(row["current_plan"]),
             days_remaining=int(row["days_remaining"]),
+            paid=tuple(str(row["paid"]).split("\n")[:-1]),
         )
 
     @property
@@ -115,8 +121,14 @@ class SandboxProvider:
         """Apply the payment once per payment_id, as an idempotent ISP does: a payment
         applied before answers with its first receipt and changes nothing."""
         # The ISP prices from its catalog: what a subscriber paid changes their plan and
-        # days, never the prices, so whether it refuses needs no read.
+        # days, never the prices, so whether it refuses needs no read, but for a one-time
+        # offer (a bill), which must not have been paid before.
         template = catalog.template(order.isp, order.username)
+        if template is not None and catalog.once_code(template, order) is not None:
+            current = await self._db.read(
+                lambda tx: self._current(tx, order.merchant_id, order.isp, order.username)
+            )
+            template = current
         refused = (
             Refused("Username not found", "username")
             if template is None
@@ -140,6 +152,7 @@ class SandboxProvider:
             # The days of a subscriber paying for the first time; else the days are added.
             template.days_remaining + order.days,
             order.days,
+            "".join(f"{code}\n" for code in [catalog.once_code(template, order)] if code),
         )
         if self._db.dialect == "postgresql":
             row = await self._db.once(_APPLY_IN_ONE_STATEMENT, *values)

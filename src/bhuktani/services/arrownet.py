@@ -79,7 +79,7 @@ class Arrownet:
     uses_sessions = False
     details_model: type[WireModel] = DetailsRequest
     commit_model: type[WireModel] = CommitRequest
-    sandbox_subscriber = SANDBOX_USER
+    sandbox_subscribers = (SANDBOX_USER,)
     examples = Examples(
         details={"username": "Pradhanang"},
         commit={"username": "Pradhanang", "amount": "1695.00", "duration": 1},

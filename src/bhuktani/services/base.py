@@ -70,9 +70,10 @@ class ServiceGroup(Protocol):
     # The request bodies, for the OpenAPI schema.
     details_model: type[WireModel]
     commit_model: type[WireModel]
-    # The sandbox's subscriber of every ISP of the group, as its document shows it; the
-    # sandbox derives its scenario users (docs/SANDBOX.md) from it.
-    sandbox_subscriber: Subscriber
+    # The sandbox's subscribers of every ISP of the group: its document's test users, as
+    # it shows them. The sandbox derives its scenario users (docs/SANDBOX.md) from the
+    # first.
+    sandbox_subscribers: tuple[Subscriber, ...]
     examples: Examples
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery: ...

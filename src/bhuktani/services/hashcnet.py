@@ -91,7 +91,7 @@ class HashcnetV1:
     uses_sessions = True
     details_model: type[WireModel] = ServiceSlugDetails
     commit_model: type[WireModel] = CommitRequest
-    sandbox_subscriber = SANDBOX_USER
+    sandbox_subscribers = (SANDBOX_USER,)
     examples = Examples(
         details={"username": "pnt_test", "service_slug": "lnt-infotech"},
         commit={"session_id": 172, "package_name": "FOC users / 6M", "amount": 10.00},

@@ -110,7 +110,7 @@ class HashcnetV2:
     uses_sessions = True
     details_model: type[WireModel] = ServiceSlugDetails
     commit_model: type[WireModel] = CommitRequest
-    sandbox_subscriber = SANDBOX_USER
+    sandbox_subscribers = (SANDBOX_USER,)
     examples = Examples(
         details={"username": "jeetenaug4", "service_slug": "vns"},
         commit={

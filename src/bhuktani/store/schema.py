@@ -165,6 +165,8 @@ sandbox_subscribers = Table(
     Column("username", String(100), primary_key=True),
     Column("current_plan", String(100), nullable=False),
     Column("days_remaining", Integer, nullable=False),
+    # The codes of the one-time offers paid (bills, dues), one per line.
+    Column("paid", Text, nullable=False, server_default=""),
 )
 
 sandbox_payments = Table(
