@@ -4,6 +4,7 @@ once, and the balance; their fields and JSON types, and how they follow payments
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -97,7 +98,8 @@ def assert_status_shape(body: dict[str, Any]) -> None:
     assert set(body) == STATUS_FIELDS, sorted(body)
     assert body["status"] is True
     assert isinstance(body["state"], str)
-    assert isinstance(body["original_status"], str)
+    # The ISP's outcome in the platform's words (docs/API.md section 5), never ours.
+    assert body["original_status"] in {"Success", "Error", "Queued", "Processing"}
     assert isinstance(body["details"], str)
     assert isinstance(body["reference"], str)
     assert type(body["response_id"]) is int
@@ -251,7 +253,8 @@ async def test_status_lists_refunds_with_their_fields(
     assert body["refunded_amount"] == 500.5
     [refund] = body["refunds"]
     assert set(refund) == {"created_at", "remarks", "amount"}
-    assert isinstance(refund["created_at"], str) and refund["created_at"]
+    # A date, as lookup.md shows it: "2024-07-15".
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", refund["created_at"]), refund
     assert refund["remarks"] == "IPTV not delivered"
     assert type(refund["amount"]) is float and refund["amount"] == 500.5
     balance = await client.get("/api/balance", params={"token": merchant.test_token})
@@ -296,6 +299,17 @@ async def test_bulk_status_keeps_the_order_asked_and_marks_unknown_ones(
     assert body["detail"][0]["response_id"] == two["id"]
     assert body["detail"][2]["response_id"] == one["id"]
     assert body["detail"][0]["amount"] == 999.0
+    # bulkservice.md's six fields for every entry, an unknown reference included.
+    assert body["detail"][1] == {
+        "status": True,
+        "state": "Error",
+        "details": "Invalid reference obtained for account",
+        "reference": missing,
+        "response_id": 0,
+        "amount": 0,
+    }
+    for entry in body["detail"]:
+        assert list(entry) == ["status", "state", "details", "reference", "response_id", "amount"]
 
 
 async def test_bulk_status_by_json_body_and_header(

@@ -1,11 +1,15 @@
-"""Look-ups of section 5: a payment's status, many at once, and the balance."""
+"""Look-ups of section 5: a payment's status, many at once, and the balance, in the
+shapes of the platform's own documents (khalti-docs/Servicescodes/lookup.md and
+bulkservice.md): the same fields, the same JSON types."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bhuktani import logs, money
+from bhuktani.domain import FINAL_STATES, State
 from bhuktani.errors import ReferenceMissing, Refusal, UnknownReference, field_error
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants.service import Principal
@@ -16,6 +20,14 @@ from bhuktani.store import Row, Tx
 
 MAX_BULK_REFERENCES = 100
 MAX_REFERENCE_CHARS = 50
+# A refund's created_at is its date in Nepal (UTC+05:45 all year, no daylight saving since
+# 1986), where the platform and its merchants keep their books.
+NEPAL = timezone(timedelta(hours=5, minutes=45), "NPT")
+# A bulk entry for a reference that names no payment, as bulkservice.md shows it.
+UNKNOWN_IN_BULK = "Invalid reference obtained for account"
+# The ISP's final word (payments.isp_status, as records.final_of writes it) in the words
+# the platform's look-ups use for original_status (lookup.md: "Success", "Error").
+_ISP_WORDS = {"Paid": "Success", "Refused": "Error", "NotFound": "Error"}
 
 
 async def _refunds(tx: Tx, payment_id: int) -> Sequence[Row]:
@@ -26,12 +38,33 @@ async def _refunds(tx: Tx, payment_id: int) -> Sequence[Row]:
     )
 
 
+def original_status(state: str, isp_status: str) -> str:
+    """What the ISP said of a payment, in the platform's words (docs/API.md section 5).
+    Until the payment is final the ISP has said nothing final, whatever isp_status holds
+    ("Sent": asked, no answer yet; "Unknown": an answer we could not read; "NotFound": not
+    there yet), so the word is the payment's own state, Queued or Processing."""
+    if state not in FINAL_STATES:
+        return str(state)
+    # A final payment without such a word (an operator decided it: "Operator") by its state.
+    return _ISP_WORDS.get(isp_status) or ("Success" if state == State.SUCCESS else "Error")
+
+
+def refund_date(created_ms: int) -> str:
+    """A refund's created_at as lookup.md shows it: a date, "2024-07-15", in Nepal."""
+    return datetime.fromtimestamp(created_ms / 1000, tz=NEPAL).date().isoformat()
+
+
+def _state(row: Row) -> str:
+    return str(row["state"])
+
+
 def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:
     refunded_paisa = sum(int(r["amount_paisa"]) for r in refunds)
+    state = _state(row)
     return {
         "status": True,
-        "state": row["state"],
-        "original_status": row["isp_status"],
+        "state": state,
+        "original_status": original_status(state, str(row["isp_status"])),
         "details": records.describe(row),
         "reference": row["reference"],
         "response_id": int(row["id"]),
@@ -40,7 +73,7 @@ def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:
         "refunded_amount": money.to_rupees(refunded_paisa),
         "refunds": [
             {
-                "created_at": _iso(int(r["created_ms"])),
+                "created_at": refund_date(int(r["created_ms"])),
                 "remarks": r["note"] or "",
                 "amount": money.to_rupees(int(r["amount_paisa"])),
             }
@@ -49,17 +82,33 @@ def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:
     }
 
 
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+def _bulk_entry(reference: str, row: Row | None) -> dict[str, Any]:
+    """One entry of a bulk look-up: bulkservice.md's six fields, for an unknown reference
+    too (state "Error", response_id 0 and amount 0, JSON integers, as documented)."""
+    if row is None:
+        return {
+            "status": True,
+            "state": "Error",
+            "details": UNKNOWN_IN_BULK,
+            "reference": reference,
+            "response_id": 0,
+            "amount": 0,
+        }
+    return {
+        "status": True,
+        "state": _state(row),
+        "details": records.describe(row),
+        "reference": str(row["reference"]),
+        "response_id": int(row["id"]),
+        "amount": money.to_rupees(int(row["amount_paisa"])),
+    }
 
 
 async def _payments(tx: Tx, principal: Principal, references: Sequence[str]) -> dict[str, Row]:
     found: dict[str, Row] = {}
     for reference in references:
         row = await tx.fetchrow(
-            "SELECT id, reference, state, isp_status, detail, amount_paisa FROM payments"
+            "SELECT id, reference, service, state, isp_status, detail, amount_paisa FROM payments"
             " WHERE merchant_id = $1 AND env = $2 AND reference = $3",
             principal.merchant_id,
             principal.env,
@@ -124,26 +173,12 @@ async def bulk_status(
     principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
     references = _parse_references(data)
-    detail: list[dict[str, Any]] = []
 
-    async def _tx(tx: Tx) -> None:
-        found = await _payments(tx, principal, references)
-        for reference in references:
-            row = found.get(reference)
-            if row is None:
-                detail.append(
-                    {
-                        "reference": reference,
-                        "state": "Error",
-                        "details": "Invalid reference",
-                    }
-                )
-                continue
-            entry = _render(row, await _refunds(tx, int(row["id"])))
-            del entry["status"]
-            detail.append(entry)
+    async def _tx(tx: Tx) -> dict[str, Row]:
+        return await _payments(tx, principal, references)
 
-    await gateway.db.read(_tx)
+    found = await gateway.db.read(_tx)
+    detail = [_bulk_entry(reference, found.get(reference)) for reference in references]
     return {"status": True, "message": "Success", "detail": detail}
 
 
