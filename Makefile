@@ -49,8 +49,8 @@ test-sqlite: dev
 # (docs/DESIGN.md, "How to add a service group").
 .PHONY: new-service
 new-service: dev
-	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<slug>"; exit 2; }
-	$(BIN)/python scripts/new_service.py $(NAME)
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<slug> [SINGLE_STEP=1]"; exit 2; }
+	$(BIN)/python scripts/new_service.py $(NAME) $(if $(SINGLE_STEP),--single-step)
 
 clean:
 	rm -rf $(VENV) bhuktani.db bhuktani.db-wal bhuktani.db-shm .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,6 +1,10 @@
-"""`make new-service NAME=<slug>`: a new service group, ready to be filled in from its
-document. Writes the group's module, its tests and a fixtures file of example requests
-and answers, and adds the group's line to the registry; nothing else changes.
+"""`make new-service NAME=<slug> [SINGLE_STEP=1]`: a new service, ready to be filled in
+from its document. Writes the service's module, its tests and a fixtures file of example
+requests and answers, and adds the service's line to the registry; nothing else changes.
+
+With SINGLE_STEP=1 the service is single-step (`POST /api/use/<slug>/`): its module
+states its document's facts (request fields, username pattern, maximum amount) to
+services/single_step.py, and its test pays the example and sees it queued, then settled.
 
 The group it writes is session-less (a details call names the subscriber, a commit pays
 for a duration of the current plan) and its sandbox subscriber answers the examples, so
@@ -154,6 +158,50 @@ class {cls}:
 GROUP = {cls}()
 '''
 
+SINGLE_STEP_MODULE = '''"""{title}: a single-step service (its document, "Single Step API").
+
+Written by `make new-service SINGLE_STEP=1`: replace the request model, the username
+pattern, the maximum and the example with the document's."""
+
+from __future__ import annotations
+
+from bhuktani.services.single_step import MobileUse, SingleStepService
+
+SLUG = "{slug}"
+
+GROUP = SingleStepService(
+    slug=SLUG,
+    title="{title}",
+    use_model=MobileUse,
+    example={{"username": "khaltiUser", "mobile_number": "9818766122", "amount": 100}},
+    max_rupees=None,
+    username_pattern=None,
+)
+'''
+
+SINGLE_STEP_TEST = '''"""{title}: its example over the API on both databases, queued, then settled by the
+reconciler. The request and answer are tests/services/fixtures/{module}.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bhuktani.merchants.service import NewMerchant
+from bhuktani.services.{module} import GROUP
+from tests.conftest import AppClient
+from tests.services.single_step import FIXTURES_OF, check_queued_then_settled
+
+FIXTURES: dict[str, Any] = FIXTURES_OF("{module}")
+
+
+def test_the_example_is_the_fixtures_request() -> None:
+    assert GROUP.example == FIXTURES["use"]["request"]
+
+
+async def test_the_example_is_queued_then_settled(client: AppClient, merchant: NewMerchant) -> None:
+    await check_queued_then_settled(client, merchant, GROUP, FIXTURES)
+'''
+
 TEST = '''"""{title}: its examples against the sandbox subscriber, over the API, on both
 databases. The requests and answers are tests/services/fixtures/{module}.json."""
 
@@ -219,6 +267,18 @@ def _names(slug: str) -> tuple[str, str, str]:
     return module, title, cls
 
 
+def _single_step_fixtures(module: str) -> dict[str, object]:
+    """The example and what the new service answers it, rendered by the service itself."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from importlib import import_module
+
+    from bhuktani.services.base import CommitView
+
+    service = import_module(f"bhuktani.services.{module}").GROUP
+    view = CommitView("Queued", 1, "", 10000, 0)
+    return {"use": {"request": service.example, "answer": service.render_use(view)}}
+
+
 def _fixtures(module: str) -> dict[str, object]:
     """The examples and what the new group answers them, rendered by the group itself."""
     sys.path.insert(0, str(ROOT / "src"))
@@ -254,8 +314,12 @@ def _register(module: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("slug", help="the group's path segment, e.g. worldlink or vianet-new")
-    slug = parser.parse_args().slug
+    parser.add_argument("slug", help="the service's path segment, e.g. worldlink or eastlink")
+    parser.add_argument(
+        "--single-step", action="store_true", help="one call, POST /api/use/<slug>/"
+    )
+    args = parser.parse_args()
+    slug, single_step = args.slug, args.single_step
     if not SLUG.fullmatch(slug):
         parser.error("NAME is lower-case letters and digits, words joined by '-'")
     module, title, cls = _names(slug)
@@ -267,10 +331,15 @@ def main() -> int:
     taken = [str(p.relative_to(ROOT)) for p in paths if p.exists()]
     if taken or f'"{module}",' in REGISTRY.read_text():
         parser.error(f"the group {slug} exists already: {', '.join(taken) or 'registry'}")
-    paths[0].write_text(MODULE.format(slug=slug, title=title, cls=cls))
-    paths[1].write_text(TEST.format(title=title, module=module))
+    if single_step:
+        paths[0].write_text(SINGLE_STEP_MODULE.format(slug=slug, title=title))
+        paths[1].write_text(SINGLE_STEP_TEST.format(title=title, module=module))
+    else:
+        paths[0].write_text(MODULE.format(slug=slug, title=title, cls=cls))
+        paths[1].write_text(TEST.format(title=title, module=module))
     paths[2].parent.mkdir(parents=True, exist_ok=True)
-    paths[2].write_text(json.dumps(_fixtures(module), indent=2) + "\n")
+    fixtures = _single_step_fixtures(module) if single_step else _fixtures(module)
+    paths[2].write_text(json.dumps(fixtures, indent=2) + "\n")
     _register(module)
     # Written as `make lint` wants them.
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", *map(str, paths[:2])], check=True)

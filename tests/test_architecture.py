@@ -89,9 +89,15 @@ def all_names() -> dict[str, list[str]]:
 
 def _pattern(name: str) -> re.Pattern[str]:
     """A name matched whole, in any case, with "-", "_" or a space between its parts, or
-    none."""
+    none; not as a part of a longer slug or identifier ("pokhara-internet" within
+    "pokhara-internet-lekhnath", an ISP of another group)."""
     parts = [re.escape(part) for part in re.split(r"[-_ ]", name) if part]
-    return re.compile(r"(?<![A-Za-z0-9])" + r"[-_ ]?".join(parts) + r"(?![A-Za-z0-9])", re.I)
+    return re.compile(
+        r"(?<![A-Za-z0-9])(?<![A-Za-z0-9][-_])"
+        + r"[-_ ]?".join(parts)
+        + r"(?![A-Za-z0-9])(?![-_][A-Za-z0-9])",
+        re.I,
+    )
 
 
 def strangers_naming(

@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     @field_validator("isps")
     @classmethod
     def _known_groups(cls, value: dict[str, IspEndpoint]) -> dict[str, IspEndpoint]:
-        known = {group.slug for group in registry.GROUPS}
+        known = {group.slug for group in registry.SERVICES}
         slugs = {}
         for key, endpoint in value.items():
             slug = _slug_of(key, known)
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         from its name before, BHUKTANI_<GROUP>_BASE_URL or BHUKTANI_<GROUP>_API_KEY, for
         one more release (`legacy_isp_names` lists those set)."""
         found = {}
-        for group in registry.GROUPS:
+        for group in registry.SERVICES:
             given = self.isps.get(group.slug, IspEndpoint())
             prefix = "BHUKTANI_" + _env_name(group.slug)
             base_url = given.base_url or os.environ.get(prefix + "_BASE_URL", "")
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
         """The variables of the names before BHUKTANI_ISPS__... that are set."""
         names = (
             f"BHUKTANI_{_env_name(group.slug)}_{field}"
-            for group in registry.GROUPS
+            for group in registry.SERVICES
             for field in ("BASE_URL", "API_KEY")
         )
         return [name for name in names if os.environ.get(name)]

@@ -24,13 +24,14 @@ from tests.support import Server, new_merchant, running_server
 
 # The operations of spec/API.md: the service groups' details and commit, and the look-ups.
 # Each service group's two calls (the registry's groups: the seeds' and any added since),
-# and the platform's look-ups.
+# each single-step service's one call, and the platform's look-ups.
 DOCUMENTED = [
     *(
         ("POST", f"/api/servicegroup/{verb}/{group.slug}/")
         for group in registry.GROUPS
         for verb in ("details", "commit")
     ),
+    *(("POST", f"/api/use/{service.slug}/") for service in registry.SINGLE_STEP),
     ("GET", "/api/service/status/"),
     ("GET", "/api/service/bulk/status/"),
     ("GET", "/api/balance/"),
@@ -112,12 +113,15 @@ KNOWN: dict[str, list[Any]] = {
     "amount": [999, "999.00", 1695, "1695.00", 2, "5085.00"],
     "session_id": [1, "2", 6466],
 }
-# And every value of the groups' own examples, which the sandbox subscriber answers.
-for group in registry.GROUPS:
-    for example in (group.examples.details, group.examples.commit):
-        for field, value in example.items():
-            if value not in KNOWN.setdefault(field, []):
-                KNOWN[field].append(value)
+# And every value of the services' own examples, which the sandbox subscribers answer.
+EXAMPLES = [
+    *(e for group in registry.GROUPS for e in (group.examples.details, group.examples.commit)),
+    *(service.example for service in registry.SINGLE_STEP),
+]
+for example in EXAMPLES:
+    for field, value in example.items():
+        if value not in KNOWN.setdefault(field, []):
+            KNOWN[field].append(value)
 overlays = st.fixed_dictionaries(
     {}, optional={field: st.sampled_from(values) for field, values in KNOWN.items()}
 )

@@ -13,7 +13,17 @@ import httpx
 
 from bhuktani import money
 from bhuktani.services import hashcnet_v2
-from tests.bank.plan import COMMIT, DETAILS, MAX_PROBLEMS, MAX_TRIES, Intent, Merchant, Outcome
+from tests.bank.plan import (
+    COMMIT,
+    DETAILS,
+    MAX_PROBLEMS,
+    MAX_TRIES,
+    SINGLE_STEP,
+    USE,
+    Intent,
+    Merchant,
+    Outcome,
+)
 from tests.bank.processes import GatewayProcess
 
 # A client.
@@ -105,6 +115,9 @@ def _commit_body(run: Run, intent: Intent, session_id: int | None) -> dict[str, 
     }
     if intent.service == "arrownet":
         return body | {"username": intent.username, "duration": int(intent.duration_code)}
+    if intent.service in SINGLE_STEP:
+        example = SINGLE_STEP[intent.service].example
+        return example | body | {"username": intent.username}
     return body | {
         "session_id": session_id,
         "package_code": intent.package_code,
@@ -112,24 +125,35 @@ def _commit_body(run: Run, intent: Intent, session_id: int | None) -> dict[str, 
     }
 
 
+def _path(intent: Intent) -> str:
+    if intent.service in SINGLE_STEP:
+        return USE.format(service=intent.service)
+    return COMMIT.format(service=intent.service)
+
+
+def _view(state: str) -> str:
+    """What the client was told: a Queued payment, as a Processing one, is not final."""
+    return "Processing" if state == "Queued" else state
+
+
 async def _commit(run: Run, intent: Intent, body: dict[str, Any]) -> Outcome:
     """The commit, retried under the SAME reference while its outcome is unknown: the
     retry gets 1013 with the payment, or executes if the first never reached the books."""
     outcome = Outcome()
-    path = COMMIT.format(service=intent.service)
+    path = _path(intent)
     for _ in range(MAX_TRIES):
         status, answer, lost = await run.post(path, body)
         outcome.lost_answers += lost
         code = answer.get("error_code")
-        if status == 200 and answer.get("state") in ("Success", "Processing"):
-            outcome.view, outcome.payment_id = str(answer["state"]), int(answer["id"])
+        if status == 200 and answer.get("state") in ("Success", "Processing", "Queued"):
+            outcome.view, outcome.payment_id = _view(answer["state"]), int(answer["id"])
             outcome.at_once = outcome.view == "Success"
             return outcome
         if code == "1013":
             if outcome.lost_answers == 0:
                 run.problem(f"{intent.reference}: a fresh reference was refused with 1013")
             data = answer["error_data"]
-            outcome.view, outcome.payment_id = str(data["state"]), int(data["id"])
+            outcome.view, outcome.payment_id = _view(data["state"]), int(data["id"])
             return outcome
         if code in ("1021", "1011"):
             outcome.view, outcome.at_once = "Failed", True
@@ -150,13 +174,13 @@ async def _commit(run: Run, intent: Intent, body: dict[str, Any]) -> Outcome:
 
 async def _resend(run: Run, intent: Intent, body: dict[str, Any], outcome: Outcome) -> None:
     """The same commit again after its answer: never a second payment."""
-    status, answer, _lost = await run.post(COMMIT.format(service=intent.service), body)
+    status, answer, _lost = await run.post(_path(intent), body)
     data = answer.get("error_data") or {}
     if answer.get("error_code") != "1013":
         run.problem(f"{intent.reference}: a resent commit answered {status} {answer}")
     elif outcome.payment_id is not None and data.get("id") != outcome.payment_id:
         run.problem(f"{intent.reference}: resent commit names payment {data.get('id')}")
-    elif outcome.view != "Processing" and data.get("state") != outcome.view:
+    elif outcome.view != "Processing" and _view(str(data.get("state"))) != outcome.view:
         run.problem(f"{intent.reference}: was {outcome.view}, resent commit says {data}")
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bhuktani.domain import FINAL_STATES
-from bhuktani.services import arrownet, hashcnet_v2
+from bhuktani.services import arrownet, hashcnet_v2, registry
+from bhuktani.services.single_step import SANDBOX_USERNAME
 
 HASHCNET_SLUGS = ("vns", "hons", "techminds", "ultra-net", "fast-speed", "bbn-internet")
 # TEST users and their weights: the scenario users give Processing and refusals.
@@ -29,6 +30,10 @@ MAX_PROBLEMS = 300
 
 DETAILS = "/api/servicegroup/details/{service}/"
 COMMIT = "/api/servicegroup/commit/{service}/"
+USE = "/api/use/{service}/"
+SINGLE_STEP = {service.slug: service for service in registry.SINGLE_STEP}
+# Single-step amounts, in whole rupees: any amount the services all take.
+SINGLE_STEP_RUPEES = (100, 250, 999, 5000)
 
 
 @dataclass(frozen=True)
@@ -88,15 +93,21 @@ def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
     intents = []
     for index in range(live + test):
         env = "live" if index < live else "test"
-        service = "arrownet" if rng.random() < 0.3 else hashcnet_v2.SLUG
-        isp = "arrownet" if service == "arrownet" else rng.choice(HASHCNET_SLUGS)
-        documented = "Pradhanang" if service == "arrownet" else "jeetenaug4"
+        draw = rng.random()
+        if draw < 0.25:
+            service, isp, documented = "arrownet", "arrownet", "Pradhanang"
+            package_code, duration_code, amount_paisa = rng.choice(arrownet)
+        elif draw < 0.45:
+            service = isp = rng.choice(sorted(SINGLE_STEP))
+            documented = SANDBOX_USERNAME
+            package_code, duration_code = None, ""
+            amount_paisa = rng.choice(SINGLE_STEP_RUPEES) * 100
+        else:
+            service, isp, documented = hashcnet_v2.SLUG, rng.choice(HASHCNET_SLUGS), "jeetenaug4"
+            package_code, duration_code, amount_paisa = rng.choice(hashcnet)
         username = documented
         if env == "test":
             username = rng.choices(names, weights)[0] or documented
-        package_code, duration_code, amount_paisa = rng.choice(
-            arrownet if service == "arrownet" else hashcnet
-        )
         intents.append(
             Intent(
                 reference=f"bank-{seed}-{env}-{index}",

@@ -14,6 +14,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bhuktani.merchants import service as merchants_service
+from bhuktani.services import registry
 from bhuktani.store import Database, connect
 from tests.bank.checks import Report, check
 from tests.bank.clients import Delivery, Run, client
@@ -182,14 +183,13 @@ async def run_bank(
     )
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
-    env = fast_env(
-        db_url,
-        BHUKTANI_ISPS__HASHCNET_V2__BASE_URL=sim_url,
-        BHUKTANI_ISPS__ARROWNET__BASE_URL=sim_url,
-        BHUKTANI_ISPS__HASHCNET_V2__API_KEY=SIM_KEY,
-        BHUKTANI_ISPS__ARROWNET__API_KEY=SIM_KEY,
-        **GATEWAY_ENV,
-    )
+    # Every service's LIVE ISP is the one isp-sim.
+    isps = {
+        f"BHUKTANI_ISPS__{service.slug.upper().replace('-', '_')}__{field}": value
+        for service in registry.SERVICES
+        for field, value in (("BASE_URL", sim_url), ("API_KEY", SIM_KEY))
+    }
+    env = fast_env(db_url, **isps, **GATEWAY_ENV)
     gateway = GatewayProcess(free_port(), env, workdir)
     # Both start while the merchants are made: a Python start is seconds on a busy machine.
     sim = _spawn_isp_sim(seed, sim_port, workdir)

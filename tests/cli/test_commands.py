@@ -359,7 +359,7 @@ def curl_paths(out: str) -> set[str]:
     return set(re.findall(r"curl [^\n]*?https?://[^/\s]+(/api/[^\s'\"?]*)", out))
 
 
-async def test_demo_prints_a_test_token_and_curls_for_the_four_documented_calls(
+async def test_demo_prints_a_test_token_and_curls_for_every_service(
     db_url: str, server: Server, db: Database, tmp_path: Path
 ) -> None:
     out = await ok(db_url, "demo", "--base-url", server.base_url)
@@ -376,7 +376,7 @@ async def test_demo_prints_a_test_token_and_curls_for_the_four_documented_calls(
         f"/api/servicegroup/{verb}/{group.slug}/"
         for group in registry.GROUPS
         for verb in ("details", "commit")
-    } <= curl_paths(out), out
+    } | {f"/api/use/{service.slug}/" for service in registry.SINGLE_STEP} <= curl_paths(out), out
     # The commands (from the first "#" comment on), pasted into a shell as printed, work:
     # every answer is a success.
     pasted = out[out.index("\n#") + 1 :]
@@ -396,8 +396,12 @@ async def test_demo_prints_a_test_token_and_curls_for_the_four_documented_calls(
     assert len(answers) >= 4, ran.stdout
     for answer in answers:
         assert "error_code" not in answer, answer
-    paid = [a for a in answers if a.get("state") == "Success" and "credits_consumed" in a]
+    # Payments answer an id; details calls do not.
+    paid = [a for a in answers if a.get("state") == "Success" and "id" in a]
     assert len(paid) == len(registry.GROUPS), "each service group's example payment succeeds"
+    # The last look-up reads the last payment, a single-step one: it may still be Queued.
+    queued = [a for a in answers if a.get("state") == "Queued" and "credits_consumed" in a]
+    assert len(queued) == len(registry.SINGLE_STEP), "each single-step example is queued"
     await assert_books_balance(db)
 
 

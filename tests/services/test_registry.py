@@ -23,12 +23,13 @@ def fresh(example: dict[str, Any], token: str = "TEST:x") -> dict[str, Any]:
 
 
 def test_an_isp_belongs_to_one_group_and_a_slug_names_one() -> None:
-    isps = [isp for group in registry.GROUPS for isp in group.isps]
+    isps = [isp for service in registry.SERVICES for isp in service.isps]
     assert len(isps) == len(set(isps))
-    assert len(registry.BY_SLUG) == len(registry.GROUPS) == len(registry.MODULES)
-    for group in registry.GROUPS:
-        for isp in group.isps:
-            assert registry.group_of(isp) is group
+    assert len(registry.BY_SLUG) == len(registry.SERVICES) == len(registry.MODULES)
+    assert len(registry.GROUPS) + len(registry.SINGLE_STEP) == len(registry.SERVICES)
+    for service in registry.SERVICES:
+        for isp in service.isps:
+            assert registry.group_of(isp) is service
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -77,3 +78,9 @@ async def test_the_api_schema_shows_each_groups_own_examples(client: AppClient) 
             assert shown.pop("token").startswith("TEST:")
             assert isinstance(shown.pop("reference"), str)
             assert shown == example, (group.slug, verb)
+    for service in registry.SINGLE_STEP:
+        body = paths[f"/api/use/{service.slug}/"]["post"]["requestBody"]
+        shown = body["content"]["application/json"]["example"]
+        assert shown.pop("token").startswith("TEST:")
+        assert isinstance(shown.pop("reference"), str)
+        assert shown == service.example, service.slug

@@ -30,8 +30,10 @@ from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
 from bhuktani.payments import details as details_flow
 from bhuktani.payments import lookup
+from bhuktani.payments import use as use_flow
 from bhuktani.services import registry
 from bhuktani.services.base import ServiceGroup
+from bhuktani.services.single_step import SingleStepService
 from bhuktani.settings import Settings, get_settings
 
 log = structlog.get_logger()
@@ -150,6 +152,19 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
     _serve(app, path, endpoint, "POST", name, _json_body_schema(model, example))
 
 
+def _use_route(app: Starlette, service: SingleStepService) -> None:
+    async def endpoint(request: Request) -> JsonResponse:
+        gateway = _gateway(request)
+        raw = await read_limited(request, gateway.settings.max_body_bytes)
+        data = parse_object(raw)
+        token = token_of(data, request)
+        return JsonResponse(await use_flow.use(gateway, service, data, token, client_of(request)))
+
+    path = f"/api/use/{service.slug}/"
+    name = f"use_{service.slug.replace('-', '_')}"
+    _serve(app, path, endpoint, "POST", name, _json_body_schema(service.use_model, service.example))
+
+
 async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
     """Look-ups take their fields from the query string or a JSON body (the body wins)."""
     data = query_object(request)
@@ -260,6 +275,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     for group in registry.GROUPS:
         _group_route(app, "details", group, details_flow.details)
         _group_route(app, "commit", group, commit_flow.commit)
+    for service in registry.SINGLE_STEP:
+        _use_route(app, service)
     _lookup_routes(app)
 
     async def healthz(request: Request) -> JsonResponse:

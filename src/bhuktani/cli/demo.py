@@ -71,11 +71,23 @@ _PICK_SESSION = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"sessi
 
 def render_curls(base_url: str, token: str) -> str:
     """Shell lines to paste as they are, a details call and a payment for each service
-    group from its own examples: each call's reference is made unique with the clock, and
+    group from its own examples, a payment for each single-step service: each call's reference is made unique with the clock, and
     a session goes from its details call to the payment."""
     lines = ["Demo merchant ready. Its TEST token (shown once):", f"  {token}", ""]
     for index, group in enumerate(registry.GROUPS):
         lines += _group_curls(base_url, token, group, 2 * index + 1)
+    step = 2 * len(registry.GROUPS) + 1
+    for index, service in enumerate(registry.SINGLE_STEP):
+        lines += [
+            f"# {step + index}. {service.title} payment (single step: Queued, then settled)",
+            "REF=demo-$(date +%s%N)",
+            _post(
+                base_url,
+                f"/api/use/{service.slug}/",
+                {"token": token, "reference": _REFERENCE, **service.example},
+            ),
+            "",
+        ]
     lines += [
         "# Look-ups: the last payment by its reference, and the balance",
         f'curl -s -w "\\n" "{base_url}/api/service/status/?reference=$REF"'

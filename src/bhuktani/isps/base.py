@@ -29,6 +29,15 @@ class Duration:
     # subscriber's `paid` lists its code.
     once: bool = False
     shown: Shown = field(default_factory=dict, hash=False)
+    # Set where the payer chooses the amount (a single-step service's deposit): any amount
+    # from amount_paisa up to this one is the price.
+    max_amount_paisa: int | None = None
+
+    def accepts(self, amount_paisa: int) -> bool:
+        """Whether a payment of this amount pays this price."""
+        if self.max_amount_paisa is None:
+            return amount_paisa == self.amount_paisa
+        return self.amount_paisa <= amount_paisa <= self.max_amount_paisa
 
     @classmethod
     def in_rupees(

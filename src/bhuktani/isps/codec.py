@@ -28,6 +28,7 @@ def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
                         "days": d.days,
                         "once": d.once,
                         "shown": d.shown,
+                        "max_amount_paisa": d.max_amount_paisa,
                     }
                     for d in package.durations
                 ],
@@ -41,7 +42,7 @@ def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
 
 def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
     """Read a subscriber; raises KeyError, TypeError or ValueError on a malformed body.
-    `once`, `shown` and `paid` may be left out by an ISP whose group has none."""
+    `once`, `shown`, `max_amount_paisa` and `paid` may be left out by an ISP whose group has none."""
     packages = tuple(
         Package(
             title=_str(p["title"]),
@@ -54,6 +55,7 @@ def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
                     days=_int(d["days"]),
                     once=_bool(d.get("once", False)),
                     shown=_object(d.get("shown", {})),
+                    max_amount_paisa=_optional_int(d.get("max_amount_paisa")),
                 )
                 for d in p["durations"]
             ),
@@ -84,6 +86,10 @@ def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected an integer, got {type(value).__name__}")
     return value
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -132,6 +132,9 @@ def _duration(duration: Duration, where: str) -> tuple[Duration | None, str | No
         return None, f"{where}: duration code {duration.code[:40]!r} is not a code"
     if not 0 < duration.amount_paisa <= MAX_AMOUNT_PAISA:
         return None, f"{where} {duration.code}: price {duration.amount_paisa} paisa"
+    top = duration.max_amount_paisa
+    if top is not None and not duration.amount_paisa <= top <= MAX_AMOUNT_PAISA:
+        return None, f"{where} {duration.code}: price up to {top} paisa"
     if not 0 <= duration.days <= MAX_PLAN_DAYS:
         return None, f"{where} {duration.code}: {duration.days} days"
     return replace(

@@ -15,6 +15,7 @@ from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import policy, records
 from bhuktani.runtime import Gateway
+from bhuktani.services import registry
 from bhuktani.services.fields import loose_int
 from bhuktani.store import Row, Tx
 
@@ -55,7 +56,8 @@ def refund_date(created_ms: int) -> str:
 
 
 def _state(row: Row) -> str:
-    return str(row["state"])
+    # As the commit answered it: a single-step payment not final yet is Queued.
+    return registry.state_shown(str(row["service"]), str(row["state"]))
 
 
 def _render(row: Row, refunds: Sequence[Row]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Resolves payments left Processing by asking their ISP, on a bounded backoff schedule.
+"""Resolves payments left Processing by asking their ISP, on a bounded backoff schedule,
+and sends the queued payments of single-step services on their first round.
 
 Only the ISP's explicit answer settles a payment: Paid posts the hold, Refused voids it,
 NotFound voids it once the ISP's settle window has passed (before that, the payment may
@@ -27,6 +28,7 @@ from bhuktani.errors import Refusal
 from bhuktani.isps.base import NotFound, StatusResult, Unknown
 from bhuktani.payments import policy, records
 from bhuktani.runtime import Gateway
+from bhuktani.services import registry
 
 log = structlog.get_logger()
 
@@ -42,6 +44,12 @@ async def _ask(gateway: Gateway, due: records.Due) -> StatusResult:
     try:
         provider = policy.provider(gateway, due.env, due.service)
         async with asyncio.timeout(gateway.settings.isp_timeout_s + 1):
+            if due.checks == 1 and due.service in registry.SINGLE_STEP_SLUGS:
+                # A single-step payment was queued, not sent: the first round sends it
+                # (the ISP applies a payment_id once). A round that dies before the ISP
+                # answers leaves the rest to status questions: not found past the settle
+                # window, the payment fails and its credits come back.
+                return await provider.pay(due.order)
             return await provider.status(due.order)
     except Refusal as exc:
         return Unknown(exc.details)

@@ -30,6 +30,7 @@ from bhuktani.ledger.book import (
     SessionTaken,
 )
 from bhuktani.merchants.service import Principal
+from bhuktani.services import registry
 from bhuktani.store import Database, Row, Tx, UniqueViolation
 
 
@@ -46,7 +47,8 @@ class Settled:
 
 async def _by_reference(tx: Tx, principal: Principal, reference: str) -> Row | None:
     return await tx.fetchrow(
-        "SELECT id, state FROM payments WHERE merchant_id = $1 AND env = $2 AND reference = $3",
+        "SELECT id, state, service FROM payments"
+        " WHERE merchant_id = $1 AND env = $2 AND reference = $3",
         principal.merchant_id,
         principal.env,
         reference,
@@ -56,7 +58,10 @@ async def _by_reference(tx: Tx, principal: Principal, reference: str) -> Row | N
 def _duplicate(row: Row) -> Refusal:
     return DuplicateReference(
         "A payment with this reference exists; its outcome is in error_data",
-        error_data={"id": int(row["id"]), "state": str(row["state"])},
+        error_data={
+            "id": int(row["id"]),
+            "state": registry.state_shown(str(row["service"]), str(row["state"])),
+        },
     )
 
 
@@ -117,6 +122,11 @@ async def open_payment(
 async def _available(tx: Tx, merchant_id: int, env: str) -> int:
     account = await ledger.merchant_account(tx, merchant_id, env)
     return (await ledger.balance(tx, account)).available_paisa
+
+
+async def available(db: Database, principal: Principal) -> int:
+    """The merchant's available credits now."""
+    return await db.read(lambda tx: _available(tx, principal.merchant_id, principal.env))
 
 
 def _settled(row: Row, available_paisa: int, result: StatusResult | None = None) -> Settled:

@@ -53,7 +53,7 @@ def _templates(documented: tuple[Subscriber, ...]) -> dict[str, Subscriber]:
 # Each group's subscribers: its document's test users and the scenario users derived from
 # the first.
 TEMPLATES: dict[str, dict[str, Subscriber]] = {
-    group.slug: _templates(group.sandbox_subscribers) for group in registry.GROUPS
+    group.slug: _templates(group.sandbox_subscribers) for group in registry.SERVICES
 }
 
 
@@ -81,6 +81,9 @@ def find_price(subscriber: Subscriber, order: Order) -> Duration | None:
     return None
 
 
+PAID_BEFORE = "This has already been paid"
+
+
 def paid_once(subscriber: Subscriber, order: Order) -> bool:
     """Whether the order is for a one-time offer (a bill, a due) already paid."""
     return order.duration_code in subscriber.paid and any(
@@ -93,14 +96,14 @@ def refusal(subscriber: Subscriber, order: Order) -> tuple[str, str | None] | No
     if behaviour(subscriber.username) is Behaviour.REFUSE:
         return ("The subscriber's account does not accept payments", None)
     if paid_once(subscriber, order):
-        return ("This has already been paid", None)
+        return (PAID_BEFORE, None)
     price = find_price(subscriber, order)
     if price is None:
         return (
             f"No plan {order.package_title!r} for {order.duration_code!r}",
             "duration_code",
         )
-    if price.amount_paisa != order.amount_paisa:
+    if not price.accepts(order.amount_paisa):
         return ("The amount does not match the plan price", "amount")
     return None
 

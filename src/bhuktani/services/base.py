@@ -58,22 +58,30 @@ class Examples:
     commit: dict[str, Any]
 
 
-class ServiceGroup(Protocol):
-    # The path segment of /api/servicegroup/{details,commit}/<slug>/.
+class Service(Protocol):
+    """What every service, of two steps or of one, tells the sandbox, the settings and the
+    registry."""
+
+    # The path segment of its calls.
     slug: str
     # How people write it, for the demo and the API schema.
     title: str
-    # The ISPs this group's ISP protocol reaches; an ISP belongs to one group.
+    # The ISPs its ISP protocol reaches; an ISP belongs to one service.
     isps: tuple[str, ...]
+    # The sandbox's subscribers of every ISP of the service: its document's test users,
+    # as it shows them. The sandbox derives its scenario users (docs/SANDBOX.md) from the
+    # first.
+    sandbox_subscribers: tuple[Subscriber, ...]
+
+
+class ServiceGroup(Service, Protocol):
+    """A service of two steps: /api/servicegroup/{details,commit}/<slug>/."""
+
     # Whether a details call opens a session that the commit must name.
     uses_sessions: bool
     # The request bodies, for the OpenAPI schema.
     details_model: type[WireModel]
     commit_model: type[WireModel]
-    # The sandbox's subscribers of every ISP of the group: its document's test users, as
-    # it shows them. The sandbox derives its scenario users (docs/SANDBOX.md) from the
-    # first.
-    sandbox_subscribers: tuple[Subscriber, ...]
     examples: Examples
 
     def parse_details(self, data: dict[str, Any]) -> DetailsQuery: ...

@@ -1,0 +1,22 @@
+"""Infonet Communication: a single-step service (khalti-docs/Internet/infonet.md).
+Amounts from 100 to 50,000 rupees."""
+
+from __future__ import annotations
+
+from bhuktani.services.single_step import AddressUse, SingleStepService
+
+SLUG = "infonet-communication"
+
+GROUP = SingleStepService(
+    slug=SLUG,
+    title="Infonet Communication",
+    use_model=AddressUse,
+    example={
+        "username": "khaltiUser",
+        "number": "9818766122",
+        "amount": 100,
+        "address": "kathmandu",
+    },
+    max_rupees=50000,
+    username_pattern=None,
+)

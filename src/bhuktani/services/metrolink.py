@@ -1,0 +1,17 @@
+"""Metrolink: a single-step service (khalti-docs/Internet/metrolink.md). Amounts from
+100 to 50,000 rupees."""
+
+from __future__ import annotations
+
+from bhuktani.services.single_step import AddressUse, SingleStepService
+
+SLUG = "metrolink"
+
+GROUP = SingleStepService(
+    slug=SLUG,
+    title="Metrolink",
+    use_model=AddressUse,
+    example={"username": "khaltiUser", "number": "9818766122", "amount": 100, "address": "Banepa"},
+    max_rupees=50000,
+    username_pattern=None,
+)
