@@ -15,6 +15,7 @@ MODULES = (
     "hashcnet_v2",
     "arrownet",
     "hashcnet",
+    "worldlink_v2",
     "virtual_network",
     "eastlink",
     "royal_network",
