@@ -77,6 +77,12 @@ LooseCode = Annotated[
 ]
 Reference = Annotated[str, BeforeValidator(_reference), Field(max_length=50)]
 Username = Annotated[str, Field(min_length=1, max_length=100)]
+# A subscriber named by an id that documents send as a number or a string ("9099", 110871).
+LooseUsername = Annotated[
+    str,
+    BeforeValidator(_loose_str, json_schema_input_type=str | int),
+    Field(min_length=1, max_length=100),
+]
 
 
 class WireModel(BaseModel):

@@ -16,6 +16,7 @@ MODULES = (
     "arrownet",
     "hashcnet",
     "worldlink_v2",
+    "vianet_updated",
     "virtual_network",
     "eastlink",
     "royal_network",
