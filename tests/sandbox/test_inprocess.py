@@ -99,3 +99,43 @@ async def test_payments_for_one_subscriber_at_once_each_add_their_days(db: Datab
 
     assert all(isinstance(a, Paid) for a in answers)
     assert (await subscriber(sandbox, db)).days_remaining == start + 10 * 30
+
+
+async def test_one_bill_paid_by_many_payments_at_once_is_paid_once(db: Database) -> None:
+    """A one-time offer (a Vianet bill): of eight different payments for it at once, one
+    is applied and the others refused, and the bill is listed paid once."""
+    from bhuktani.services import vianet_updated
+
+    sandbox = provider(db)
+    merchant = MERCHANT + 1
+    bill = vianet_updated.BILLS.durations[0]
+    orders = [
+        Order(
+            payment_id=next(_ids),
+            merchant_id=merchant,
+            isp=vianet_updated.SLUG,
+            username="9099",
+            package_code=None,
+            package_title=vianet_updated.BILLS.title,
+            duration_code=bill.code,
+            days=0,
+            amount_paisa=bill.amount_paisa,
+        )
+        for _ in range(8)
+    ]
+    results = await asyncio.gather(*(sandbox.pay(o) for o in orders))
+    assert sum(isinstance(r, Paid) for r in results) == 1, results
+    assert all(isinstance(r, Refused) for r in results if not isinstance(r, Paid))
+    row = await query_row(
+        db,
+        "SELECT paid FROM sandbox_subscribers WHERE merchant_id = $1 AND username = '9099'",
+        merchant,
+    )
+    assert row is not None and str(row["paid"]) == bill.code + "\n"
+    paid = next(o for o, r in zip(orders, results, strict=True) if isinstance(r, Paid))
+    assert await applied(db, paid.payment_id) == 1
+    # Each refused payment left nothing behind; the one applied answers as it did.
+    for o, r in zip(orders, results, strict=True):
+        if not isinstance(r, Paid):
+            assert await applied(db, o.payment_id) == 0
+    assert await sandbox.pay(paid) == next(r for r in results if isinstance(r, Paid))

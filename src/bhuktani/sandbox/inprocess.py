@@ -71,6 +71,44 @@ async def _apply_in(tx: Tx, values: tuple[object, ...]) -> Row | None:
     return row
 
 
+# A one-time offer is marked paid only where it is not yet: the update's condition is
+# checked on the row as it is once any other payment's write is done (PostgreSQL waits on
+# the row; SQLite writes one at a time), so two payments of one bill at once cannot both
+# pass; the one that finds it paid is undone. $13 is a newline, $14 the code between
+# newlines.
+_NOT_PAID_YET = {
+    "postgresql": " WHERE strpos($13::text || sandbox_subscribers.paid, $14::text) = 0",
+    "sqlite": " WHERE instr($13 || sandbox_subscribers.paid, $14) = 0",
+}
+_APPLY_ONCE_IN_ONE_STATEMENT = (
+    f"WITH applied AS ({_INSERT_PAYMENT}), subscriber AS ("
+    + _UPSERT_SUBSCRIBER.format(
+        source="SELECT $2, $3, $4, $9, $10::integer, $12::text FROM applied"
+    )
+    + _NOT_PAID_YET["postgresql"]
+    + " RETURNING paid) SELECT receipt, (SELECT count(*) FROM subscriber) AS marked"
+    " FROM applied"
+)
+_MARK_PAID_ONCE = _UPSERT_SUBSCRIBER_VALUES + _NOT_PAID_YET["sqlite"] + " RETURNING paid"
+
+
+class _PaidBefore(Exception):
+    """The one-time offer was paid by another payment: this one is undone."""
+
+
+async def _apply_once_in(tx: Tx, dialect: str, values: tuple[object, ...]) -> Row | None:
+    args = (*values, "\n", "\n" + str(values[11]))
+    if dialect == "postgresql":
+        row = await tx.fetchrow(_APPLY_ONCE_IN_ONE_STATEMENT, *args)
+        if row is not None and int(row["marked"]) == 0:
+            raise _PaidBefore
+        return row
+    row = await tx.fetchrow(_INSERT_PAYMENT, *values[:8])
+    if row is not None and await tx.fetchrow(_MARK_PAID_ONCE, *args) is None:
+        raise _PaidBefore
+    return row
+
+
 class SandboxProvider:
     def __init__(self, db: Database, *, slow_delay_s: float, settle_window_s: float) -> None:
         self._db = db
@@ -154,7 +192,13 @@ class SandboxProvider:
             order.days,
             "".join(f"{code}\n" for code in [catalog.once_code(template, order)] if code),
         )
-        if self._db.dialect == "postgresql":
+        if values[11]:
+            dialect = self._db.dialect
+            try:
+                row = await self._db.run(lambda tx: _apply_once_in(tx, dialect, values))
+            except _PaidBefore:
+                return Refused(catalog.PAID_BEFORE)
+        elif self._db.dialect == "postgresql":
             row = await self._db.once(_APPLY_IN_ONE_STATEMENT, *values)
         else:
             row = await self._db.run(lambda tx: _apply_in(tx, values))
