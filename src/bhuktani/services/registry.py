@@ -17,6 +17,7 @@ MODULES = (
     "hashcnet",
     "worldlink_v2",
     "vianet_updated",
+    "subisu",
     "virtual_network",
     "eastlink",
     "royal_network",
