@@ -18,6 +18,8 @@ MODULES = (
     "worldlink_v2",
     "vianet_updated",
     "subisu",
+    "konnect",
+    "net_max",
     "virtual_network",
     "eastlink",
     "royal_network",
