@@ -20,6 +20,7 @@ MODULES = (
     "subisu",
     "konnect",
     "net_max",
+    "dishhome_updated",
     "virtual_network",
     "eastlink",
     "royal_network",
