@@ -3,6 +3,7 @@ of seeds/hashcnet-v2.md, and the choice of a price from a session's packages."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bhuktani import money
@@ -87,6 +88,18 @@ SANDBOX_USER = Subscriber(
     packages=PACKAGES,
 )
 
+# Khalti's staging users of three of the group's ISPs (test-data/testdata.md: BBN,
+# Techminds' request id, Ultranet's id). The test data gives their ids only: each answers
+# the document's plans as the test subscriber does, at every ISP of the group.
+STAGING_USERS = tuple(
+    replace(SANDBOX_USER, username=username, customer_id=customer_id, full_name=username)
+    for username, customer_id in (
+        ("pnt_test", "23123301"),
+        ("9824481540", "23123302"),
+        ("000044", "23123303"),
+    )
+)
+
 
 class CommitRequest(WireModel):
     reference: Reference
@@ -110,7 +123,7 @@ class HashcnetV2:
     uses_sessions = True
     details_model: type[WireModel] = ServiceSlugDetails
     commit_model: type[WireModel] = CommitRequest
-    sandbox_subscribers = (SANDBOX_USER,)
+    sandbox_subscribers = (SANDBOX_USER, *STAGING_USERS)
     examples = Examples(
         details={"username": "jeetenaug4", "service_slug": "vns"},
         commit={
