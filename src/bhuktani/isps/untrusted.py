@@ -72,9 +72,10 @@ def _safe_char(char: str) -> bool:
 
 
 def shown(text: str, limit: int) -> str:
-    """Text for a person: unsafe characters replaced, cut to `limit` characters."""
+    """Text for a person: a tab as a space (it is white space, as a space is), other
+    unsafe characters replaced, cut to `limit` characters."""
     if not all(_safe_char(c) for c in text):
-        text = "".join(c if _safe_char(c) else REPLACEMENT for c in text)
+        text = "".join(c if _safe_char(c) else " " if c == "\t" else REPLACEMENT for c in text)
     return cut(text, limit)
 
 
