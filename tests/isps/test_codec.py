@@ -41,13 +41,18 @@ def test_a_subscriber_comes_back_as_it_went(subscriber: Subscriber) -> None:
     assert subscriber_from_json(wire) == subscriber
 
 
-def test_an_isp_without_a_groups_own_fields_may_leave_them_out() -> None:
+def test_the_optional_fields_are_written_only_where_set() -> None:
+    """A group without them sends (and a session keeps) the subscriber as it was before
+    they existed: every details call writes one."""
     wire: dict[str, Any] = subscriber_to_json(arrownet.SANDBOX_USER)
-    del wire["shown"], wire["paid"]
+    assert "shown" not in wire and "paid" not in wire
     for package in wire["packages"]:
         for duration in package["durations"]:
-            del duration["once"], duration["shown"]
+            assert set(duration) == {"code", "title", "amount_paisa", "days"}
     assert subscriber_from_json(wire) == arrownet.SANDBOX_USER
+    full = subscriber_to_json(WITH_BILLS)
+    assert full["paid"] == ["1613143_PP"] and full["shown"]["quantity"] == 1
+    assert full["packages"][0]["durations"][0]["once"] is True
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ from bhuktani.isps.base import Duration, Package, Subscriber
 
 
 def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
-    return {
+    """The optional fields (a group's own, one-time offers, a price range) are written
+    only where set: a session keeps a snapshot per details call, and what most groups'
+    subscribers would carry as empty defaults made each one half as big again."""
+    found: dict[str, Any] = {
         "username": subscriber.username,
         "customer_id": subscriber.customer_id,
         "full_name": subscriber.full_name,
@@ -20,29 +23,37 @@ def subscriber_to_json(subscriber: Subscriber) -> dict[str, Any]:
             {
                 "title": package.title,
                 "code": package.code,
-                "durations": [
-                    {
-                        "code": d.code,
-                        "title": d.title,
-                        "amount_paisa": d.amount_paisa,
-                        "days": d.days,
-                        "once": d.once,
-                        "shown": d.shown,
-                        "max_amount_paisa": d.max_amount_paisa,
-                    }
-                    for d in package.durations
-                ],
+                "durations": [_duration_to_json(d) for d in package.durations],
             }
             for package in subscriber.packages
         ],
-        "shown": subscriber.shown,
-        "paid": list(subscriber.paid),
     }
+    if subscriber.shown:
+        found["shown"] = subscriber.shown
+    if subscriber.paid:
+        found["paid"] = list(subscriber.paid)
+    return found
+
+
+def _duration_to_json(duration: Duration) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "code": duration.code,
+        "title": duration.title,
+        "amount_paisa": duration.amount_paisa,
+        "days": duration.days,
+    }
+    if duration.once:
+        found["once"] = True
+    if duration.shown:
+        found["shown"] = duration.shown
+    if duration.max_amount_paisa is not None:
+        found["max_amount_paisa"] = duration.max_amount_paisa
+    return found
 
 
 def subscriber_from_json(data: dict[str, Any]) -> Subscriber:
     """Read a subscriber; raises KeyError, TypeError or ValueError on a malformed body.
-    `once`, `shown`, `max_amount_paisa` and `paid` may be left out by an ISP whose group has none."""
+    `once`, `shown`, `max_amount_paisa` and `paid` may be left out (where not set)."""
     packages = tuple(
         Package(
             title=_str(p["title"]),
