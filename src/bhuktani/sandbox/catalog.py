@@ -75,9 +75,14 @@ def behaviour(username: str) -> Behaviour:
 
 
 def find_price(subscriber: Subscriber, order: Order) -> Duration | None:
-    for package, duration in subscriber.offers():
-        if package.title == order.package_title and duration.code == order.duration_code:
-            return duration
+    """The price the order names among the subscriber's offers (a one-time offer already
+    paid is none); on every sandbox payment, so it builds nothing."""
+    for package in subscriber.packages:
+        if package.title != order.package_title:
+            continue
+        for duration in package.durations:
+            if duration.code == order.duration_code:
+                return None if duration.once and duration.code in subscriber.paid else duration
     return None
 
 

@@ -162,7 +162,8 @@ class SandboxProvider:
         # days, never the prices, so whether it refuses needs no read, but for a one-time
         # offer (a bill), which must not have been paid before.
         template = catalog.template(order.isp, order.username)
-        if template is not None and catalog.once_code(template, order) is not None:
+        once = None if template is None else catalog.once_code(template, order)
+        if once is not None:
             current = await self._db.read(
                 lambda tx: self._current(tx, order.merchant_id, order.isp, order.username)
             )
@@ -190,7 +191,7 @@ class SandboxProvider:
             # The days of a subscriber paying for the first time; else the days are added.
             template.days_remaining + order.days,
             order.days,
-            "".join(f"{code}\n" for code in [catalog.once_code(template, order)] if code),
+            "" if once is None else f"{once}\n",
         )
         if values[11]:
             dialect = self._db.dialect
