@@ -16,7 +16,6 @@ import pytest_asyncio
 
 from bhuktani.api.app import create_app
 from bhuktani.callbacks import delivery
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.payments import reconcile
@@ -28,6 +27,7 @@ from bhuktani.services.royal_network import GROUP as ROYAL_NETWORK
 from tests.conftest import AppClient
 from tests.receiver import receiving
 from tests.services.single_step import balance, final_state, state_of
+from tests.services.support import serving_isp_sim
 from tests.support import KEY, assert_books_balance, eventually, fast_settings, new_merchant
 
 USE = f"/api/use/{EASTLINK.slug}/"
@@ -225,29 +225,11 @@ async def test_the_outcome_is_called_back(client: AppClient) -> None:
 
 # LIVE: the service's ISP over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "single-step-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(held: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=EASTLINK.slug,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    held.gateway.live[EASTLINK.slug] = provider
-    try:
+    async with serving_isp_sim(held, EASTLINK.slug) as simulator:
         yield simulator
-    finally:
-        del held.gateway.live[EASTLINK.slug]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 async def test_a_live_payment_is_queued_then_reaches_the_isp_once(

@@ -6,9 +6,6 @@ answers compared field by field and JSON type by JSON type, and a LIVE ISP (isp-
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,13 +13,13 @@ from typing import Any
 
 import httpx
 
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.isps.base import Duration, Package
-from bhuktani.sandbox import isp_sim
 from bhuktani.services import konnect, net_max
 from bhuktani.services.base import ServiceGroup
-from tests.conftest import AppClient
 from tests.seeds import shape_differences
+from tests.services.support import (
+    body,
+)
 
 
 def fixtures_of(module: str) -> dict[str, Any]:
@@ -109,30 +106,6 @@ def end_date(answer: dict[str, Any]) -> date:
     return date.fromisoformat(answer["current_subscription"]["end_date"])
 
 
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
-def body(token: str, example: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"token": token, "reference": fresh_reference(), **example, **fields}
-
-
-async def balance(client: httpx.AsyncClient, token: str) -> float:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    available: float = answer.json()["credits_available"]
-    return available
-
-
-async def state_of(client: httpx.AsyncClient, token: str, reference: str) -> str:
-    answer = await client.request(
-        "GET", "/api/service/status/", json={"token": token, "reference": reference}
-    )
-    assert answer.status_code == 200, answer.text
-    state: str = answer.json()["state"]
-    return state
-
-
 async def details(
     client: httpx.AsyncClient, case: Case, token: str, **fields: Any
 ) -> dict[str, Any]:
@@ -154,37 +127,3 @@ async def commit(
     return await client.post(
         case.commit_path, json=body(token, case.commit, session_id=session_id, **fields)
     )
-
-
-def assert_refused(response: httpx.Response, code: str, field: str | None = None) -> None:
-    assert response.status_code == 400, response.text
-    answer = response.json()
-    assert answer["error_code"] == code, answer
-    if field is not None:
-        assert field in answer["error_data"], answer
-
-
-SIM_KEY = "customer-packages-sim-key"
-
-
-@asynccontextmanager
-async def live_isp(client: AppClient, slug: str) -> AsyncIterator[isp_sim.IspSimulator]:
-    """The group's LIVE ISP system: isp-sim over our ISP protocol."""
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=slug,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[slug] = provider
-    try:
-        yield simulator
-    finally:
-        del client.gateway.live[slug]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)

@@ -5,7 +5,6 @@ settles it."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from bhuktani.merchants.service import NewMerchant
 from bhuktani.services.single_step import SingleStepService
 from tests.conftest import AppClient
 from tests.seeds import shape_differences
+from tests.services.support import balance, fresh_reference
 from tests.support import assert_books_balance, eventually
 
 STATUS = "/api/service/status/"
@@ -29,17 +29,6 @@ def FIXTURES_OF(module: str) -> dict[str, Any]:
 
 def use_path(service: SingleStepService) -> str:
     return f"/api/use/{service.slug}/"
-
-
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
-async def balance(client: AppClient, token: str) -> float:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    available: float = answer.json()["credits_available"]
-    return available
 
 
 async def state_of(client: AppClient, token: str, reference: str) -> str:

@@ -21,16 +21,18 @@ from tests.services.customer_packages import (
     KONNECT,
     NET_MAX,
     Case,
-    assert_refused,
-    balance,
-    body,
     commit,
     details,
     end_date,
-    fresh_reference,
-    live_isp,
     same_answer,
     session_of,
+)
+from tests.services.support import (
+    assert_refused,
+    balance,
+    body,
+    fresh_reference,
+    serving_isp_sim,
     state_of,
 )
 from tests.support import assert_books_balance, eventually, new_merchant
@@ -255,7 +257,7 @@ async def test_an_unclear_payment_is_processing_until_the_isp_answers(
 
 @pytest.mark.parametrize("case", CASES)
 async def test_a_live_payment_reaches_the_isp_once(client: AppClient, case: Case) -> None:
-    async with live_isp(client, case.group.slug) as isp:
+    async with serving_isp_sim(client, case.group.slug) as isp:
         merchant = await new_merchant(client.gateway.db, live_rupees=20_000)
         token = merchant.live_token
         shown = await details(client, case, token)
@@ -283,7 +285,7 @@ async def test_a_live_payment_reaches_the_isp_once(client: AppClient, case: Case
 
 @pytest.mark.parametrize("case", CASES)
 async def test_a_live_new_customer_cannot_pay_online(client: AppClient, case: Case) -> None:
-    async with live_isp(client, case.group.slug):
+    async with serving_isp_sim(client, case.group.slug):
         merchant = await new_merchant(client.gateway.db, live_rupees=100)
         request = body(merchant.live_token, case.details, username="new")
         response = await client.post(case.details_path, json=request)

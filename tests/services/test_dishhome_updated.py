@@ -7,7 +7,6 @@ refusal charging nothing, the scenario users, and the LIVE path against isp-sim.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 import pytest_asyncio
 
 from bhuktani.errors import Refusal
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.isps.base import Duration, Package
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import isp_sim
@@ -26,6 +24,14 @@ from bhuktani.services.base import CommitView
 from bhuktani.services.dishhome_updated import GROUP, SANDBOX_USER
 from tests.conftest import AppClient
 from tests.seeds import shape_differences
+from tests.services.support import (
+    assert_refused,
+    balance_paisa,
+    body,
+    same_shape,
+    serving_isp_sim,
+    state_of,
+)
 from tests.support import assert_books_balance, eventually, new_merchant
 
 FIXTURES: dict[str, Any] = json.loads(
@@ -49,32 +55,9 @@ OPTIONS = FIXTURES["details"]["answer"]["packages"]
 TEST_DATA_CUSTOMER = FIXTURES["test_data_customer"]
 
 
-def same_shape(answer: dict[str, Any], documented: dict[str, Any], typed_only: set[str]) -> None:
-    """The documented answer, key by key and JSON type by JSON type; values compared but
-    for the per-call ones."""
-    assert shape_differences(documented, answer) == [], answer
-    assert {k: v for k, v in answer.items() if k not in typed_only} == {
-        k: v for k, v in documented.items() if k not in typed_only
-    }
-
-
 def assert_documented_recharge(answer: dict[str, Any]) -> None:
     same_shape(answer, FIXTURES["commit"]["answer"], typed_only=PER_CALL)
     same_shape(answer["detail"], FIXTURES["commit"]["answer"]["detail"], DETAIL_TYPED_ONLY)
-
-
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
-def body(token: str, example: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"token": token, "reference": fresh_reference(), **example, **fields}
-
-
-async def balance_paisa(client: AppClient, token: str) -> int:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    return round(answer.json()["credits_available"] * 100)
 
 
 async def details(client: AppClient, token: str, customer: Any = "1111") -> dict[str, Any]:
@@ -92,23 +75,6 @@ def recharge(token: str, session_id: int, idx: int = 9, **fields: Any) -> dict[s
 async def pay(client: AppClient, token: str, idx: int = 9, customer: Any = "1111") -> Any:
     session_id = (await details(client, token, customer))["session_id"]
     return await client.post(COMMIT, json=recharge(token, session_id, idx))
-
-
-def assert_refused(response: Any, code: str, field: str | None = None) -> None:
-    assert response.status_code == 400, response.text
-    answer = response.json()
-    assert answer["error_code"] == code, answer
-    if field is not None:
-        assert field in answer["error_data"], answer
-
-
-async def state_of(client: AppClient, token: str, reference: str) -> str:
-    response = await client.get(
-        "/api/service/status/", params={"token": token, "reference": reference}
-    )
-    assert response.status_code == 200, response.text
-    state: str = response.json()["state"]
-    return state
 
 
 def test_the_examples_are_the_documents() -> None:
@@ -397,29 +363,11 @@ def test_the_transaction_id_is_the_isps_receipt_when_it_is_a_number(
 
 # LIVE: the group's ISP system over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "dishhome-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(client: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=dishhome_updated.SLUG,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[dishhome_updated.SLUG] = provider
-    try:
+    async with serving_isp_sim(client, dishhome_updated.SLUG) as simulator:
         yield simulator
-    finally:
-        del client.gateway.live[dishhome_updated.SLUG]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 async def test_a_live_recharge_reaches_the_isp_once(

@@ -6,7 +6,6 @@ refusal charging nothing, and the LIVE path against isp-sim."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import isp_sim
 from bhuktani.services import hashcnet, hashcnet_v2
 from bhuktani.services.hashcnet import GROUP
 from tests.conftest import AppClient
-from tests.seeds import shape_differences
+from tests.services.support import (
+    assert_refused,
+    balance,
+    body,
+    same_shape,
+    serving_isp_sim,
+)
 from tests.support import assert_books_balance, new_merchant
 
 FIXTURES: dict[str, Any] = json.loads(
@@ -32,30 +36,6 @@ COMMIT = "/api/servicegroup/commit/hashcnet/"
 PER_CALL = {"session_id", "id", "credits_available"}
 
 
-def same_shape(answer: dict[str, Any], documented: dict[str, Any], typed_only: set[str]) -> None:
-    """The documented answer, key by key and JSON type by JSON type; values compared but
-    for the per-call ones."""
-    assert shape_differences(documented, answer) == [], answer
-    assert {k: v for k, v in answer.items() if k not in typed_only} == {
-        k: v for k, v in documented.items() if k not in typed_only
-    }
-
-
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
-def body(token: str, example: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"token": token, "reference": fresh_reference(), **example, **fields}
-
-
-async def balance(client: AppClient, token: str) -> float:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    available: float = answer.json()["credits_available"]
-    return available
-
-
 async def session_of(client: AppClient, token: str, **fields: Any) -> int:
     response = await client.post(
         DETAILS, json=body(token, FIXTURES["details"]["request"], **fields)
@@ -63,14 +43,6 @@ async def session_of(client: AppClient, token: str, **fields: Any) -> int:
     assert response.status_code == 200, response.text
     session_id: int = response.json()["session_id"]
     return session_id
-
-
-def assert_refused(response: Any, code: str, field: str | None = None) -> None:
-    assert response.status_code == 400, response.text
-    answer = response.json()
-    assert answer["error_code"] == code, answer
-    if field is not None:
-        assert field in answer["error_data"], answer
 
 
 def test_the_examples_are_the_documents() -> None:
@@ -177,29 +149,11 @@ async def test_the_refuse_user_is_1021_and_charged_nothing(
 
 # LIVE: the group's ISP system over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "v1-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(client: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=hashcnet.SLUG,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[hashcnet.SLUG] = provider
-    try:
+    async with serving_isp_sim(client, hashcnet.SLUG) as simulator:
         yield simulator
-    finally:
-        del client.gateway.live[hashcnet.SLUG]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 async def test_a_live_payment_reaches_the_isp_once(

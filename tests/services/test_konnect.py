@@ -14,10 +14,9 @@ from tests.conftest import AppClient
 from tests.services.customer_packages import (
     KONNECT,
     KONNECT_FIXTURES,
-    assert_refused,
-    body,
     same_answer,
 )
+from tests.services.support import assert_refused, body
 
 DETAILS = KONNECT_FIXTURES["details"]
 

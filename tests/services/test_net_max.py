@@ -12,9 +12,9 @@ from tests.services.customer_packages import (
     KONNECT_FIXTURES,
     NET_MAX,
     NET_MAX_FIXTURES,
-    body,
     same_answer,
 )
+from tests.services.support import body
 
 
 def test_the_examples_are_the_documents() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 import pytest_asyncio
 
 from bhuktani.errors import CannotFulfil, InvalidFields, IspRefusedField
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.isps.base import Subscriber
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import isp_sim
@@ -25,6 +23,7 @@ from bhuktani.services import subisu
 from bhuktani.services.subisu import GROUP
 from tests.conftest import AppClient
 from tests.seeds import shape_differences
+from tests.services.support import balance, fresh_reference, same_shape, serving_isp_sim
 from tests.support import assert_books_balance, eventually, new_merchant
 
 FIXTURES: dict[str, Any] = json.loads(
@@ -43,10 +42,6 @@ BASE = subisu.SANDBOX_USER.username
 SAMPLE_11 = {"amount": "3", "offer_name": "Video offer child tests", "stb": "Sample 11"}
 
 
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
 def comparable(answer: dict[str, Any]) -> dict[str, Any]:
     """A details answer without its session id, tv_details as a set (decision S4)."""
     kept = {k: v for k, v in answer.items() if k != "session_id"}
@@ -58,20 +53,6 @@ def comparable(answer: dict[str, Any]) -> dict[str, Any]:
             "plan_detail_list": {**listed, "tv_details": sorted(unique)},
         }
     return kept
-
-
-def same_shape(answer: dict[str, Any], documented: dict[str, Any], typed_only: set[str]) -> None:
-    assert shape_differences(documented, answer) == [], answer
-    assert {k: v for k, v in answer.items() if k not in typed_only} == {
-        k: v for k, v in documented.items() if k not in typed_only
-    }
-
-
-async def balance(client: AppClient, token: str) -> float:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    available: float = answer.json()["credits_available"]
-    return available
 
 
 async def details(client: AppClient, token: str, username: str) -> dict[str, Any]:
@@ -452,29 +433,11 @@ async def test_an_unclear_payment_is_processing_then_final(
 
 # LIVE: the group's ISP system over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "subisu-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(client: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=subisu.SLUG,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[subisu.SLUG] = provider
-    try:
+    async with serving_isp_sim(client, subisu.SLUG) as simulator:
         yield simulator
-    finally:
-        del client.gateway.live[subisu.SLUG]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 async def test_a_live_payment_reaches_the_isp_once_and_a_bought_plan_is_refused_after(

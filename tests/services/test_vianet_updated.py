@@ -8,7 +8,6 @@ against isp-sim."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 import pytest_asyncio
 
 from bhuktani.errors import InvalidFields, NothingToPay, ServiceUnavailable
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.isps.base import Duration, Package
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import isp_sim
@@ -27,6 +25,14 @@ from bhuktani.services.base import CommitQuery
 from bhuktani.services.vianet_updated import GROUP
 from tests.conftest import AppClient
 from tests.seeds import shape_differences
+from tests.services.support import (
+    assert_refused,
+    balance_paisa,
+    body,
+    same_shape,
+    serving_isp_sim,
+    state_of,
+)
 from tests.support import assert_books_balance, eventually, new_merchant
 
 FIXTURES: dict[str, Any] = json.loads(
@@ -41,30 +47,6 @@ TEST_CUSTOMER = FIXTURES["test_data_customer"]
 BILLS = FIXTURES["details"]["answer"]["bills"]
 # What each bill costs, in paisa, by payment_id: its grand_total (decision V3).
 GRAND_TOTAL = {bill["payment_id"]: round(float(bill["grand_total"]) * 100) for bill in BILLS}
-
-
-def same_shape(answer: dict[str, Any], documented: dict[str, Any], typed_only: set[str]) -> None:
-    """The documented answer, key by key and JSON type by JSON type; values compared but
-    for the per-call ones."""
-    assert shape_differences(documented, answer) == [], answer
-    assert {k: v for k, v in answer.items() if k not in typed_only} == {
-        k: v for k, v in documented.items() if k not in typed_only
-    }
-
-
-def fresh_reference() -> str:
-    return f"ref-{uuid.uuid4().hex}"
-
-
-def body(token: str, example: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"token": token, "reference": fresh_reference(), **example, **fields}
-
-
-async def balance_paisa(client: AppClient, token: str) -> int:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    available: float = answer.json()["credits_available"]
-    return round(available * 100)
 
 
 async def details(client: AppClient, token: str, customer: Any = "9099") -> dict[str, Any]:
@@ -88,23 +70,6 @@ def bill_commit(token: str, session_id: int, payment_id: str, **fields: Any) -> 
 async def pay(client: AppClient, token: str, payment_id: str, customer: Any = "9099") -> Any:
     session_id = (await details(client, token, customer))["session_id"]
     return await client.post(COMMIT, json=bill_commit(token, session_id, payment_id))
-
-
-def assert_refused(response: Any, code: str, field: str | None = None) -> None:
-    assert response.status_code == 400, response.text
-    answer = response.json()
-    assert answer["error_code"] == code, answer
-    if field is not None:
-        assert field in answer["error_data"], answer
-
-
-async def state_of(client: AppClient, token: str, reference: str) -> str:
-    response = await client.get(
-        "/api/service/status/", params={"token": token, "reference": reference}
-    )
-    assert response.status_code == 200, response.text
-    state: str = response.json()["state"]
-    return state
 
 
 def test_the_examples_are_the_documents() -> None:
@@ -409,29 +374,11 @@ async def test_a_lost_payment_is_processing_then_failed_refunded_and_the_bill_st
 
 # LIVE: the group's ISP system over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "vianet-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(client: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=vianet_updated.SLUG,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[vianet_updated.SLUG] = provider
-    try:
+    async with serving_isp_sim(client, vianet_updated.SLUG) as simulator:
         yield simulator
-    finally:
-        del client.gateway.live[vianet_updated.SLUG]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 async def test_a_live_bill_is_paid_once_and_leaves_the_next_details(

@@ -15,13 +15,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bhuktani.isps.adapter import IspHttpProvider
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.sandbox import isp_sim
 from bhuktani.services import worldlink_v2
 from bhuktani.services.worldlink_v2 import GROUP
 from tests.conftest import AppClient
-from tests.seeds import shape_differences
+from tests.services.support import (
+    assert_refused,
+    balance_paisa,
+    same_shape,
+    serving_isp_sim,
+    state_of,
+)
 from tests.support import assert_books_balance, eventually, new_merchant
 
 FIXTURES: dict[str, Any] = json.loads(
@@ -35,15 +40,6 @@ PER_CALL = {"session_id", "id"}
 PAID = FIXTURES["commit"]["answer"]
 
 
-def same_shape(answer: dict[str, Any], documented: dict[str, Any], typed_only: set[str]) -> None:
-    """The documented answer, key by key and JSON type by JSON type; values compared but
-    for the per-call ones."""
-    assert shape_differences(documented, answer) == [], answer
-    assert {k: v for k, v in answer.items() if k not in typed_only} == {
-        k: v for k, v in documented.items() if k not in typed_only
-    }
-
-
 def documented(username: str) -> dict[str, Any]:
     answer: dict[str, Any] = FIXTURES["details"][username]["answer"]
     return answer
@@ -51,20 +47,6 @@ def documented(username: str) -> dict[str, Any]:
 
 def body(token: str, **fields: Any) -> dict[str, Any]:
     return {"token": token, "reference": f"ref-{uuid.uuid4().hex}", **fields}
-
-
-async def balance_paisa(client: AppClient, token: str) -> int:
-    answer = await client.get("/api/balance", headers={"Authorization": f"Token {token}"})
-    assert answer.status_code == 200, answer.text
-    return round(answer.json()["credits_available"] * 100)
-
-
-async def state_of(client: AppClient, token: str, reference: str) -> str:
-    answer = await client.get(
-        "/api/service/status/", params={"token": token, "reference": reference}
-    )
-    state: str = answer.json()["state"]
-    return state
 
 
 async def details(client: AppClient, token: str, username: str) -> dict[str, Any]:
@@ -87,14 +69,6 @@ async def pay(
 def assert_paid(response: Any) -> None:
     assert response.status_code == 200, response.text
     same_shape(response.json(), PAID, typed_only=PER_CALL)
-
-
-def assert_refused(response: Any, code: str, field: str | None = None) -> None:
-    assert response.status_code == 400, response.text
-    answer = response.json()
-    assert answer["error_code"] == code, answer
-    if field is not None:
-        assert field in answer["error_data"], answer
 
 
 def test_the_examples_are_the_documents() -> None:
@@ -365,29 +339,11 @@ async def test_a_lost_payment_is_processing_then_failed_and_refunded_in_full(
 
 # LIVE: the group's ISP system over the ISP protocol, served by isp-sim.
 
-SIM_KEY = "worldlink-sim-key"
-
 
 @pytest_asyncio.fixture
 async def live_isp(client: AppClient) -> AsyncIterator[isp_sim.IspSimulator]:
-    server, simulator = await isp_sim.start("127.0.0.1", 0, api_key=SIM_KEY, slow_delay_s=1.0)
-    port = server.sockets[0].getsockname()[1]
-    provider = IspHttpProvider(
-        group=worldlink_v2.SLUG,
-        base_url=f"http://127.0.0.1:{port}",
-        api_key=SIM_KEY,
-        connect_timeout_s=1.0,
-        timeout_s=2.0,
-        max_connections=4,
-        settle_window_s=120.0,
-    )
-    client.gateway.live[worldlink_v2.SLUG] = provider
-    try:
+    async with serving_isp_sim(client, worldlink_v2.SLUG) as simulator:
         yield simulator
-    finally:
-        del client.gateway.live[worldlink_v2.SLUG]
-        await provider.aclose()
-        await isp_sim.stop(server, simulator)
 
 
 def applied_to(simulator: isp_sim.IspSimulator, payment_id: int) -> list[dict[str, Any]]:
