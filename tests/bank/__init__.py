@@ -11,11 +11,19 @@ were told and against what the ISP applied.
 Two environments run side by side:
 
 - LIVE (most payments): the documented users (`jeetenaug4` on several HashCNet V2 slugs,
-  `Pradhanang` on Arrownet) over HTTP to isp-sim, which faults them; scenario users are
-  never faulted, so they are not used here.
+  `Pradhanang` on Arrownet, `khaltiUser` at the single-step services, and each other
+  catalogue group's own example) over HTTP to isp-sim, which faults them; scenario users
+  are never faulted, so they are not used here.
 - TEST (a smaller share): TEST tokens reach the in-process sandbox, whose scenario users
   (`slow-user`, `flaky-user`, `lost-user`, `refuse-user`) produce Processing and refusals
   without faults.
+
+Single-step payments are answered Queued and sent by the reconciler, so kills land between
+the hold and the send as well. A catalogue group's example pays a bill, a due or a plan
+that may be sold once: paid by an earlier intent (per merchant in TEST, at all in LIVE,
+where isp-sim keeps one copy of its subscribers), it is refused before anything is held
+(4000, 7000: the client is told "Refused") or fails at the ISP and is refunded; two
+intents racing for it must never both be paid.
 
 Callbacks of both go to a receiver in this process (tests.receiver), which checks each
 signature with the `standardwebhooks` library as it arrives, as a merchant does, with the

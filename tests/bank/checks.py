@@ -135,8 +135,8 @@ def _agrees(run: Run, intent: Intent, outcome: Outcome, row: Row | None) -> None
             run.problem(f"{intent.reference}: the client was told {told}, no payment exists")
         return
     state = str(row["state"])
-    if told == "Insufficient":
-        run.problem(f"{intent.reference}: refused with 1016, yet a payment exists ({state})")
+    if told in ("Insufficient", "Refused"):
+        run.problem(f"{intent.reference}: refused ({told}), yet a payment exists ({state})")
     if told in ("Success", "Failed") and state != told:
         run.problem(f"{intent.reference}: the client was told {told}, the payment is {state}")
     if outcome.payment_id is not None and outcome.payment_id != int(row["id"]):

@@ -14,6 +14,7 @@ import httpx
 from bhuktani import money
 from bhuktani.services import hashcnet_v2
 from tests.bank.plan import (
+    CATALOGUE,
     COMMIT,
     DETAILS,
     MAX_PROBLEMS,
@@ -87,18 +88,28 @@ class Run:
         raise RuntimeError(f"{path}: no answer in {MAX_TRIES} tries")
 
 
+# A catalogue group's answers when what its example pays was paid already (a bill, a
+# due, a plan bought once): nothing left to pay (7000), or paid before (4000).
+NOTHING_LEFT = ("4000", "7000")
+
+
+class NothingLeft(Exception):
+    """The example's bill, due or plan was paid by an earlier intent: nothing is held."""
+
+
 async def _session(run: Run, intent: Intent) -> int | None:
     """A details call until it gives a session; the ISP's look-up is faulted too (1018)."""
-    body = {
-        "token": run.token(intent),
-        "reference": intent.reference,
-        "username": intent.username,
-        "service_slug": intent.isp,
-    }
+    body: dict[str, Any] = {"token": run.token(intent), "reference": intent.reference}
+    if intent.service in CATALOGUE:
+        body |= CATALOGUE[intent.service].examples.details
+    else:
+        body |= {"username": intent.username, "service_slug": intent.isp}
     for _ in range(MAX_TRIES):
         status, answer, _lost = await run.post(DETAILS.format(service=intent.service), body)
         if status == 200:
             return int(answer["session_id"])
+        if intent.service in CATALOGUE and answer.get("error_code") in NOTHING_LEFT:
+            raise NothingLeft
         if answer.get("error_code") != "1018":
             run.problem(f"{intent.reference}: details answered {status} {answer}")
             return None
@@ -118,6 +129,15 @@ def _commit_body(run: Run, intent: Intent, session_id: int | None) -> dict[str, 
     if intent.service in SINGLE_STEP:
         example = SINGLE_STEP[intent.service].example
         return example | body | {"username": intent.username}
+    if intent.service in CATALOGUE:
+        # The example says the rest, its amount included (in the group's own spelling, or
+        # none where the option sets the price).
+        example = CATALOGUE[intent.service].examples.commit
+        return example | {
+            "token": body["token"],
+            "reference": body["reference"],
+            "session_id": session_id,
+        }
     return body | {
         "session_id": session_id,
         "package_code": intent.package_code,
@@ -161,6 +181,9 @@ async def _commit(run: Run, intent: Intent, body: dict[str, Any]) -> Outcome:
         if code == "1016":
             outcome.view = "Insufficient"
             return outcome
+        if intent.service in CATALOGUE and code in NOTHING_LEFT:
+            outcome.view = "Refused"
+            return outcome
         if code == "1017":
             run.problem(f"{intent.reference}: commit answered 500 {answer.get('details')}")
             outcome.lost_answers += 1
@@ -186,8 +209,11 @@ async def _resend(run: Run, intent: Intent, body: dict[str, Any], outcome: Outco
 
 async def _pay(run: Run, intent: Intent) -> Outcome:
     session_id = None
-    if intent.service == hashcnet_v2.SLUG:
-        session_id = await _session(run, intent)
+    if intent.service == hashcnet_v2.SLUG or intent.service in CATALOGUE:
+        try:
+            session_id = await _session(run, intent)
+        except NothingLeft:
+            return Outcome(view="Refused")
         if session_id is None:
             return Outcome()
     body = _commit_body(run, intent, session_id)

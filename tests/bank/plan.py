@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bhuktani.domain import FINAL_STATES
+from bhuktani.sandbox import catalog
 from bhuktani.services import arrownet, hashcnet_v2, registry
+from bhuktani.services.base import ServiceGroup
 from bhuktani.services.single_step import SANDBOX_USERNAME
 
 HASHCNET_SLUGS = ("vns", "hons", "techminds", "ultra-net", "fast-speed", "bbn-internet")
@@ -34,6 +36,23 @@ USE = "/api/use/{service}/"
 SINGLE_STEP = {service.slug: service for service in registry.SINGLE_STEP}
 # Single-step amounts, in whole rupees: any amount the services all take.
 SINGLE_STEP_RUPEES = (100, 250, 999, 5000)
+# The catalogue's other groups pay their own example: a bill, a due or a plan that can be
+# bought once is refused (nothing held) or fails (refunded) when bought again.
+CATALOGUE = {
+    group.slug: group
+    for group in registry.GROUPS
+    if group.slug not in (hashcnet_v2.SLUG, arrownet.SLUG)
+}
+
+
+def example_price(group: ServiceGroup) -> tuple[str, int]:
+    """The ISP the group's example names and the price its example commit pays there."""
+    query = group.parse_details({**group.examples.details, "reference": "bank"})
+    subscriber = catalog.template(query.isp, query.username)
+    assert subscriber is not None, group.slug
+    commit = group.parse_commit({**group.examples.commit, "reference": "bank", "session_id": 1})
+    _package, duration = group.choose(subscriber, commit)
+    return query.isp, duration.amount_paisa
 
 
 @dataclass(frozen=True)
@@ -54,8 +73,9 @@ class Intent:
 
 @dataclass
 class Outcome:
-    """What the client learned. `view` is Success, Processing, Failed, Insufficient, or
-    Error (the client got no usable answer: always a problem)."""
+    """What the client learned. `view` is Success, Processing, Failed, Insufficient,
+    Refused (a catalogue example with nothing left to pay: nothing held), or Error (the
+    client got no usable answer: always a problem)."""
 
     view: str = "Error"
     payment_id: int | None = None
@@ -102,11 +122,15 @@ def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
             documented = SANDBOX_USERNAME
             package_code, duration_code = None, ""
             amount_paisa = rng.choice(SINGLE_STEP_RUPEES) * 100
+        elif draw < 0.6:
+            service = rng.choice(sorted(CATALOGUE))
+            isp, amount_paisa = example_price(CATALOGUE[service])
+            documented, package_code, duration_code = "", None, ""
         else:
             service, isp, documented = hashcnet_v2.SLUG, rng.choice(HASHCNET_SLUGS), "jeetenaug4"
             package_code, duration_code, amount_paisa = rng.choice(hashcnet)
         username = documented
-        if env == "test":
+        if env == "test" and service not in CATALOGUE:
             username = rng.choices(names, weights)[0] or documented
         intents.append(
             Intent(
