@@ -7,6 +7,7 @@ from typing import Any
 
 from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
+from bhuktani.sandbox import inprocess
 from bhuktani.services import registry
 from bhuktani.services.base import ServiceGroup
 from bhuktani.store import Database, query_row
@@ -17,7 +18,9 @@ DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
 
 async def ensure_demo(db: Database, *, key: bytes) -> str:
     """A TEST token of the demo merchant, made on first use. Tokens are stored as hashes,
-    so each call issues a new one; earlier ones stay valid."""
+    so each call issues a new one; earlier ones stay valid. The demo merchant's sandbox
+    subscribers are reset each time, so that the printed examples pay again what a
+    previous run paid once (a bill, a due, a plan sold once)."""
     row = await query_row(
         db, "SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1", DEMO_NAME
     )
@@ -26,6 +29,7 @@ async def ensure_demo(db: Database, *, key: bytes) -> str:
             db, DEMO_NAME, key=key, test_credits_paisa=DEMO_TEST_CREDITS_PAISA
         )
         return created.test_token
+    await inprocess.reset(db, int(row["id"]))
     return await merchants.issue_token(db, int(row["id"]), Env.TEST, key=key)
 
 

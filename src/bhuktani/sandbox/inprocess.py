@@ -109,6 +109,14 @@ async def _apply_once_in(tx: Tx, dialect: str, values: tuple[object, ...]) -> Ro
     return row
 
 
+async def reset(db: Database, merchant_id: int) -> None:
+    """The merchant's sandbox subscribers as their documents show them again: plans and
+    days as first seen, bills and dues unpaid. Its payments and its money are untouched."""
+    await db.run(
+        lambda tx: tx.execute("DELETE FROM sandbox_subscribers WHERE merchant_id = $1", merchant_id)
+    )
+
+
 class SandboxProvider:
     def __init__(self, db: Database, *, slow_delay_s: float, settle_window_s: float) -> None:
         self._db = db
