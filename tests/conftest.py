@@ -95,6 +95,19 @@ def empty_pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def own_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own on db_url's engine, migrated and empty: for a test
+    that reads every row of a kind (a day's payments of an ISP, say) as its own."""
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path}/own.db"
+        upgrade(url)
+        yield url
+        return
+    with _migrated_pg_database("bhuktani_own") as url:
+        yield url
+
+
+@pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     database = await connect(db_url)
     yield database

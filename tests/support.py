@@ -70,6 +70,7 @@ async def new_merchant(
         db,
         name,
         key=KEY,
+        operator="test",
         services=services,
         test_credits_paisa=test_rupees * 100,
         live_credits_paisa=live_rupees * 100,

@@ -201,6 +201,7 @@ ONLY: dict[str, set[str]] = {
     "metrics": set(),
     "infra": set(),
     "store": {"metrics", "clock", "infra"},
+    "audit": {"store", "clock"},
 }
 FORBIDDEN: dict[str, set[str]] = {
     "services": TOP | {"payments", "ledger", "sandbox", "callbacks", "merchants"},
@@ -209,6 +210,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "callbacks": TOP | {"payments", "sandbox", "services", "isps"},
     "sandbox": TOP | {"payments", "callbacks", "merchants"},
     "payments": {"api", "cli"},
+    "books": {"api", "cli"},
 }
 ROOMS = {
     "domain",
@@ -231,6 +233,8 @@ ROOMS = {
     "errors",
     "logs",
     "settings",
+    "audit",
+    "books",
 }
 
 

@@ -36,9 +36,9 @@ def _verdict(report: Report, min_kills: int) -> None:
         pytest.fail(report.failure(), pytrace=False)
 
 
-async def test_books_balance_under_faults_and_kills(db_url: str, tmp_path: Path) -> None:
+async def test_books_balance_under_faults_and_kills(own_db_url: str, tmp_path: Path) -> None:
     report = await run_bank(
-        db_url,
+        own_db_url,
         seed=_seed(),
         payments=400,
         clients=16,
@@ -52,10 +52,10 @@ async def test_books_balance_under_faults_and_kills(db_url: str, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOAK, reason="the soak runs with BHUKTANI_SOAK=1 (make soak)")
-async def test_soak_books_balance_under_faults_and_kills(db_url: str, tmp_path: Path) -> None:
+async def test_soak_books_balance_under_faults_and_kills(own_db_url: str, tmp_path: Path) -> None:
     payments = int(os.environ.get("BHUKTANI_SOAK_PAYMENTS", "3000"))
     report = await run_bank(
-        db_url,
+        own_db_url,
         seed=_seed(),
         payments=payments,
         clients=48,

@@ -1,7 +1,38 @@
+"""Time as the gateway keeps it: milliseconds since the epoch, and the Nepal day.
+
+The platform, its merchants and the ISPs keep their books by the day in Nepal: UTC+05:45
+all year (no daylight saving since 1986). A day starts at 18:15 UTC the day before."""
+
 from __future__ import annotations
 
 import time
+from datetime import date, datetime, timedelta, timezone
+
+NEPAL = timezone(timedelta(hours=5, minutes=45), "NPT")
+DAY_MS = 86_400_000
+_NEPAL_OFFSET_MS = (5 * 60 + 45) * 60_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def nepal_day(at_ms: int) -> date:
+    """The Nepal day an instant falls on."""
+    return date.fromordinal(_EPOCH_ORDINAL + (at_ms + _NEPAL_OFFSET_MS) // DAY_MS)
+
+
+def day_start_ms(day: date) -> int:
+    """The first millisecond of a Nepal day, in integers (no datetime overflows for year 1)."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * DAY_MS - _NEPAL_OFFSET_MS
+
+
+def day_end_ms(day: date) -> int:
+    """The first millisecond after the day: its instants are those before it."""
+    return day_start_ms(day) + DAY_MS
+
+
+def nepal_time(at_ms: int, timespec: str = "milliseconds") -> str:
+    """An instant as ISO-8601 with Nepal's offset: "2026-07-12T10:15:00.250+05:45"."""
+    return datetime.fromtimestamp(at_ms / 1000, tz=NEPAL).isoformat(timespec=timespec)

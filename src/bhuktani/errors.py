@@ -32,6 +32,11 @@ class InvalidFields(Refusal):
     """Fields of the request are wrong; error_data names each with its messages."""
 
 
+class BareRefusal(Refusal):
+    """A refusal of a call whose document shows only `{"detail": ..., "status": false}`
+    (credits by date, credit requests): answered in that shape, HTTP 400."""
+
+
 class ReferenceMissing(Refusal):
     pass
 

@@ -64,6 +64,14 @@ RATE_LIMITED = Counter(
     "bhuktani_rate_limited", "Requests refused by a rate limit, by reason", ["reason"]
 )
 
+# The last settlement with each LIVE ISP (books/settlement.py): its ours-only, theirs-only
+# and amount mismatches together; 0 when the ISP's report and our books agreed.
+SETTLEMENT_MISMATCHES = Gauge(
+    "bhuktani_settlement_mismatches",
+    "Mismatches in the last settlement of a day with each LIVE ISP",
+    ["isp"],
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -91,7 +99,8 @@ def render(
     db_waiting: int | None,
     isp_waiting: Mapping[str, int],
 ) -> bytes:
-    """The scrape: `degraded` is each LIVE ISP's breaker, (open or probing, trips)."""
+    """The scrape: `degraded` is each LIVE ISP's breaker, (open or probing, trips). The
+    settlement gauge is kept by books.settlement (publish, watch), off the scrape's path."""
     if db_waiting is not None:
         DB_WAITING.set(db_waiting)
     for group, waiting in isp_waiting.items():

@@ -1,7 +1,7 @@
 """The one place the system is assembled: `build` makes, once per process, everything a
 flow needs (the database, the payment book, the ISPs of each environment, their breakers,
 the caches and the rate limits), and `loops` the loops beside the API (reconciler,
-session sweeper, callback delivery). `bhuktani serve`, `bhuktani worker` and the CLI's
+session sweeper, the books' daily work, callback delivery). `bhuktani serve`, `bhuktani worker` and the CLI's
 commands all start here."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from bhuktani.books.charges import ChargeCache
 from bhuktani.domain import Env
 from bhuktani.infra.ttl_cache import SingleFlight, TtlCache
 from bhuktani.isps.base import Provider, Subscriber
@@ -50,6 +51,8 @@ class Gateway:
     lookups: SingleFlight[tuple[str, int, str, str], Subscriber] = field(
         default_factory=SingleFlight
     )
+    # Each merchant's service charges, which every commit prices (books/charges.py).
+    charges: ChargeCache = field(default_factory=lambda: ChargeCache(0))
 
     @property
     def token_key(self) -> bytes:
@@ -106,6 +109,8 @@ def build(db: Database, settings: Settings) -> Gateway:
         live=live_providers(settings),
         breakers=Breakers(settings.isp_breaker_failures, settings.isp_breaker_cooldown_s),
         auth_cache=AuthCache(settings.auth_cache_s),
+        # A charge set or cleared takes effect within the same time as a revoked token.
+        charges=ChargeCache(settings.auth_cache_s),
         limits=Limits(
             db,
             merchant_default=Limit(settings.rate_per_s, settings.rate_burst),
@@ -134,12 +139,21 @@ def loops(
     """The loops that run beside the API until `stop` is set: the reconciler and the
     session sweeper, and the callback deliverer."""
     # Imported here: the loops' modules take the Gateway from this one.
+    from bhuktani.books import alerts, settlement, statements
     from bhuktani.callbacks import delivery
     from bhuktani.payments import reconcile, sweeper
 
-    found: list[Coroutine[Any, Any, None]] = []
+    # Every process that serves /metrics shows the last settlement with each ISP.
+    found: list[Coroutine[Any, Any, None]] = [settlement.watch(gateway.db, stop)]
     if reconciler:
-        found += [reconcile.run(gateway, stop), sweeper.run(gateway, stop)]
+        found += [
+            reconcile.run(gateway, stop),
+            sweeper.run(gateway, stop),
+            # The books: days closed, low balances told, each ISP settled each morning.
+            statements.run(gateway, stop),
+            alerts.run(gateway, stop),
+            settlement.run(gateway, stop),
+        ]
     if callbacks:
         found.append(delivery.run(gateway, stop))
     return found

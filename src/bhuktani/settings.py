@@ -138,6 +138,17 @@ class Settings(BaseSettings):
     callback_concurrency: int = Field(default=100, ge=1)
     callback_endpoint_concurrency: int = Field(default=4, ge=1)
 
+    # The books' loops (in the worker, beside the reconciler). Low balances are looked for
+    # this often: a merchant crossing its threshold hears balance.low within this time.
+    low_balance_poll_s: float = Field(default=5.0, gt=0)
+    # Past days' closing balances (statements, credits by date) are written this often,
+    # for each merchant account with entries, once a day has been over this long.
+    day_close_poll_s: float = Field(default=300.0, gt=0)
+    day_close_after_s: float = Field(default=600.0, ge=0)
+    # Each morning at this Nepal time the worker settles the day before with every LIVE
+    # ISP system (bhuktani settle); mismatches are raised to the operator.
+    settle_at_npt: str = Field(default="06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
     # The in-process sandbox (TEST tokens).
     sandbox_slow_delay_s: float = 10.0
     sandbox_settle_window_s: float = 5.0

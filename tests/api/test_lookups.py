@@ -239,7 +239,7 @@ async def test_status_lists_refunds_with_their_fields(
         client, merchant.test_token, reference, duration_code="custom_1", amount=13500
     )
     async with client.gateway.db.transaction() as tx:
-        isp = await ledger.ensure_account(tx, "isp", "test", ledger.isp_code("vns"))
+        isp = await ledger.ensure_account(tx, "isp", "test", ledger.isp_code("vns", commit["id"]))
         account = await ledger.merchant_account(tx, merchant.merchant_id, "test")
         await ledger.refund(tx, isp, account, 50_050, commit["id"], "IPTV not delivered")
     response = await client.get(

@@ -18,12 +18,13 @@ import httpx
 import pytest
 
 from bhuktani.api.app import create_app
+from bhuktani.clock import NEPAL
 from bhuktani.domain import State
 from bhuktani.ledger.book import book_for
 from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import NewMerchant
 from bhuktani.payments import operator, records
-from bhuktani.payments.lookup import NEPAL, original_status
+from bhuktani.payments.lookup import original_status
 from tests.conftest import AppClient
 from tests.receiver import receiving
 from tests.seeds import json_type, shape_differences

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bhuktani import money
 from bhuktani.ledger import accounts as ledger
 from bhuktani.payments import records
+from bhuktani.services import registry
 from bhuktani.store import Database, Row
 from tests.bank.clients import Delivery, Run
 from tests.bank.plan import FINAL, Intent, Merchant, Outcome
@@ -34,6 +38,8 @@ class Report:
     views: Counter[str] = field(default_factory=Counter)
     answers: Counter[str] = field(default_factory=Counter)
     callbacks: Counter[str] = field(default_factory=Counter)
+    # Payments each ISP's settlement matched (bhuktani settle), by ISP.
+    settled: dict[str, int] = field(default_factory=dict)
     lost_answers: int = 0
     setup_s: float = 0.0
     load_s: float = 0.0
@@ -57,6 +63,8 @@ class Report:
                 f"answers lost to kills: {self.lost_answers}",
                 f"  answers: {json.dumps(dict(sorted(self.answers.items())))}",
                 f"  callbacks: {json.dumps(dict(sorted(self.callbacks.items())))}",
+                f"  settled with the ISPs: {sum(self.settled.values())} payments matched"
+                f" across {len([n for n in self.settled.values() if n])} ISPs",
                 f"  problems: {len(self.problems)}; logs in {self.workdir}",
             ]
         )
@@ -72,10 +80,32 @@ class Report:
         )
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A credit request a merchant sent during the run, and the operator's decision."""
+
+    merchant_id: int
+    env: str
+    request_id: int
+    amount_paisa: int
+    approved: bool
+
+
+@dataclass(frozen=True)
+class Settle:
+    """How to run `bhuktani settle` against the run's isp-sim: the gateway's environment
+    (database, LIVE ISP systems) and the Nepal days the run covered."""
+
+    env: dict[str, str]
+    days: list[date]
+
+
 # The checks, each adding to run.problems.
 
 
-async def check(run: Run, db: Database, sim_url: str, report: Report) -> None:
+async def check(
+    run: Run, db: Database, sim_url: str, report: Report, asked: Sequence[Asked], settle: Settle
+) -> None:
     try:
         await assert_books_balance(db)
     except AssertionError as exc:
@@ -83,6 +113,8 @@ async def check(run: Run, db: Database, sim_url: str, report: Report) -> None:
     rows = await _payment_rows(db, [m.id for m in run.merchants])
     _check_references(run, rows, report)
     await _check_balances(run, db, rows)
+    await _check_credit_requests(run, db, asked)
+    await _check_settlements(run, rows, settle, report)
     report.fates = await sim_get(sim_url, "/_sim/stats")
     applied = (await sim_get(sim_url, "/_sim/applied"))["payments"]
     _check_applied(run, rows, "live", {int(p["payment_id"]): p for p in applied})
@@ -95,8 +127,9 @@ async def _payment_rows(db: Database, merchant_ids: Sequence[int]) -> list[Row]:
     async with db.transaction() as tx:
         for merchant_id in merchant_ids:
             rows += await tx.fetch(
-                "SELECT id, merchant_id, env, reference, isp, state, isp_status, detail,"
-                " amount_paisa, checks, flagged FROM payments WHERE merchant_id = $1",
+                "SELECT id, merchant_id, env, reference, service, isp, state, isp_status,"
+                " detail, amount_paisa, charge_paisa, checks, flagged FROM payments"
+                " WHERE merchant_id = $1",
                 merchant_id,
             )
     return rows
@@ -145,13 +178,34 @@ def _agrees(run: Run, intent: Intent, outcome: Outcome, row: Row | None) -> None
         run.problem(f"{intent.reference}: amount {row['amount_paisa']} != {intent.amount_paisa}")
 
 
+def _taken(row: Row) -> int:
+    """What a payment holds or takes from its merchant: its amount and its charge."""
+    return int(row["amount_paisa"]) + int(row["charge_paisa"])
+
+
 async def _check_balances(run: Run, db: Database, rows: Sequence[Row]) -> None:
-    """Balance = loads - Success amounts + refunds, in the books and through the API."""
+    """Balance = loads - Success (amount + charge) + refunds, in the books and through the
+    API; each payment's charge the one set for its merchant, service and amount; each
+    Success payment's charge paid to the fees account, no other's."""
+    fees = await _fees_paid(db, [m.id for m in run.merchants])
     for merchant in run.merchants:
         for env in ("live", "test"):
             mine = [r for r in rows if int(r["merchant_id"]) == merchant.id and r["env"] == env]
-            success = sum(int(r["amount_paisa"]) for r in mine if r["state"] == "Success")
-            held = sum(int(r["amount_paisa"]) for r in mine if r["state"] == "Processing")
+            for row in mine:
+                expected_charge = merchant.charge_paisa(
+                    env, str(row["service"]), str(row["isp"]), int(row["amount_paisa"])
+                )
+                if int(row["charge_paisa"]) != expected_charge:
+                    run.problem(
+                        f"{env} {row['reference']}: charge {row['charge_paisa']}"
+                        f" != {expected_charge} set for it"
+                    )
+                paid_fee = fees.get(int(row["id"]), 0)
+                owed_fee = int(row["charge_paisa"]) if row["state"] == "Success" else 0
+                if paid_fee != owed_fee:
+                    run.problem(f"{env} {row['reference']}: fees got {paid_fee}, owed {owed_fee}")
+            success = sum(_taken(r) for r in mine if r["state"] == "Success")
+            held = sum(_taken(r) for r in mine if r["state"] == "Processing")
             account, loads, refunds, debits = await _account(db, merchant.id, env)
             where = f"merchant {merchant.id} {env}"
             if debits:
@@ -175,6 +229,78 @@ async def _check_balances(run: Run, db: Database, rows: Sequence[Row]) -> None:
                 run.problem(f"{where}: API shows {shown}, available is {(expected - held) / 100}")
             if shown.get("credits_consumed") != (success - refunds) / 100:
                 run.problem(f"{where}: API shows {shown}, consumed is {(success - refunds) / 100}")
+
+
+async def _fees_paid(db: Database, merchant_ids: Sequence[int]) -> dict[int, int]:
+    """What each of the merchants' payments paid the fees accounts, by payment id."""
+    paid: dict[int, int] = {}
+    async with db.transaction() as tx:
+        for merchant_id in merchant_ids:
+            for row in await tx.fetch(
+                "SELECT t.payment_id, t.amount_paisa FROM transfers t"
+                " JOIN accounts a ON a.id = t.credit_account_id"
+                " JOIN payments p ON p.id = t.payment_id"
+                " WHERE a.kind = 'fees' AND p.merchant_id = $1",
+                merchant_id,
+            ):
+                payment_id = int(row["payment_id"])
+                paid[payment_id] = paid.get(payment_id, 0) + int(row["amount_paisa"])
+    return paid
+
+
+async def _check_credit_requests(run: Run, db: Database, asked: Sequence[Asked]) -> None:
+    """An approved request was loaded once, by the transfer it names; a rejected one
+    moved nothing."""
+    if len(asked) != 2 * (len(run.merchants) - 1):
+        run.problem(f"{len(asked)} credit requests decided, {2 * (len(run.merchants) - 1)} sent")
+    async with db.transaction() as tx:
+        for request in asked:
+            row = await tx.fetchrow(
+                "SELECT r.status, r.transfer_id, t.amount_paisa FROM credit_requests r"
+                " LEFT JOIN transfers t ON t.id = r.transfer_id WHERE r.id = $1",
+                request.request_id,
+            )
+            where = f"credit request {request.request_id} ({request.env})"
+            if row is None:
+                run.problem(f"{where}: not stored")
+            elif request.approved and (
+                row["status"] != "approved" or row["amount_paisa"] != request.amount_paisa
+            ):
+                run.problem(f"{where}: {dict(row)}, approved for {request.amount_paisa}")
+            elif not request.approved and (
+                row["status"] != "rejected" or row["transfer_id"] is not None
+            ):
+                run.problem(f"{where}: {dict(row)}, rejected")
+
+
+async def _check_settlements(run: Run, rows: Sequence[Row], settle: Settle, report: Report) -> None:
+    """`bhuktani settle` of every ISP for every day of the run, as the operator runs it:
+    the ISP's report and our Success set agree. What may differ is a payment flagged for
+    an operator (Processing here, maybe applied there): that is what the flag says."""
+    flagged = {int(r["id"]) for r in rows if r["state"] == "Processing" and bool(r["flagged"])}
+    limit = asyncio.Semaphore(8)
+
+    async def one(isp: str, day: date) -> None:
+        async with limit:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bhuktani", "settle", isp, "--date", day.isoformat(),
+                "--env", "live", "--json", "--operator", "bank",
+                env=settle.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await process.communicate()
+        where = f"settle {isp} {day}"
+        if process.returncode not in (0, 2):
+            run.problem(f"{where}: exit {process.returncode}: {err.decode()[-500:]}")
+            return
+        result = json.loads(out)
+        report.settled[isp] = report.settled.get(isp, 0) + int(result["matched"]["count"])
+        unexplained = [
+            entry for entry in result["theirs_only"] if int(entry["payment_id"]) not in flagged
+        ]
+        if result["counts"]["ours_only"] or result["counts"]["amount_mismatches"] or unexplained:
+            run.problem(f"{where}: {result['counts']}; theirs only, not flagged: {unexplained}")
+
+    await asyncio.gather(*(one(isp, day) for isp in sorted(registry.BY_ISP) for day in settle.days))
 
 
 async def _account(db: Database, merchant_id: int, env: str) -> tuple[Row, int, int, int]:

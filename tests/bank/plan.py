@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bhuktani.books import charges
+from bhuktani.books.charges import Charge
 from bhuktani.domain import FINAL_STATES
 from bhuktani.sandbox import catalog
 from bhuktani.services import arrownet, hashcnet_v2, registry
@@ -89,6 +91,31 @@ class Merchant:
     live_token: str
     test_token: str
     secrets: dict[str, str]  # by environment
+    # The service charges set on it, by environment (books.charges' rules by slug).
+    charges: dict[str, dict[str, Charge]] = field(default_factory=dict)
+
+    def charge_paisa(self, env: str, service: str, isp: str, amount_paisa: int) -> int:
+        charge = charges.charge_for(self.charges.get(env, {}), service, isp)
+        return 0 if charge is None else charge.of(amount_paisa)
+
+
+# Service charges of the run, by merchant index (merchant 0, short of credits, has none):
+# a flat charge on every service in both environments; and in LIVE a percentage with a
+# floor and a cap on the groups, with one ISP's own flat charge beside its group's.
+FLAT_EVERYWHERE = Charge(flat_paisa=5_00)
+PERCENT_LIVE = Charge(percent_bp=150, min_paisa=2_00, max_paisa=20_00)
+ISP_OWN = ("vns", Charge(flat_paisa=1_00))
+
+
+def charges_of(index: int) -> dict[str, dict[str, Charge]]:
+    services = [group.slug for group in registry.GROUPS] + sorted(SINGLE_STEP)
+    if index == 1:
+        return {env: dict.fromkeys(services, FLAT_EVERYWHERE) for env in ("live", "test")}
+    if index == 2:
+        live = dict.fromkeys((group.slug for group in registry.GROUPS), PERCENT_LIVE)
+        live[ISP_OWN[0]] = ISP_OWN[1]
+        return {"live": live}
+    return {}
 
 
 # The plan: who pays what, decided by the seed before anything runs.
@@ -150,5 +177,17 @@ def plan(seed: int, live: int, test: int, merchants: int) -> list[Intent]:
     return intents
 
 
-def spend(intents: Sequence[Intent], merchant: int, env: str) -> int:
-    return sum(i.amount_paisa for i in intents if i.merchant == merchant and i.env == env)
+def spend(
+    intents: Sequence[Intent],
+    merchant: int,
+    env: str,
+    rules: dict[str, dict[str, Charge]] | None = None,
+) -> int:
+    """What the merchant's intents in env would take if all were paid, charges included."""
+    found = rules.get(env, {}) if rules else {}
+    total = 0
+    for i in intents:
+        if i.merchant == merchant and i.env == env:
+            charge = charges.charge_for(found, i.service, i.isp)
+            total += i.amount_paisa + (0 if charge is None else charge.of(i.amount_paisa))
+    return total

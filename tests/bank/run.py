@@ -13,12 +13,23 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from bhuktani import money
+from bhuktani.books import charges, credit_requests
+from bhuktani.clock import nepal_day, now_ms
 from bhuktani.merchants import service as merchants_service
 from bhuktani.services import registry
 from bhuktani.store import Database, connect
-from tests.bank.checks import Report, check
+from tests.bank.checks import Asked, Report, Settle, check
 from tests.bank.clients import Delivery, Run, client
-from tests.bank.plan import DRAIN_BOUND_S, Intent, Merchant, plan, spend
+from tests.bank.plan import (
+    DRAIN_BOUND_S,
+    MAX_TRIES,
+    Intent,
+    Merchant,
+    charges_of,
+    plan,
+    spend,
+)
 from tests.bank.processes import (
     GATEWAY_ENV,
     SIM_KEY,
@@ -47,14 +58,47 @@ async def _killer(
         await run.gateway.start()
 
 
-async def _operator(run: Run, db: Database, top_up: dict[int, int], fraction: float) -> None:
-    """Mid-run credit loads, as `bhuktani credits load` does, while payments hold credits."""
+async def _operator(
+    run: Run, db: Database, top_up: dict[int, int], fraction: float, asked: list[Asked]
+) -> None:
+    """Mid-run, while payments hold credits and the gateway is being killed: credit loads,
+    as `bhuktani credits load` does, and credit requests the merchants send through the
+    API, one approved (a load) and one rejected (nothing moves) for each merchant."""
     while run.done < fraction * len(run.intents) and not run.load_over:
         await asyncio.sleep(0.02)
     for index, amount_paisa in top_up.items():
-        await merchants_service.load_credits(
-            db, run.merchants[index].id, "live", amount_paisa, note="bank top-up"
+        await credit_requests.load(
+            db, run.merchants[index].id, "live", amount_paisa, "bank top-up", operator="bank"
         )
+    for merchant in run.merchants[1:]:
+        for env, rupees, approve in (("live", "500.00", True), ("test", "300.50", False)):
+            request_id = await _ask_credits(run, merchant, env, rupees)
+            if request_id is None:
+                continue
+            if approve:
+                await credit_requests.approve(db, request_id, operator="bank")
+            else:
+                await credit_requests.reject(db, request_id, operator="bank", note="bank run")
+            asked.append(Asked(merchant.id, env, request_id, money.to_paisa(rupees), approve))
+
+
+async def _ask_credits(run: Run, merchant: Merchant, env: str, rupees: str) -> int | None:
+    """POST /api/public/creditrequest/ until it is answered: a kill may cut it off."""
+    token = merchant.live_token if env == "live" else merchant.test_token
+    for _ in range(MAX_TRIES):
+        with contextlib.suppress(httpx.HTTPError):
+            response = await run.http.post(
+                "/api/public/creditrequest/", json={"token": token, "credit": rupees}
+            )
+            body = response.json()
+            if response.status_code == 200 and body.get("detail") == "Credit Requested":
+                return int(body["request_id"])
+            if response.status_code == 400:
+                run.problem(f"credit request of merchant {merchant.id} {env} refused: {body}")
+                return None
+        await asyncio.sleep(0.2)
+    run.problem(f"credit request of merchant {merchant.id} {env}: no answer in {MAX_TRIES}")
+    return None
 
 
 def _verified(secret: str, request: Received) -> bool:
@@ -118,10 +162,12 @@ async def _create_merchants(
     db: Database, seed: int, intents: Sequence[Intent], count: int, callback_url: str
 ) -> tuple[list[Merchant], dict[int, int]]:
     """Merchant 0 is short of LIVE credits (1016 under load, then a top-up mid-run);
-    the others can pay for everything they are given."""
+    the others can pay for everything they are given, their service charges included
+    (plan.charges_of: merchants 1 and 2 pay some)."""
     created, top_up = [], {}
     for index in range(count):
-        live_paisa = spend(intents, index, "live")
+        rules = charges_of(index)
+        live_paisa = spend(intents, index, "live", rules)
         if index == 0:
             top_up[0] = live_paisa // 4
             live_paisa = live_paisa * 9 // 20
@@ -133,14 +179,19 @@ async def _create_merchants(
             key=KEY,
             callback_url=callback_url,
             live_credits_paisa=live_paisa,
-            test_credits_paisa=spend(intents, index, "test") + 1_000_00,
+            test_credits_paisa=spend(intents, index, "test", rules) + 1_000_00,
+            operator="bank",
         )
+        for env, by_service in rules.items():
+            for service, charge in by_service.items():
+                await charges.set_charge(db, new.merchant_id, env, service, charge, operator="bank")
         created.append(
             Merchant(
                 new.merchant_id,
                 new.live_token,
                 new.test_token,
                 {env.value: secret for env, secret in new.callback_secrets.items()},
+                rules,
             )
         )
     return created, top_up
@@ -163,6 +214,7 @@ async def run_bank(
     `merchants` merchants, while the gateway is SIGKILLed `kills` times. The load and the
     kills must end within `duration_bound_s`; reconciliation within DRAIN_BOUND_S more."""
     started = time.monotonic()
+    started_ms = now_ms()
     # Shown with a failure's captured output, whatever the failure.
     print(f"bank run: seed {seed}, {db_url.split('://')[0]}, logs in {workdir}")
     test_count = max(20, payments // 5) if test_payments is None else test_payments
@@ -208,10 +260,13 @@ async def run_bank(
                 base_url=gateway.base_url, timeout=20, limits=limits
             ) as http:
                 run = Run(seed, intents, made, gateway, http)
+                asked: list[Asked] = []
                 stop = asyncio.Event()
                 verifier = asyncio.create_task(_verify_deliveries(run, receiver, stop))
                 try:
-                    report.kills = await _load(run, db, clients, points, top_up, duration_bound_s)
+                    report.kills = await _load(
+                        run, db, clients, points, top_up, asked, duration_bound_s
+                    )
                     report.load_s = time.monotonic() - started - report.setup_s
                     drain_started = time.monotonic()
                     left = await _drain(db, [m.id for m in made])
@@ -223,7 +278,8 @@ async def run_bank(
                 finally:
                     stop.set()
                     await verifier
-                await check(run, db, sim_url, report)
+                days = {nepal_day(started_ms), nepal_day(now_ms())}
+                await check(run, db, sim_url, report, asked, Settle(env, sorted(days)))
         report.problems = run.problems
         report.answers = run.answers
     finally:
@@ -241,6 +297,7 @@ async def _load(
     clients: int,
     points: Sequence[tuple[float, float, float]],
     top_up: dict[int, int],
+    asked: list[Asked],
     bound_s: float,
 ) -> int:
     """The clients, the killer and the operator, until every intent has its answer and
@@ -250,7 +307,7 @@ async def _load(
         queue.put_nowait(intent)
     kills = Counter[str]()
     killer = asyncio.create_task(_killer(run, points, kills))
-    operator = asyncio.create_task(_operator(run, db, top_up, fraction=0.4))
+    operator = asyncio.create_task(_operator(run, db, top_up, fraction=0.4, asked=asked))
     workers = [asyncio.create_task(client(run, queue)) for _ in range(clients)]
     try:
         async with asyncio.timeout(bound_s):

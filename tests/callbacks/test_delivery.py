@@ -222,11 +222,11 @@ async def test_an_operator_lists_a_callback_with_its_attempts_and_sends_it_again
         }
 
         receiver.fail_first = 0
-        assert await outbox.retry_now(gateway.db, int(expired["id"])) is True
+        assert await outbox.retry_now(gateway.db, int(expired["id"]), operator="ops") is True
         again = await delivered(gateway, answer["id"])
         assert again["status"] == "delivered"
         assert again["attempts"] == len(SCHEDULE) + 2
-        assert await outbox.retry_now(gateway.db, 10**12) is False
+        assert await outbox.retry_now(gateway.db, 10**12, operator="ops") is False
 
 
 async def test_redirects_are_not_followed(gateway: Gateway) -> None:
@@ -305,7 +305,7 @@ async def test_on_sqlite_the_outbox_queues_for_the_write_lock_with_the_payments(
         )
         with holding_writer_lock(tmp_path / "outbox.db"):
             claim = asyncio.create_task(outbox.claim_due(db, limit=10, lease_ms=60_000))
-            retry = asyncio.create_task(outbox.retry_now(db, 999))
+            retry = asyncio.create_task(outbox.retry_now(db, 999, operator="ops"))
             await asyncio.sleep(0.3)
             assert not claim.done(), "the claim went ahead of the writer lock's holder"
             assert not retry.done(), "the retry went ahead of the writer lock's holder"

@@ -24,7 +24,21 @@ from bhuktani.store.migrate import alembic_config
 from tests.conftest import AppClient
 from tests.support import Server, assert_books_balance, new_merchant
 
-COMMANDS = ("serve", "migrate", "merchant", "token", "credits", "worker", "isp-sim", "demo")
+COMMANDS = (
+    "serve",
+    "migrate",
+    "merchant",
+    "token",
+    "credits",
+    "worker",
+    "isp-sim",
+    "demo",
+    "statement",
+    "charges",
+    "disputes",
+    "settle",
+    "audit",
+)
 SUBCOMMANDS = (
     ("merchant", "create"),
     ("merchant", "list"),
@@ -35,6 +49,15 @@ SUBCOMMANDS = (
     ("token", "revoke"),
     ("token", "create"),
     ("credits", "load"),
+    ("credits", "requests"),
+    ("credits", "approve"),
+    ("credits", "reject"),
+    ("merchant", "set-low-balance"),
+    ("charges", "set"),
+    ("charges", "clear"),
+    ("charges", "list"),
+    ("disputes", "list"),
+    ("disputes", "resolve"),
 )
 TEST_TOKEN = re.compile(r"^TEST:[A-Za-z0-9_-]{20}$")
 PRINTED_TEST_TOKEN = re.compile(r"TEST:[A-Za-z0-9_-]{20}")

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -22,10 +23,12 @@ import structlog.testing
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from bhuktani.clock import DAY_MS, day_start_ms
 from bhuktani.isps import adapter as isp_http
 from bhuktani.isps import codec
 from bhuktani.isps.adapter import MAX_ANSWER_BYTES, IspHttpProvider
 from bhuktani.isps.base import (
+    Applied,
     Lookup,
     NotFound,
     Order,
@@ -33,6 +36,8 @@ from bhuktani.isps.base import (
     PayResult,
     ProviderUnavailable,
     Refused,
+    ReportUnreadable,
+    SettlementReport,
     StatusResult,
     Subscriber,
     Unknown,
@@ -792,3 +797,181 @@ async def test_sim_full_payment_logs_no_api_key(sim: Sim, caplog: pytest.LogCapt
         await provider.pay(scenario("flaky-user", 90))
         await provider.status(ORDER)
     assert API_KEY not in caplog.text
+
+
+# The daily settlement report: read strictly, refused whole when it is not one.
+
+REPORT_DAY = date(2026, 12, 6)
+# 10:15:30.123 on REPORT_DAY in Nepal time.
+APPLIED_MS = day_start_ms(REPORT_DAY) + (10 * 3600 + 15 * 60 + 30) * 1000 + 123
+
+
+def report_json(**changes: Any) -> dict[str, Any]:
+    payments = [
+        {
+            "payment_id": 41,
+            "amount_paisa": 99_900,
+            "receipt": "R-1",
+            "applied_at": "2026-12-06T10:15:30.123+05:45",
+        },
+        {
+            "payment_id": 42,
+            "amount_paisa": 169_500,
+            "receipt": "R-2",
+            "applied_at": "2026-12-06T23:59:59.999+05:45",
+        },
+    ]
+    return {
+        "date": "2026-12-06",
+        "isp": "vns",
+        "payments": payments,
+        "count": 2,
+        "total_paisa": 269_400,
+        **changes,
+    }
+
+
+def with_payment(**changes: Any) -> dict[str, Any]:
+    """The report with its first payment changed."""
+    report = report_json()
+    report["payments"][0] = {**report["payments"][0], **changes}
+    return report
+
+
+async def report_with(handler: Handler, **kw: Any) -> SettlementReport:
+    async with isp(handler) as base_url:
+        provider = IspHttpProvider(
+            group=hashcnet_v2.SLUG,
+            base_url=base_url,
+            api_key=API_KEY,
+            connect_timeout_s=1.0,
+            timeout_s=2.0,
+            max_connections=4,
+            settle_window_s=120.0,
+            **kw,
+        )
+        return await closing(provider, lambda: provider.settlement("vns", REPORT_DAY))
+
+
+async def test_report_is_read_with_its_payments_and_times() -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path} {request.headers['Authorization']}")
+        return web.Response(body=orjson.dumps(report_json()))
+
+    report = await report_with(handler)
+    assert seen == [f"GET /hashcnet-v2/vns/settlements/2026-12-06 Bearer {API_KEY}"]
+    assert report == SettlementReport(
+        "vns",
+        REPORT_DAY,
+        (
+            Applied(41, 99_900, "R-1", APPLIED_MS),
+            Applied(42, 169_500, "R-2", day_start_ms(REPORT_DAY) + DAY_MS - 1),
+        ),
+    )
+    assert report.total_paisa == 269_400
+
+
+async def test_an_empty_day_is_a_report_of_nothing() -> None:
+    empty = report_json(payments=[], count=0, total_paisa=0)
+    assert await report_with(answering(200, empty)) == SettlementReport("vns", REPORT_DAY, ())
+
+
+async def test_a_report_receipt_with_unsafe_characters_is_kept_escaped() -> None:
+    report = await report_with(answering(200, with_payment(receipt="R\x00\x1b[2J")))
+    assert report.payments[0].receipt == "R\\x00\\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"not json", "an unreadable body"),
+        (b'{"date": "2026-12-06", "isp": "vns", "payments": [', "an unreadable body"),
+        (b"[]", "an unreadable body"),
+        (report_json(date="2026-12-07"), "another day or ISP"),
+        (report_json(isp="hons"), "another day or ISP"),
+        (report_json(payments={"41": {}}), "no list of payments"),
+        (report_json(count=3), "count is not the number"),
+        (report_json(count="2"), "count is not the number"),
+        (report_json(total_paisa=269_401), "total_paisa is not the sum"),
+        (report_json(total_paisa=2694.0), "total_paisa is not the sum"),
+        (report_json(payments=["41"], count=1), r"payments\[0\] is not an object"),
+        (with_payment(payment_id="41"), "payment_id is not a payment id"),
+        (with_payment(payment_id=True), "payment_id is not a payment id"),
+        (with_payment(payment_id=0), "payment_id is not a payment id"),
+        (with_payment(payment_id=2**63), "payment_id is not a payment id"),
+        (with_payment(amount_paisa=999.0), "amount_paisa is not"),
+        (with_payment(amount_paisa="99900"), "amount_paisa is not"),
+        (with_payment(amount_paisa=-99_900), "amount_paisa is not"),
+        (with_payment(amount_paisa=None), "amount_paisa is not"),
+        (with_payment(receipt=41), "receipt is not a text"),
+        (with_payment(receipt=""), "receipt is not a text"),
+        (with_payment(applied_at="2026-12-06T10:15:30"), "applied_at is not a time of that day"),
+        (with_payment(applied_at="2026-12-07T00:00:00+05:45"), "applied_at is not a time"),
+        (with_payment(applied_at="2026-12-06T18:20:00+00:00"), "applied_at is not a time"),
+        (with_payment(applied_at="yesterday"), "applied_at is not a time"),
+        (with_payment(applied_at=1765000000000), "applied_at is not a time"),
+        (with_payment(payment_id=42), "lists a payment twice"),
+    ],
+)
+async def test_a_report_that_is_not_one_is_refused_whole(body: Any, why: str) -> None:
+    with pytest.raises(ReportUnreadable, match=why):
+        await report_with(answering(200, body))
+
+
+async def test_a_report_past_its_size_bound_is_refused_unread() -> None:
+    with pytest.raises(ReportUnreadable, match="past the size bound"):
+        await report_with(answering(200, report_json()), max_report_bytes=200)
+    # The same report within the bound is read.
+    assert len((await report_with(answering(200, report_json()), max_report_bytes=400)).payments)
+
+
+async def test_a_report_listing_too_many_payments_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(isp_http, "MAX_REPORT_PAYMENTS", 1)
+    with pytest.raises(ReportUnreadable, match="more than 1 payments"):
+        await report_with(answering(200, report_json()))
+
+
+@pytest.mark.parametrize(
+    "status_code, raised",
+    [(503, ProviderUnavailable), (500, ProviderUnavailable), (404, ReportUnreadable)],
+)
+async def test_a_report_refused_by_the_isp_is_not_a_report(
+    status_code: int, raised: type[Exception]
+) -> None:
+    with pytest.raises(raised, match=f"HTTP {status_code}"):
+        await report_with(answering(status_code, {"error": "x"}))
+
+
+async def test_a_report_not_given_in_time_is_unavailable() -> None:
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable, match="did not answer in time"):
+        await report_with(stalling(5), report_timeout_s=0.2)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_report_of_an_isp_nobody_answers_for_is_unavailable() -> None:
+    provider = adapter(base_url=closed_port())
+    with pytest.raises(ProviderUnavailable, match="could not connect"):
+        await closing(provider, lambda: provider.settlement("vns", REPORT_DAY))
+
+
+async def test_sim_report_is_what_it_applied_that_day(sim: Sim) -> None:
+    provider = sim.adapter()
+    sim.simulator.clock = lambda: APPLIED_MS
+    first = await provider.pay(ORDER)
+    refused = await provider.pay(scenario("refuse-user", 43))
+    sim.simulator.clock = lambda: day_start_ms(REPORT_DAY) + DAY_MS
+    next_day = await provider.pay(replace(ORDER, payment_id=44))
+    assert isinstance(first, Paid) and isinstance(next_day, Paid)
+    assert isinstance(refused, Refused)
+    report = await provider.settlement("vns", REPORT_DAY)
+    assert report == SettlementReport(
+        "vns", REPORT_DAY, (Applied(41, 99_900, first.receipt, APPLIED_MS),)
+    )
+    following = await provider.settlement("vns", REPORT_DAY + timedelta(days=1))
+    assert [p.payment_id for p in following.payments] == [44]
+    assert await provider.settlement("hons", REPORT_DAY) == SettlementReport("hons", REPORT_DAY, ())

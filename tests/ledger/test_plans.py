@@ -20,7 +20,9 @@ pytestmark = only_postgresql
 
 STATEMENTS = {
     "hold": postgres.HOLD,
+    "hold, charged": postgres.HOLD_CHARGED,
     "settle, post": postgres.SETTLE_POST,
+    "settle, post charged": postgres.SETTLE_POST_CHARGED,
     "settle, void": postgres.SETTLE_VOID,
     "sandbox pay": inprocess._APPLY_IN_ONE_STATEMENT,
     "settle, not final": (

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bhuktani import audit
 from bhuktani.domain import Env
 from bhuktani.isps.base import Paid, Refused, Subscriber
 from bhuktani.ledger import accounts as ledger
@@ -23,7 +24,7 @@ from bhuktani.merchants import service as merchants
 from bhuktani.merchants.service import Principal
 from bhuktani.payments import operator, records, sessions
 from bhuktani.payments.operator import OperatorError, Target
-from bhuktani.store import Database, connect
+from bhuktani.store import Database, Tx, connect
 from bhuktani.store.migrate import upgrade
 from tests.conftest import AppClient
 from tests.support import (
@@ -513,6 +514,73 @@ async def test_two_refunds_at_once_never_exceed_the_payment(db_url: str) -> None
     finally:
         for database in (first, second, setup):
             await database.close()
+
+
+# the audit log
+
+
+async def test_a_resolve_and_a_refund_are_audited_in_their_transaction(db: Database) -> None:
+    merchant = await new_merchant(db)
+    made = await flagged(db, merchant.merchant_id)
+    await resolve(db, made, success=True, note="ISP confirmed")
+    await refund(db, made, 50_000, note="ISP reversed half")
+    entries = await audit.listing(db, merchant_id=merchant.merchant_id, action="payment")
+    assert [(e["action"], e["env"], e["subject"], e["operator"]) for e in entries] == [
+        ("payment.refund", "test", made.reference, "sita"),
+        ("payment.resolve", "test", made.reference, "sita"),
+    ]
+    refunded, resolved = entries[0]["details"], entries[1]["details"]
+    assert (resolved["amount"], resolved["state"], resolved["note"]) == (
+        "1695.00",
+        "Success",
+        "ISP confirmed",
+    )
+    assert (refunded["amount"], refunded["state"], refunded["note"]) == (
+        "500.00",
+        "Success",
+        "ISP reversed half",
+    )
+
+
+async def test_a_refused_refund_is_not_audited(db: Database) -> None:
+    merchant = await new_merchant(db)
+    made = await failed(db, merchant.merchant_id)
+    with pytest.raises(OperatorError):
+        await refund(db, made, None)
+    assert await audit.listing(db, merchant_id=merchant.merchant_id, action="payment") == []
+
+
+class RolledBack(Exception):
+    pass
+
+
+async def test_refund_in_runs_in_the_callers_transaction(db: Database) -> None:
+    merchant = await new_merchant(db)
+    made = await succeeded(db, merchant.merchant_id)
+    before = await books(db, merchant.merchant_id)
+    target = Target(made.reference, made.merchant_id, "test")
+
+    async def refund_then_fail(tx: Tx) -> None:
+        done = await operator.refund_in(tx, target, amount_paisa=100, note=NOTE, operator="e")
+        assert done.amount_paisa == 100
+        raise RolledBack()
+
+    with pytest.raises(RolledBack):
+        await db.run(refund_then_fail)
+    # The caller's rollback took the refund, its operator action and its audit entry.
+    assert await books(db, merchant.merchant_id) == before
+    assert await rows(db, "operator_actions", made.payment_id) == []
+    assert await audit.listing(db, merchant_id=merchant.merchant_id, action="payment") == []
+
+    async def refund_in_full(tx: Tx) -> operator.Refunded:
+        return await operator.refund_in(tx, target, amount_paisa=None, note=NOTE, operator="e")
+
+    done = await db.run(refund_in_full)
+    assert (done.amount_paisa, done.left_paisa) == (AMOUNT_PAISA, 0)
+    assert (await books(db, merchant.merchant_id)).available_paisa == (
+        before.available_paisa + AMOUNT_PAISA
+    )
+    await assert_books_balance(db)
 
 
 # the CLI, as an operator runs it

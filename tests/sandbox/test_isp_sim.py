@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import date
 
 import httpx
 import pytest
 
+from bhuktani.clock import DAY_MS, day_start_ms
+from bhuktani.isps.base import Paid, Refused
 from bhuktani.sandbox import isp_sim
-from tests.sandbox.conftest import API_KEY, AUTH, PAYMENTS_PATH, Sim, order_json
+from tests.sandbox.conftest import API_KEY, AUTH, PAYMENTS_PATH, Sim, order, order_json
 from tests.support import free_port, wait_healthy
 
 pytestmark = pytest.mark.asyncio
@@ -133,3 +136,86 @@ async def test_sim_answers_503_past_the_payments_it_may_keep_set_on_its_command_
     assert answers[2].json() == {"error": "too_many_payments"}
     assert answers[3].json() == answers[0].json()
     assert sorted(p["payment_id"] for p in applied) == [1, 2]
+
+
+# The daily settlement report.
+
+DAY = date(2026, 12, 6)
+DAY_START_MS = day_start_ms(DAY)
+REPORT_PATH = "/hashcnet-v2/vns/settlements/2026-12-06"
+
+
+async def test_the_daily_report_lists_the_payments_applied_that_day(sim: Sim) -> None:
+    """Over a real socket, after payments through the LIVE adapter: those applied on the
+    day (Nepal time), with their amounts and receipts; neither a refused payment nor one
+    applied on the next day's first millisecond."""
+    provider = sim.adapter()
+    sim.simulator.clock = lambda: DAY_START_MS + 9 * 3600 * 1000
+    first = await provider.pay(order(41))
+    sim.simulator.clock = lambda: DAY_START_MS + DAY_MS - 1
+    last = await provider.pay(order(42))
+    refused = await provider.pay(order(43, username="refuse-user"))
+    sim.simulator.clock = lambda: DAY_START_MS + DAY_MS
+    await provider.pay(order(44))
+    assert isinstance(first, Paid) and isinstance(last, Paid) and isinstance(refused, Refused)
+    assert await sim.get_json(REPORT_PATH) == {
+        "date": "2026-12-06",
+        "isp": "vns",
+        "payments": [
+            {
+                "payment_id": 41,
+                "amount_paisa": 99_900,
+                "receipt": first.receipt,
+                "applied_at": "2026-12-06T09:00:00.000+05:45",
+            },
+            {
+                "payment_id": 42,
+                "amount_paisa": 99_900,
+                "receipt": last.receipt,
+                "applied_at": "2026-12-06T23:59:59.999+05:45",
+            },
+        ],
+        "count": 2,
+        "total_paisa": 199_800,
+    }
+    following = await sim.get_json("/hashcnet-v2/vns/settlements/2026-12-07")
+    assert [p["payment_id"] for p in following["payments"]] == [44]
+
+
+async def test_the_daily_report_is_per_isp_and_empty_for_a_quiet_day(sim: Sim) -> None:
+    sim.simulator.clock = lambda: DAY_START_MS
+    assert isinstance(await sim.adapter().pay(order(41)), Paid)
+    quiet = await sim.get_json("/hashcnet-v2/hons/settlements/2026-12-06")
+    assert quiet == {
+        "date": "2026-12-06",
+        "isp": "hons",
+        "payments": [],
+        "count": 0,
+        "total_paisa": 0,
+    }
+    assert (await sim.get_json("/hashcnet-v2/vns/settlements/2026-12-05"))["count"] == 0
+
+
+@pytest.mark.parametrize("day", ["2026-02-30", "20261206", "2026-12-6", "06-12-2026", "today"])
+async def test_the_daily_report_of_a_malformed_date_is_400(sim: Sim, day: str) -> None:
+    response = await sim.client().get(f"/hashcnet-v2/vns/settlements/{day}")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "bad_request",
+        "detail": "the date must be a day, YYYY-MM-DD",
+    }
+
+
+@pytest.mark.parametrize(
+    "path", ["/hashcnet-v2/nowhere/settlements/2026-12-06", "/arrownet/vns/settlements/2026-12-06"]
+)
+async def test_the_daily_report_of_an_unknown_isp_is_404(sim: Sim, path: str) -> None:
+    response = await sim.client().get(path)
+    assert response.status_code == 404
+    assert response.json() == {"error": "unknown_route"}
+
+
+async def test_the_daily_report_wants_the_key(sim: Sim) -> None:
+    response = await sim.client(headers={"Authorization": "Bearer nope"}).get(REPORT_PATH)
+    assert response.status_code == 401
+    assert (await sim.client(headers={}).get(REPORT_PATH)).status_code == 401

@@ -13,7 +13,6 @@ import orjson
 import structlog
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,9 +21,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bhuktani import __version__, logs, metrics, runtime
-from bhuktani.api.body import parse_object, query_object, read_limited, token_of
+from bhuktani.api import charges, credit_requests, disputes, statements
+from bhuktani.api.body import parse_object, read_limited, token_of
 from bhuktani.api.errors import ApiError, body_of, code_of, headers_of, status_of
 from bhuktani.api.middleware import Endpoint, RequestContext
+from bhuktani.api.routing import JsonResponse, client_of, gateway_of, lookup_data, serve
+from bhuktani.books import settlement
 from bhuktani.errors import Refusal
 from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
@@ -43,13 +45,6 @@ log = structlog.get_logger()
 # enough for its objects to be promoted, then rescanned by every older collection. Collected
 # every 20,000 allocations, most of them die before a scan, and collection took 1-2 %.
 SERVING_GC_THRESHOLDS = (20_000, 20, 10)
-
-
-class JsonResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def error_response(error: Refusal) -> JsonResponse:
@@ -77,38 +72,6 @@ def _json_body_schema(model: type[Any], example: dict[str, Any]) -> dict[str, An
     }
 
 
-def _gateway(request: Request) -> runtime.Gateway:
-    gateway: runtime.Gateway = request.app.state.gateway
-    return gateway
-
-
-def _serve(
-    app: Starlette,
-    path: str,
-    endpoint: Endpoint,
-    method: str,
-    name: str,
-    openapi_extra: dict[str, Any] | None = None,
-) -> None:
-    """Serve an API path (with and without its trailing slash): RequestContext calls the
-    endpoint directly, and the router keeps a plain Starlette route of it so that a wrong
-    method still answers 405, not 404. Our endpoints read the request themselves, so
-    FastAPI's per-request machinery (dependency solving, an exit stack) is ~70 us of CPU a
-    request for nothing (bench/README.md): FastAPI only describes the path in the OpenAPI
-    document, from routes that never serve."""
-    app.router.routes.append(Route(path, endpoint, methods=[method], name=name))
-    app.router.routes.append(
-        Route(path.rstrip("/"), endpoint, methods=[method], name=name + "_bare")
-    )
-    direct: dict[str, dict[str, Endpoint]] = app.state.direct
-    for served in (path, path.rstrip("/")):
-        direct.setdefault(served, {})[method] = endpoint
-    documented: list[APIRoute] = app.state.documented
-    documented.append(
-        APIRoute(path, endpoint, methods=[method], name=name, openapi_extra=openapi_extra)
-    )
-
-
 def _document_routes(app: Starlette) -> None:
     """`/openapi.json`, written once on first use, and `/docs`, Swagger UI over it."""
     written: list[bytes] = []
@@ -129,19 +92,13 @@ def _document_routes(app: Starlette) -> None:
 Flow = Callable[[runtime.Gateway, ServiceGroup, dict[str, Any], str | None, str], Awaitable[Any]]
 
 
-def client_of(request: Request) -> str:
-    """The client's address, counted by the rate limits: the socket's peer, or the client
-    a trusted proxy names (BHUKTANI_FORWARDED_ALLOW_IPS, applied by uvicorn)."""
-    return request.client.host if request.client is not None else "unknown"
-
-
 def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> None:
     model = group.details_model if verb == "details" else group.commit_model
     # The group's own examples, which its sandbox subscriber answers.
     example = group.examples.details if verb == "details" else group.examples.commit
 
     async def endpoint(request: Request) -> JsonResponse:
-        gateway = _gateway(request)
+        gateway = gateway_of(request)
         raw = await read_limited(request, gateway.settings.max_body_bytes)
         data = parse_object(raw)
         token = token_of(data, request)
@@ -149,12 +106,12 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
 
     path = f"/api/servicegroup/{verb}/{group.slug}/"
     name = f"{verb}_{group.slug.replace('-', '_')}"
-    _serve(app, path, endpoint, "POST", name, _json_body_schema(model, example))
+    serve(app, path, endpoint, "POST", name, _json_body_schema(model, example))
 
 
 def _use_route(app: Starlette, service: SingleStepService) -> None:
     async def endpoint(request: Request) -> JsonResponse:
-        gateway = _gateway(request)
+        gateway = gateway_of(request)
         raw = await read_limited(request, gateway.settings.max_body_bytes)
         data = parse_object(raw)
         token = token_of(data, request)
@@ -162,32 +119,25 @@ def _use_route(app: Starlette, service: SingleStepService) -> None:
 
     path = f"/api/use/{service.slug}/"
     name = f"use_{service.slug.replace('-', '_')}"
-    _serve(app, path, endpoint, "POST", name, _json_body_schema(service.use_model, service.example))
-
-
-async def _lookup_data(request: Request, max_bytes: int) -> dict[str, Any]:
-    """Look-ups take their fields from the query string or a JSON body (the body wins)."""
-    data = query_object(request)
-    data.update(parse_object(await read_limited(request, max_bytes), required=False))
-    return data
+    serve(app, path, endpoint, "POST", name, _json_body_schema(service.use_model, service.example))
 
 
 def _lookup_routes(app: Starlette) -> None:
     async def status_endpoint(request: Request) -> JsonResponse:
-        gateway = _gateway(request)
-        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        gateway = gateway_of(request)
+        data = await lookup_data(request)
         token = token_of(data, request)
         return JsonResponse(await lookup.status(gateway, data, token, client_of(request)))
 
     async def bulk_endpoint(request: Request) -> JsonResponse:
-        gateway = _gateway(request)
-        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        gateway = gateway_of(request)
+        data = await lookup_data(request)
         token = token_of(data, request)
         return JsonResponse(await lookup.bulk_status(gateway, data, token, client_of(request)))
 
     async def balance_endpoint(request: Request) -> JsonResponse:
-        gateway = _gateway(request)
-        data = await _lookup_data(request, gateway.settings.max_body_bytes)
+        gateway = gateway_of(request)
+        data = await lookup_data(request)
         token = token_of(data, request)
         return JsonResponse(await lookup.balance(gateway, token, client_of(request)))
 
@@ -196,7 +146,7 @@ def _lookup_routes(app: Starlette) -> None:
         ("/api/service/bulk/status/", bulk_endpoint),
         ("/api/balance/", balance_endpoint),
     ):
-        _serve(app, path, endpoint, "GET", path.strip("/").replace("/", "_"))
+        serve(app, path, endpoint, "GET", path.strip("/").replace("/", "_"))
 
 
 def _install_error_handlers(app: Starlette) -> None:
@@ -244,6 +194,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = await runtime.start(settings)
         app.state.gateway = gateway
+        # The last settlements on /metrics from the first scrape; books.settlement.watch
+        # keeps them current.
+        await settlement.publish(gateway.db)
         stop = asyncio.Event()
         workers = [
             asyncio.create_task(loop)
@@ -278,11 +231,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     for service in registry.SINGLE_STEP:
         _use_route(app, service)
     _lookup_routes(app)
+    for install in (
+        credit_requests.install,
+        statements.install,
+        charges.install,
+        disputes.install,
+    ):
+        install(app)
 
     async def healthz(request: Request) -> JsonResponse:
         """200 while the database answers; a degraded ISP shows in `isps`, not in the
         status, because the gateway still serves every other ISP."""
-        gateway = _gateway(request)
+        gateway = gateway_of(request)
         ok = await gateway.db.ping()
         isps = {f"live:{isp}": state for isp, state in gateway.breakers.snapshot().items()}
         body = {"status": "ok" if ok else "unavailable", "database": ok, "isps": isps}
@@ -294,7 +254,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         refusal = _metrics_refusal(request, settings)
         if refusal is not None:
             return refusal
-        gateway = _gateway(request)
+        gateway = gateway_of(request)
         body = metrics.render(
             gateway.breakers.degraded(), gateway.db.waiting(), gateway.isp_waiting()
         )

@@ -51,6 +51,7 @@ CODE_OF: dict[type[Refusal], str] = {
     errors.AccountExpired: "1007",
     errors.ServiceNotEnabled: "1008",
     errors.InvalidFields: "1010",
+    errors.BareRefusal: "1010",
     errors.IspRefusedField: "1011",
     errors.ReferenceMissing: "1012",
     errors.DuplicateReference: "1013",
@@ -102,6 +103,9 @@ def status_of(error: Refusal) -> int:
 
 
 def body_of(error: Refusal) -> dict[str, Any]:
+    if isinstance(error, errors.BareRefusal):
+        # Its document's two fields; the code is on the request's log line only.
+        return {"status": False, "detail": error.details}
     code = code_of(error)
     message, name = CODES[code]
     return {

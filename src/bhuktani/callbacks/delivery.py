@@ -1,5 +1,6 @@
-"""Delivers the callback outbox: at least once, signed, each attempt recorded, retried on
-a bounded schedule until the merchant answers 2xx or the schedule ends.
+"""Delivers the callback outbox, DLRs and events alike: at least once, signed, each attempt
+recorded, retried on a bounded schedule until the merchant answers 2xx or the schedule
+ends.
 
 Each attempt is a task of its own with one deadline for the whole exchange (resolve,
 connect, send, read the status line and at most MAX_ANSWER_BYTES of the body, close), so
@@ -79,10 +80,20 @@ async def _target(
     return pinned, {"Host": parts.netloc, "Connection": "close"}, {"sni_hostname": parts.hostname}
 
 
+def body_of(due: outbox.Due) -> tuple[bytes, str]:
+    """The bytes to sign and send, and their Content-Type: a DLR is the form dlr.md shows;
+    an event is its JSON as queued, which Standard Webhooks' libraries parse on verifying.
+    The Content-Type tells a receiver which of the two it got; an event's `type` which
+    event."""
+    if due.is_event:
+        return due.payload_json.encode(), "application/json"
+    return multipart.encode(due.form_fields(), due.event_id.replace("-", ""))
+
+
 async def _exchange(gateway: Gateway, http: httpx.AsyncClient, due: outbox.Due, url: str) -> int:
     """One POST; its status code. The caller's deadline bounds all of it."""
     settings = gateway.settings
-    body, content_type = multipart.encode(due.fields, due.event_id.replace("-", ""))
+    body, content_type = body_of(due)
     headers = {
         "Content-Type": content_type,
         "User-Agent": "bhuktani-callbacks",
@@ -145,6 +156,7 @@ async def send(gateway: Gateway, http: httpx.AsyncClient, due: outbox.Due) -> st
         "callback_attempt",
         callback_id=due.id,
         event_id=due.event_id,
+        event_type=due.event_type,
         merchant_id=due.merchant_id,
         env=due.env,
         http_status=http_status,

@@ -1,5 +1,10 @@
 """The callback outbox: enqueued with the state change, claimed with a lease, each attempt
-recorded, retried on a bounded schedule."""
+recorded, retried on a bounded schedule.
+
+Two kinds of callback share it, its signatures and its schedule: a payment's DLR
+(event_type "payment", Khalti's form fields) and an event ("dispute.resolved",
+"balance.low"), a JSON object in Standard Webhooks' shape, `{"type", "timestamp",
+"data"}` (docs/API.md, "Callback events")."""
 
 from __future__ import annotations
 
@@ -7,11 +12,16 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from bhuktani import money
+from bhuktani import audit, money
 from bhuktani.callbacks import endpoints
-from bhuktani.clock import now_ms
+from bhuktani.clock import nepal_time, now_ms
 from bhuktani.store import Database, Row, Tx
+
+# A DLR's event_type (the column's default); every other type is an event.
+PAYMENT = "payment"
+EVENT_TYPES = frozenset({"dispute.resolved", "balance.low"})
 
 
 class Claimed(list["Due"]):
@@ -29,7 +39,9 @@ class Due:
     event_id: str
     merchant_id: int
     env: str
-    fields: dict[str, str]
+    event_type: str
+    # As queued: a DLR's form fields, or an event's JSON body, sent byte for byte.
+    payload_json: str
     attempts: int
     # The lease this claim holds: only its holder records the attempt's outcome. A claim
     # takes only a lease that has run out (<= now) and sets now + lease_ms, so a later
@@ -42,6 +54,44 @@ class Due:
     @property
     def endpoint(self) -> tuple[int, str]:
         return (self.merchant_id, self.env)
+
+    @property
+    def is_event(self) -> bool:
+        return self.event_type != PAYMENT
+
+    def form_fields(self) -> dict[str, str]:
+        """A DLR's fields, in dlr.md's order, then env."""
+        assert not self.is_event, self.event_type
+        fields: dict[str, str] = json.loads(self.payload_json)
+        fields["env"] = self.env  # callbacks queued before the field was added
+        return fields
+
+
+async def _insert(
+    tx: Tx,
+    *,
+    merchant_id: int,
+    env: str,
+    payment_id: int | None,
+    event_type: str,
+    url: str,
+    payload_json: str,
+) -> str:
+    event_id = str(uuid.uuid4())
+    now = now_ms()
+    await tx.execute(
+        "INSERT INTO callbacks (event_id, merchant_id, env, payment_id, event_type, url,"
+        " payload_json, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        event_id,
+        merchant_id,
+        env,
+        payment_id,
+        event_type,
+        url,
+        payload_json,
+        now,
+    )
+    return event_id
 
 
 async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
@@ -59,17 +109,54 @@ async def enqueue(tx: Tx, payment: Row, *, state: str, detail: str) -> None:
         "response_id": str(int(payment["id"])),
         "env": env,
     }
-    now = now_ms()
-    await tx.execute(
-        "INSERT INTO callbacks (event_id, merchant_id, env, payment_id, url, payload_json,"
-        " next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        str(uuid.uuid4()),
-        int(payment["merchant_id"]),
-        env,
-        int(payment["id"]),
-        url,
-        json.dumps(fields, separators=(",", ":")),
-        now,
+    await _insert(
+        tx,
+        merchant_id=int(payment["merchant_id"]),
+        env=env,
+        payment_id=int(payment["id"]),
+        event_type=PAYMENT,
+        url=url,
+        payload_json=json.dumps(fields, separators=(",", ":")),
+    )
+
+
+def event_time(at_ms: int) -> str:
+    """A time as events and the API tell it: ISO 8601 in Nepal, "2024-07-15T10:30:00+05:45"."""
+    return nepal_time(at_ms, "seconds")
+
+
+def event_body(event_type: str, at_ms: int, data: Mapping[str, Any]) -> str:
+    """The JSON an event sends: Standard Webhooks' payload shape, so that a receiver's
+    library parses it as it verifies it (`Webhook(secret).verify(body, headers)`)."""
+    body = {"type": event_type, "timestamp": event_time(at_ms), "data": dict(data)}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+async def enqueue_event(
+    tx: Tx,
+    merchant_id: int,
+    env: str,
+    event_type: str,
+    fields: Mapping[str, Any],
+    *,
+    payment_id: int | None = None,
+) -> str | None:
+    """Queue an event inside the transaction of the change it tells, signed and retried as
+    a DLR; `fields` are its `data` (JSON values). Nothing is queued, and None returned,
+    when the merchant has no callback URL for `env`; otherwise the event's id (the
+    `webhook-id` it is sent with). `payment_id` names the payment it is about, if any."""
+    assert event_type in EVENT_TYPES, event_type
+    url = await endpoints.url_of(tx, merchant_id, env)
+    if not url:
+        return None
+    return await _insert(
+        tx,
+        merchant_id=merchant_id,
+        env=env,
+        payment_id=payment_id,
+        event_type=event_type,
+        url=url,
+        payload_json=event_body(event_type, now_ms(), fields),
     )
 
 
@@ -136,7 +223,7 @@ async def claim_due(
             "UPDATE callbacks SET lease_until_ms = $2 WHERE id IN (SELECT id FROM callbacks"
             f" WHERE id IN ({ids}) AND status = 'pending' AND lease_until_ms <= $1"
             " FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, event_id, merchant_id, env, payload_json, attempts",
+            " RETURNING id, event_id, merchant_id, env, event_type, payload_json, attempts",
             now,
             lease_until,
             *chosen,
@@ -150,15 +237,14 @@ async def claim_due(
     claimed = Claimed(held_back=held_back)
     for row in sorted(rows, key=lambda r: int(r["id"])):
         endpoint = found.get((int(row["merchant_id"]), str(row["env"])))
-        fields = json.loads(str(row["payload_json"]))
-        fields["env"] = str(row["env"])  # callbacks queued before the field was added
         claimed.append(
             Due(
                 id=int(row["id"]),
                 event_id=str(row["event_id"]),
                 merchant_id=int(row["merchant_id"]),
                 env=str(row["env"]),
-                fields=fields,
+                event_type=str(row["event_type"]),
+                payload_json=str(row["payload_json"]),
                 attempts=int(row["attempts"]),
                 lease_until_ms=lease_until,
                 url=None if endpoint is None else endpoint.url,
@@ -211,24 +297,50 @@ async def record_attempt(
     return status if changed == 1 else "lost"
 
 
-async def retry_now(db: Database, callback_id: int) -> bool:
-    """An operator's retry: due at once, delivered or expired ones included. A lease
-    is left alone: a callback being sent now is not sent twice at once."""
-    changed = await db.run(
-        lambda tx: tx.execute(
+async def retry_now(db: Database, callback_id: int, *, operator: str) -> bool:
+    """An operator's retry: due at once, delivered or expired ones included, audited
+    ("callbacks.retry") in the same transaction. A lease is left alone: a callback being
+    sent now is not sent twice at once."""
+
+    async def retry(tx: Tx) -> bool:
+        row = await tx.fetchrow(
+            "SELECT merchant_id, env, event_type, status, attempts FROM callbacks WHERE id = $1",
+            callback_id,
+        )
+        if row is None:
+            return False
+        await tx.execute(
             "UPDATE callbacks SET status = 'pending', next_attempt_ms = $2 WHERE id = $1",
             callback_id,
             now_ms(),
         )
-    )
-    return changed == 1
+        await audit.record(
+            tx,
+            operator=operator,
+            action="callbacks.retry",
+            merchant_id=int(row["merchant_id"]),
+            env=str(row["env"]),
+            subject=f"callback {callback_id}",
+            details={
+                "callback_id": callback_id,
+                "event_type": str(row["event_type"]),
+                "status_before": str(row["status"]),
+                "attempts_before": int(row["attempts"]),
+            },
+        )
+        return True
+
+    return await db.run(retry)
 
 
 async def listing(db: Database, reference: str | None, limit: int = 100) -> list[dict[str, object]]:
+    """Callbacks newest first, DLRs and events, each with its attempts; `reference` keeps
+    those about that payment (its DLR, its disputes' events). An event about no payment
+    (balance.low) has reference None."""
     query = (
-        "SELECT c.id, c.event_id, c.merchant_id, c.env, p.reference, c.url, c.status,"
-        " c.attempts, c.next_attempt_ms, c.created_ms, c.delivered_ms"
-        " FROM callbacks c JOIN payments p ON p.id = c.payment_id"
+        "SELECT c.id, c.event_id, c.merchant_id, c.env, c.event_type, p.reference, c.url,"
+        " c.status, c.attempts, c.next_attempt_ms, c.created_ms, c.delivered_ms"
+        " FROM callbacks c LEFT JOIN payments p ON p.id = c.payment_id"
     )
 
     async def read(tx: Tx) -> list[dict[str, object]]:

@@ -14,6 +14,8 @@ from bhuktani.store import Database, query_row
 
 DEMO_NAME = "demo"
 DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
+# Who the audit log says made the demo merchant and its tokens.
+DEMO_OPERATOR = "demo"
 
 
 async def ensure_demo(db: Database, *, key: bytes) -> str:
@@ -26,11 +28,18 @@ async def ensure_demo(db: Database, *, key: bytes) -> str:
     )
     if row is None:
         created = await merchants.create(
-            db, DEMO_NAME, key=key, test_credits_paisa=DEMO_TEST_CREDITS_PAISA
+            db,
+            DEMO_NAME,
+            key=key,
+            operator=DEMO_OPERATOR,
+            test_credits_paisa=DEMO_TEST_CREDITS_PAISA,
         )
         return created.test_token
-    await inprocess.reset(db, int(row["id"]))
-    return await merchants.issue_token(db, int(row["id"]), Env.TEST, key=key)
+    merchant_id = int(row["id"])
+    await inprocess.reset(db, merchant_id)
+    token = await merchants.issue_token(db, merchant_id, Env.TEST, key=key, operator=DEMO_OPERATOR)
+    assert token is not None, "merchants are never removed, so the demo merchant is still there"
+    return token
 
 
 # Stand-ins in the bodies, replaced by shell words after the JSON is written.

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bhuktani import money
+from bhuktani import audit, money
 from bhuktani.callbacks.urls import UnsafeUrl
 from bhuktani.cli.common import console, key, paisa, with_db
 from bhuktani.domain import Env
@@ -19,6 +19,19 @@ from bhuktani.store import Database
 
 merchant_app = typer.Typer(help="Create, list and disable merchants.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+
+# Each command that changes a merchant or a token names who acts, for the audit log.
+OperatorOption = Annotated[
+    str | None,
+    typer.Option("--operator", help="Who acts, for the audit log; default: the OS user."),
+]
+
+
+def operator_named(given: str | None) -> str:
+    try:
+        return audit.operator_of(given)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--operator") from None
 
 
 @merchant_app.command("create")
@@ -32,17 +45,20 @@ def merchant_create(
         typer.Option(help="Where delivery callbacks go, for both environments until set apart."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    operator: OperatorOption = None,
 ) -> None:
     """Create a merchant with a TEST and a LIVE token and a callback signing secret for
     each environment (shown once)."""
     live_paisa = paisa(credits, allow_zero=True)
     test_paisa = paisa(test_credits, allow_zero=True)
+    who = operator_named(operator)
 
     async def run(db: Database, settings: Settings) -> merchants.NewMerchant:
         return await merchants.create(
             db,
             name,
             key=key(settings),
+            operator=who,
             services=services,
             callback_url=callback_url,
             test_credits_paisa=test_paisa,
@@ -82,10 +98,14 @@ def merchant_rotate_secret(
     merchant_id: int,
     env: EnvOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    operator: OperatorOption = None,
 ) -> None:
     """Issue a new callback signing secret for one environment (shown once). The previous
     one keeps signing beside it for 24 hours, so the receiver can switch over."""
-    secret = with_db(lambda db, _: merchants.rotate_callback_secret(db, merchant_id, env))
+    who = operator_named(operator)
+    secret = with_db(
+        lambda db, _: merchants.rotate_callback_secret(db, merchant_id, env, operator=who)
+    )
     if secret is None:
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
@@ -102,11 +122,15 @@ def merchant_set_callback(
     merchant_id: int,
     url: Annotated[str, typer.Argument(help="The callback URL, or 'none' to stop callbacks.")],
     env: EnvOption,
+    operator: OperatorOption = None,
 ) -> None:
     """Set where one environment's delivery callbacks go, from the next attempt on."""
     target = None if url == "none" else url
+    who = operator_named(operator)
     try:
-        changed = with_db(lambda db, _: merchants.set_callback_url(db, merchant_id, env, target))
+        changed = with_db(
+            lambda db, _: merchants.set_callback_url(db, merchant_id, env, target, operator=who)
+        )
     except UnsafeUrl as exc:
         raise typer.BadParameter(str(exc), param_hint="URL") from None
     if not changed:
@@ -127,13 +151,17 @@ def merchant_set_rate_limit(
     default: Annotated[
         bool, typer.Option("--default", help="Back to the gateway's default limit.")
     ] = False,
+    operator: OperatorOption = None,
 ) -> None:
     """Set a merchant's request rate limit; running servers take it within seconds."""
     if default == (per_s is not None or burst is not None):
         raise typer.BadParameter("give --per-s and --burst, or --default alone")
     if not default and (per_s is None or burst is None):
         raise typer.BadParameter("give both --per-s and --burst")
-    changed = with_db(lambda db, _: merchants.set_rate_limit(db, merchant_id, per_s, burst))
+    who = operator_named(operator)
+    changed = with_db(
+        lambda db, _: merchants.set_rate_limit(db, merchant_id, per_s, burst, operator=who)
+    )
     if not changed:
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
@@ -165,27 +193,32 @@ def merchant_list() -> None:
 
 
 @merchant_app.command("disable")
-def merchant_disable(merchant_id: int) -> None:
+def merchant_disable(merchant_id: int, operator: OperatorOption = None) -> None:
     """Disable a merchant: its tokens get 1006 from now on."""
-    if not with_db(lambda db, _: merchants.set_status(db, merchant_id, "disabled")):
-        console.print(f"no merchant {merchant_id}")
-        raise typer.Exit(1)
+    _set_status(merchant_id, "disabled", operator_named(operator))
     console.print(f"merchant {merchant_id} disabled")
 
 
 @merchant_app.command("enable")
-def merchant_enable(merchant_id: int) -> None:
+def merchant_enable(merchant_id: int, operator: OperatorOption = None) -> None:
     """Enable a disabled merchant again."""
-    if not with_db(lambda db, _: merchants.set_status(db, merchant_id, "active")):
-        console.print(f"no merchant {merchant_id}")
-        raise typer.Exit(1)
+    _set_status(merchant_id, "active", operator_named(operator))
     console.print(f"merchant {merchant_id} enabled")
 
 
+def _set_status(merchant_id: int, status: str, operator: str) -> None:
+    if not with_db(lambda db, _: merchants.set_status(db, merchant_id, status, operator=operator)):
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
+
+
 @token_app.command("revoke")
-def token_revoke(token: str) -> None:
+def token_revoke(token: str, operator: OperatorOption = None) -> None:
     """Revoke a token: it gets 1003 from now on."""
-    if not with_db(lambda db, settings: merchants.revoke_token(db, token, key=key(settings))):
+    who = operator_named(operator)
+    if not with_db(
+        lambda db, settings: merchants.revoke_token(db, token, key=key(settings), operator=who)
+    ):
         console.print("no such token")
         raise typer.Exit(1)
     console.print("token revoked")
@@ -195,11 +228,18 @@ def token_revoke(token: str) -> None:
 def token_create(
     merchant_id: int,
     env: Annotated[str, typer.Option(help="test or live.")] = "test",
+    operator: OperatorOption = None,
 ) -> None:
     """Issue a new token for a merchant (shown once)."""
     if env not in merchants.ENVS:
         raise typer.BadParameter("env must be test or live")
+    who = operator_named(operator)
     token = with_db(
-        lambda db, settings: merchants.issue_token(db, merchant_id, env, key=key(settings))
+        lambda db, settings: merchants.issue_token(
+            db, merchant_id, env, key=key(settings), operator=who
+        )
     )
+    if token is None:
+        console.print(f"no merchant {merchant_id}")
+        raise typer.Exit(1)
     console.print(token)

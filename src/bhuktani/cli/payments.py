@@ -39,7 +39,7 @@ OperatorOption = Annotated[
 HEAD_FIELDS = (
     "id", "merchant_id", "env", "reference", "service", "isp", "username", "plan", "amount",
     "state", "isp_status", "flagged", "flag_reason", "checks", "created_at", "updated_at",
-    "detail", "refunded_amount",
+    "detail", "charge", "refunded_amount",
 )  # fmt: skip
 
 
@@ -194,8 +194,13 @@ def refund(
             gateway.db, target, amount_paisa=amount_paisa, note=note, operator=who
         )
     )
+    charge_back = (
+        f"; its service charge {money.format_rupees(done.charge_refunded_paisa)} given back"
+        if done.charge_refunded_paisa
+        else ""
+    )
     typer.echo(
         f"refunded {money.format_rupees(done.amount_paisa)} of payment {done.payment_id}"
         f" (transfer {done.transfer_id}); {money.format_rupees(done.refunded_paisa)} refunded"
-        f" in all, {money.format_rupees(done.left_paisa)} left"
+        f" in all, {money.format_rupees(done.left_paisa)} left{charge_back}"
     )

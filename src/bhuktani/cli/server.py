@@ -70,8 +70,8 @@ def serve(
 
 
 def worker() -> None:
-    """Run the background workers (reconciler, callbacks, session sweeper) apart from the
-    API hosts."""
+    """Run the background workers (reconciler, callbacks, session sweeper, the books' day
+    closings, low-balance alerts and each morning's settlement) apart from the API hosts."""
     from bhuktani import runtime
     from bhuktani.logs import configure_logging
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from bhuktani.store import Tx
@@ -145,8 +146,36 @@ PayResult = Paid | Refused | Unknown
 StatusResult = Paid | Refused | NotFound | Unknown
 
 
+@dataclass(frozen=True)
+class Applied:
+    """One payment an ISP applied, as its daily report lists it."""
+
+    payment_id: int  # our payment id: the ISP's idempotency key
+    amount_paisa: int
+    receipt: str
+    applied_ms: int
+
+
+@dataclass(frozen=True)
+class SettlementReport:
+    """The payments an ISP applied on one day (Nepal time), each once."""
+
+    isp: str
+    day: date
+    payments: tuple[Applied, ...]
+
+    @property
+    def total_paisa(self) -> int:
+        return sum(p.amount_paisa for p in self.payments)
+
+
 class ProviderUnavailable(Exception):
-    """The ISP could not answer a look-up; nothing was charged."""
+    """The ISP could not answer a look-up (nothing was charged) or a settlement report."""
+
+
+class ReportUnreadable(Exception):
+    """The ISP answered its settlement report with something that is not one: never
+    compared with our books, since a wrong report would raise or hide mismatches."""
 
 
 class Provider(Protocol):
@@ -162,6 +191,11 @@ class Provider(Protocol):
     async def pay(self, order: Order) -> PayResult: ...
 
     async def status(self, order: Order) -> StatusResult: ...
+
+    async def settlement(self, isp: str, day: date) -> SettlementReport:
+        """What the ISP applied on that day; raises ProviderUnavailable when it does not
+        answer, ReportUnreadable when its answer is not a report."""
+        ...
 
     @property
     def waiting(self) -> int:

@@ -47,6 +47,50 @@ def isp_code(isp: str, payment_id: int | None = None) -> str:
 
 FUNDING_CODE = "funding"
 
+# The service charges the gateway earns, per environment. Every charged payment credits
+# this account when it posts: sharded by payment id like the ISPs' accounts, so that
+# merchants paying at once do not queue on one row. The fees earned are the sum of the
+# shards.
+FEE_SHARDS = 16
+FEES_KIND = "fees"
+FEE_NOTE = "service charge"
+FEE_REFUND_NOTE = "service charge refund"
+# A shard's code is this and the payment id modulo FEE_SHARDS (the charged settle of
+# ledger/postgres.py computes it in SQL the same way).
+FEES_CODE_PREFIX = "fees/"
+
+
+def fees_code(payment_id: int) -> str:
+    assert payment_id > 0, payment_id
+    return f"{FEES_CODE_PREFIX}{payment_id % FEE_SHARDS}"
+
+
+async def fees_account(tx: Tx, env: str, payment_id: int) -> int:
+    """The fees shard of a payment, created on first use."""
+    return await ensure_account(tx, FEES_KIND, env, fees_code(payment_id))
+
+
+# A payment's refunds, to read after "SELECT t.<columns>" with the payment id as $1: the
+# posted-at-once transfers naming it that run from its hold's credit account (the ISP's)
+# back to its debit account (the merchant's). Its service charge's moves (ISP to fees,
+# fees back to the merchant) name it too, and are not refunds of its amount.
+REFUNDS_OF_PAYMENT = (
+    "FROM transfers t JOIN transfers h ON h.payment_id = t.payment_id AND h.kind = 'pending'"
+    " WHERE t.payment_id = $1 AND t.kind = 'single'"
+    " AND t.debit_account_id = h.credit_account_id AND t.credit_account_id = h.debit_account_id"
+)
+
+
+@dataclass(frozen=True)
+class Fee:
+    """A payment's service charge and the fees account it goes to (or comes back from)."""
+
+    account_id: int
+    charge_paisa: int
+
+    def __post_init__(self) -> None:
+        assert self.charge_paisa > 0, self.charge_paisa
+
 
 def _account_key(kind: str, env: str, code: str) -> tuple[str, str, str, str]:
     return ("account", kind, env, code)
@@ -133,6 +177,42 @@ async def _insert_transfer(
     return int(row["id"])
 
 
+async def _debit(
+    tx: Tx, account_id: int, amount_paisa: int, *, release: bool, consumed_paisa: int
+) -> int:
+    """Take amount off an account's balance; `release` also drops its hold of it. A
+    merchant's available credits never go below zero (InsufficientCredits). Returns the
+    account's available balance after."""
+    row = await tx.fetchrow(
+        "UPDATE accounts SET balance_paisa = balance_paisa - $2,"
+        " held_paisa = held_paisa - $3,"
+        " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $5 ELSE 0 END"
+        " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)"
+        " RETURNING balance_paisa - held_paisa AS available",
+        account_id,
+        amount_paisa,
+        amount_paisa if release else 0,
+        0 if release else amount_paisa,
+        consumed_paisa,
+    )
+    if row is None:
+        raise InsufficientCredits()
+    return int(row["available"])
+
+
+async def _credit(tx: Tx, account_id: int, amount_paisa: int, *, consumed_paisa: int = 0) -> int:
+    row = await tx.fetchrow(
+        "UPDATE accounts SET balance_paisa = balance_paisa + $2,"
+        " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $3 ELSE 0 END"
+        " WHERE id = $1 RETURNING balance_paisa - held_paisa AS available",
+        account_id,
+        amount_paisa,
+        consumed_paisa,
+    )
+    assert row is not None, account_id
+    return int(row["available"])
+
+
 async def _move(
     tx: Tx,
     debit_id: int,
@@ -154,36 +234,20 @@ async def _move(
     assert amount_paisa > 0
     assert debit_id != credit_id
     assert hot in ("debit", "credit")
-    available = -1
-    for side in ("credit", "debit") if hot == "debit" else ("debit", "credit"):
-        if side == "debit":
-            row = await tx.fetchrow(
-                "UPDATE accounts SET balance_paisa = balance_paisa - $2,"
-                " held_paisa = held_paisa - $3,"
-                " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $5 ELSE 0 END"
-                " WHERE id = $1 AND (kind <> 'merchant' OR balance_paisa - held_paisa >= $4)"
-                " RETURNING balance_paisa - held_paisa AS available",
-                debit_id,
-                amount_paisa,
-                amount_paisa if release else 0,
-                0 if release else amount_paisa,
-                max(consumed_paisa, 0),
-            )
-            if row is None:
-                raise InsufficientCredits()
-        else:
-            row = await tx.fetchrow(
-                "UPDATE accounts SET balance_paisa = balance_paisa + $2,"
-                " consumed_paisa = consumed_paisa + CASE WHEN kind = 'merchant' THEN $3 ELSE 0 END"
-                " WHERE id = $1 RETURNING balance_paisa - held_paisa AS available",
-                credit_id,
-                amount_paisa,
-                min(consumed_paisa, 0),
-            )
-            assert row is not None, credit_id
-        if side == hot:
-            available = int(row["available"])
-    return available
+
+    async def debit() -> int:
+        return await _debit(
+            tx, debit_id, amount_paisa, release=release, consumed_paisa=max(consumed_paisa, 0)
+        )
+
+    async def credit() -> int:
+        return await _credit(tx, credit_id, amount_paisa, consumed_paisa=min(consumed_paisa, 0))
+
+    if hot == "debit":
+        await credit()
+        return await debit()
+    await debit()
+    return await credit()
 
 
 async def transfer(
@@ -238,7 +302,17 @@ class Closed(NamedTuple):
     available_paisa: int  # the debit account's (the merchant's), after the close
 
 
-async def _close(tx: Tx, kind: str, pending_id: int) -> tuple[int, int, int, int]:
+class _Hold(NamedTuple):
+    """A pending transfer as its closing transfer copied it."""
+
+    closing_id: int
+    debit_id: int
+    credit_id: int
+    amount_paisa: int
+    payment_id: int | None
+
+
+async def _close(tx: Tx, kind: str, pending_id: int) -> _Hold:
     """Write the post or void of a pending transfer, copying its accounts and amount in
     the same statement. The unique pending_id makes a second close fail."""
     row = await tx.fetchrow(
@@ -246,38 +320,61 @@ async def _close(tx: Tx, kind: str, pending_id: int) -> tuple[int, int, int, int
         " pending_id, payment_id, created_ms)"
         " SELECT CAST($2 AS TEXT), debit_account_id, credit_account_id, amount_paisa, id,"
         " payment_id, CAST($3 AS BIGINT) FROM transfers WHERE id = $1 AND kind = 'pending'"
-        " RETURNING id, debit_account_id, credit_account_id, amount_paisa",
+        " RETURNING id, debit_account_id, credit_account_id, amount_paisa, payment_id",
         pending_id,
         kind,
         now_ms(),
     )
     assert row is not None, f"no pending transfer {pending_id}"
-    return (
+    return _Hold(
         int(row["id"]),
         int(row["debit_account_id"]),
         int(row["credit_account_id"]),
         int(row["amount_paisa"]),
+        None if row["payment_id"] is None else int(row["payment_id"]),
     )
 
 
-async def post(tx: Tx, pending_id: int) -> Closed:
-    """Capture a hold."""
-    transfer_id, debit_id, credit_id, amount_paisa = await _close(tx, "post", pending_id)
-    available = await _move(
+async def post(tx: Tx, pending_id: int, fee: Fee | None = None) -> Closed:
+    """Capture a hold. With a fee (a charged payment, whose hold is its amount and its
+    charge), the charge goes on from the hold's credit account (the ISP's) to the fees
+    account, as a transfer of its own, before the merchant's row is touched: the ISP's
+    row, the fees row, the merchant's, in that order, as a refund takes them."""
+    transfer_id, debit_id, credit_id, amount_paisa, payment_id = await _close(
+        tx, "post", pending_id
+    )
+    if fee is None:
+        available = await _move(
+            tx,
+            debit_id,
+            credit_id,
+            amount_paisa,
+            release=True,
+            consumed_paisa=amount_paisa,
+            hot="debit",
+        )
+        return Closed(transfer_id, available)
+    assert fee.charge_paisa < amount_paisa, (pending_id, fee)
+    assert payment_id is not None, pending_id
+    await _insert_transfer(
         tx,
-        debit_id,
+        "single",
         credit_id,
-        amount_paisa,
-        release=True,
-        consumed_paisa=amount_paisa,
-        hot="debit",
+        fee.account_id,
+        fee.charge_paisa,
+        payment_id=payment_id,
+        note=FEE_NOTE,
     )
+    # The ISP's row written once: the hold in, the charge out.
+    await _credit(tx, credit_id, amount_paisa - fee.charge_paisa)
+    await _credit(tx, fee.account_id, fee.charge_paisa)
+    available = await _debit(tx, debit_id, amount_paisa, release=True, consumed_paisa=amount_paisa)
     return Closed(transfer_id, available)
 
 
 async def void(tx: Tx, pending_id: int) -> Closed:
     """Release a hold in full."""
-    transfer_id, debit_id, _, amount_paisa = await _close(tx, "void", pending_id)
+    transfer_id, debit_id, _, amount_paisa, _ = await _close(tx, "void", pending_id)
     row = await tx.fetchrow(
         "UPDATE accounts SET held_paisa = held_paisa - $2 WHERE id = $1 AND held_paisa >= $2"
         " RETURNING balance_paisa - held_paisa AS available",
@@ -295,8 +392,13 @@ async def refund(
     amount_paisa: int,
     payment_id: int,
     note: str,
+    *,
+    fee: Fee | None = None,
 ) -> int:
-    """Give a merchant back money an ISP reversed after a Success: a new transfer, no edit."""
+    """Give a merchant back money an ISP reversed after a Success: a new transfer, no edit.
+    With a fee, the payment's service charge comes back too, from the fees account, in a
+    transfer of its own (note FEE_REFUND_NOTE). Rows are taken as a charged post takes
+    them: the ISP's, the fees, the merchant's last. Returns the amount's transfer."""
     transfer_id = await _insert_transfer(
         tx,
         "single",
@@ -306,13 +408,28 @@ async def refund(
         payment_id=payment_id,
         note=note,
     )
-    await _move(
+    if fee is None:
+        await _move(
+            tx,
+            isp_account_id,
+            merchant_account_id,
+            amount_paisa,
+            release=False,
+            consumed_paisa=-amount_paisa,
+            hot="credit",
+        )
+        return transfer_id
+    await _insert_transfer(
         tx,
-        isp_account_id,
+        "single",
+        fee.account_id,
         merchant_account_id,
-        amount_paisa,
-        release=False,
-        consumed_paisa=-amount_paisa,
-        hot="credit",
+        fee.charge_paisa,
+        payment_id=payment_id,
+        note=FEE_REFUND_NOTE,
     )
+    back_paisa = amount_paisa + fee.charge_paisa
+    await _debit(tx, isp_account_id, amount_paisa, release=False, consumed_paisa=0)
+    await _debit(tx, fee.account_id, fee.charge_paisa, release=False, consumed_paisa=0)
+    await _credit(tx, merchant_account_id, back_paisa, consumed_paisa=-back_paisa)
     return transfer_id

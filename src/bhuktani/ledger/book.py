@@ -7,8 +7,12 @@ call (docs/DESIGN.md), written once.
   (Failed, the session given back), in one transaction. The commit, the reconciler and an
   operator's resolve all finish a payment here.
 
+A payment with a service charge holds its amount and its charge in the one hold; a post
+moves the charge on from the ISP's account to the fees account in the same transaction,
+a void gives back both.
+
 Rows are always taken in one order: the session, the payment, the transfers, the ISP's
-account, then the merchant's balance row, the hot one, last (it stays locked the least,
+account, the fees account, then the merchant's balance row, the hot one, last (it stays locked the least,
 and two transactions never wait on each other in opposite orders).
 
 `StatementBook` runs each step as a statement of one transaction, on any engine;
@@ -39,7 +43,11 @@ PAYMENT_COLUMNS = (
     " hold_transfer_id, session_id, checks"
 )
 
-# A new payment's columns as both engines insert them.
+# What the statement by statement finalize reads of a payment: a charged one's post also
+# moves its charge.
+FINAL_COLUMNS = PAYMENT_COLUMNS + ", charge_paisa"
+
+# A new payment's columns as both engines insert them (a charged one adds charge_paisa).
 NEW_PAYMENT_COLUMNS = (
     "id, merchant_id, env, reference, service, isp, username, package_code, package_title,"
     " duration_code, days, amount_paisa, session_id, hold_transfer_id, state, next_check_ms,"
@@ -66,6 +74,17 @@ class NewPayment:
     session_id: int | None
     # From when the reconciler looks at it, in case the commit's process dies.
     first_check_ms: int
+    # The merchant's service charge, held with amount_paisa and paid to the fees account
+    # when the payment posts.
+    charge_paisa: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.charge_paisa >= 0, self.charge_paisa
+
+    @property
+    def hold_paisa(self) -> int:
+        """What the hold takes of the merchant's available credits."""
+        return self.amount_paisa + self.charge_paisa
 
     def values(self) -> tuple[object, ...]:
         """Its columns from id to session_id, in NEW_PAYMENT_COLUMNS' order."""
@@ -132,9 +151,17 @@ class PaymentBook(Protocol):
         ...
 
     async def finalize(
-        self, payment_id: int, final: Final, *, on_final: OnFinal | None = None
+        self,
+        payment_id: int,
+        final: Final,
+        *,
+        on_final: OnFinal | None = None,
+        charged: bool = False,
     ) -> Finalized | None:
-        """In a transaction of its own. None: the payment was no longer Processing."""
+        """In a transaction of its own. None: the payment was no longer Processing.
+        `charged` says the payment holds a service charge, as the caller that held it
+        knows: where a finalize runs as one statement (PostgreSQL, no on_final), the
+        statement is chosen by it. A finalize with on_final reads the charge itself."""
         ...
 
     async def finalize_in(
@@ -152,11 +179,14 @@ class PaymentBook(Protocol):
 
 
 async def payment_accounts(tx: Tx, payment: NewPayment) -> tuple[int, int]:
-    """The merchant's account and the ISP's, created on first use."""
+    """The merchant's account and the ISP's, created on first use; and a charged payment's
+    fees account, which its post credits."""
     merchant_id = await accounts.merchant_account(tx, payment.merchant_id, payment.env)
     isp_id = await accounts.ensure_account(
         tx, "isp", payment.env, accounts.isp_code(payment.isp, payment.id)
     )
+    if payment.charge_paisa:
+        await accounts.fees_account(tx, payment.env, payment.id)
     return merchant_id, isp_id
 
 
@@ -174,16 +204,18 @@ class StatementBook:
             # first, in this transaction or before it.
             merchant_id, isp_id = await payment_accounts(tx, payment)
             hold_id = await accounts.open_pending(
-                tx, merchant_id, isp_id, payment.amount_paisa, payment.id
+                tx, merchant_id, isp_id, payment.hold_paisa, payment.id
             )
             now = now_ms()
             await tx.execute(
-                f"INSERT INTO payments ({NEW_PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6,"
-                " $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16, $16)",
+                f"INSERT INTO payments ({NEW_PAYMENT_COLUMNS}, charge_paisa) VALUES ($1, $2,"
+                " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'Processing', $15, $16,"
+                " $16, $17)",
                 *payment.values(),
                 hold_id,
                 payment.first_check_ms,
                 now,
+                payment.charge_paisa,
             )
             if payment.session_id is not None:
                 claimed = await tx.execute(
@@ -197,15 +229,21 @@ class StatementBook:
                     raise SessionTaken()
             # The hot balance row is locked last, for the shortest time.
             try:
-                await accounts.reserve(tx, merchant_id, payment.amount_paisa)
+                await accounts.reserve(tx, merchant_id, payment.hold_paisa)
             except accounts.InsufficientCredits:
                 raise CreditsShort(await available_paisa(tx, merchant_id)) from None
 
         await self.db.run(body)
 
     async def finalize(
-        self, payment_id: int, final: Final, *, on_final: OnFinal | None = None
+        self,
+        payment_id: int,
+        final: Final,
+        *,
+        on_final: OnFinal | None = None,
+        charged: bool = False,
     ) -> Finalized | None:
+        # Statement by statement the payment's row tells its charge: `charged` is not needed.
         return await self.db.run(
             lambda tx: self.finalize_in(tx, payment_id, final, on_final=on_final)
         )
@@ -225,7 +263,7 @@ class StatementBook:
             "UPDATE payments SET state = $2, isp_status = $3, detail = $4, updated_ms = $5,"
             f" next_check_ms = NULL WHERE {BY_ID_STILL_PROCESSING}"
             + (" AND flagged = $6" if flagged_only else "")
-            + f" RETURNING {PAYMENT_COLUMNS}",
+            + f" RETURNING {FINAL_COLUMNS}",
             payment_id,
             final.state.value,
             final.isp_status,
@@ -248,7 +286,12 @@ class StatementBook:
             await on_final(tx, row)
         # The balance rows last: they are the hot ones.
         if final.state is State.SUCCESS:
-            closed = await accounts.post(tx, int(hold_id))
+            charge_paisa = int(row["charge_paisa"])
+            fee = None
+            if charge_paisa:
+                fees_id = await accounts.fees_account(tx, str(row["env"]), payment_id)
+                fee = accounts.Fee(fees_id, charge_paisa)
+            closed = await accounts.post(tx, int(hold_id), fee)
         else:
             closed = await accounts.void(tx, int(hold_id))
         return Finalized(row, closed.available_paisa, closed.transfer_id)

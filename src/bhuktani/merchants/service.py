@@ -1,10 +1,13 @@
-"""Merchants, their tokens and their credits: what the CLI and authentication need."""
+"""Merchants, their tokens and their credits: what the CLI and authentication need.
+Each change to a merchant or a token appends its audit entry in its own transaction;
+`operator` None records the OS user running the process (audit.operator_of)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bhuktani.callbacks import endpoints
+from bhuktani import audit
+from bhuktani.callbacks import endpoints, signing, urls
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env
 from bhuktani.errors import (
@@ -71,12 +74,15 @@ async def create(
     name: str,
     *,
     key: bytes,
+    operator: str | None = None,
     services: str = "all",
     callback_url: str | None = None,
     test_credits_paisa: int = 0,
     live_credits_paisa: int = 0,
 ) -> NewMerchant:
-    """`callback_url`, if given, receives both environments' callbacks until set apart."""
+    """`callback_url`, if given, receives both environments' callbacks until set apart.
+    The audit entry holds what the merchant was made with, never its tokens or secrets."""
+    who = audit.operator_of(operator)
 
     async def body(tx: Tx) -> NewMerchant:
         row = await tx.fetchrow(
@@ -93,44 +99,150 @@ async def create(
             account_id = await ledger.merchant_account(tx, merchant_id, env)
             if amount > 0:
                 await _load(tx, account_id, env, amount, "opening credits")
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.create",
+            merchant_id=merchant_id,
+            details={
+                "name": name,
+                "services": services,
+                "callback_url": callback_url,
+                "test_credits_paisa": test_credits_paisa,
+                "live_credits_paisa": live_credits_paisa,
+                "token_hints": {env: tokens.hint(token) for env, token in issued.items()},
+            },
+        )
         return NewMerchant(merchant_id, issued[Env.TEST], issued[Env.LIVE], secrets)
 
     return await db.run(body)
 
 
-async def rotate_callback_secret(db: Database, merchant_id: int, env: Env) -> str | None:
+async def rotate_callback_secret(
+    db: Database, merchant_id: int, env: Env, *, operator: str | None = None
+) -> str | None:
     """A new signing secret for one environment, in force from the next callback on; the
-    previous one signs beside it for a day (callbacks.signing.ROTATION_OVERLAP_MS)."""
-    return await endpoints.rotate(db, merchant_id, env)
+    previous one signs beside it for a day (callbacks.signing.ROTATION_OVERLAP_MS). The
+    audit entry says when the previous one stops, never either secret."""
+    who = audit.operator_of(operator)
+    secret = signing.new_secret()
+
+    async def body(tx: Tx) -> str | None:
+        now = now_ms()
+        previous_until_ms = now + signing.ROTATION_OVERLAP_MS
+        changed = await tx.execute(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_until_ms = $4,"
+            " secret = $3, updated_ms = $5 WHERE merchant_id = $1 AND env = $2",
+            merchant_id,
+            env.value,
+            secret,
+            previous_until_ms,
+            now,
+        )
+        if changed != 1:
+            return None
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.callback_secret",
+            merchant_id=merchant_id,
+            env=env.value,
+            details={"previous_signs_until_ms": previous_until_ms},
+        )
+        return secret
+
+    return await db.run(body)
 
 
-async def set_callback_url(db: Database, merchant_id: int, env: Env, url: str | None) -> bool:
+async def set_callback_url(
+    db: Database, merchant_id: int, env: Env, url: str | None, *, operator: str | None = None
+) -> bool:
     """Where one environment's callbacks go from the next attempt on; None stops queuing
     new ones (those queued wait for a URL: callbacks/outbox.py)."""
-    return await endpoints.set_url(db, merchant_id, env, url)
+    who = audit.operator_of(operator)
+    if url is not None:
+        urls.check_syntax(url)
+
+    async def body(tx: Tx) -> bool:
+        changed = await tx.execute(
+            "UPDATE webhook_endpoints SET url = $3, updated_ms = $4"
+            " WHERE merchant_id = $1 AND env = $2",
+            merchant_id,
+            env.value,
+            url,
+            now_ms(),
+        )
+        if changed != 1:
+            return False
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.callback_url",
+            merchant_id=merchant_id,
+            env=env.value,
+            details={"url": url},
+        )
+        return True
+
+    return await db.run(body)
 
 
 async def set_rate_limit(
-    db: Database, merchant_id: int, per_s: int | None, burst: int | None
+    db: Database,
+    merchant_id: int,
+    per_s: int | None,
+    burst: int | None,
+    *,
+    operator: str | None = None,
 ) -> bool:
     """The merchant's request rate in each environment; None for both: the gateway's
     default. Running servers take it within BHUKTANI_AUTH_CACHE_S."""
     assert (per_s is None) == (burst is None), "a rate and a burst, or neither"
     assert per_s is None or per_s > 0, per_s
     assert burst is None or burst > 0, burst
-    changed = await db.run(
-        lambda tx: tx.execute(
+    who = audit.operator_of(operator)
+
+    async def body(tx: Tx) -> bool:
+        changed = await tx.execute(
             "UPDATE merchants SET rate_per_s = $2, rate_burst = $3 WHERE id = $1",
             merchant_id,
             per_s,
             burst,
         )
-    )
-    return changed == 1
+        if changed != 1:
+            return False
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.rate_limit",
+            merchant_id=merchant_id,
+            details={"per_s": per_s, "burst": burst},
+        )
+        return True
+
+    return await db.run(body)
 
 
-async def issue_token(db: Database, merchant_id: int, env: str, *, key: bytes) -> str:
-    return await db.run(lambda tx: _issue_token(tx, merchant_id, env, key))
+async def issue_token(
+    db: Database, merchant_id: int, env: str, *, key: bytes, operator: str
+) -> str | None:
+    """A new token, shown once: the audit entry keeps its hint; None: no such merchant."""
+
+    async def body(tx: Tx) -> str | None:
+        if await tx.fetchrow("SELECT id FROM merchants WHERE id = $1", merchant_id) is None:
+            return None
+        token = await _issue_token(tx, merchant_id, env, key)
+        await audit.record(
+            tx,
+            operator=operator,
+            action="token.create",
+            merchant_id=merchant_id,
+            env=env,
+            subject=tokens.hint(token),
+        )
+        return token
+
+    return await db.run(body)
 
 
 async def _load(tx: Tx, account_id: int, env: str, amount_paisa: int, note: str) -> int:
@@ -155,22 +267,56 @@ async def load_credits(
     return await db.run(body)
 
 
-async def set_status(db: Database, merchant_id: int, status: str) -> bool:
-    changed = await db.run(
-        lambda tx: tx.execute("UPDATE merchants SET status = $2 WHERE id = $1", merchant_id, status)
-    )
-    return changed == 1
+async def set_status(
+    db: Database, merchant_id: int, status: str, *, operator: str | None = None
+) -> bool:
+    who = audit.operator_of(operator)
+
+    async def body(tx: Tx) -> bool:
+        changed = await tx.execute(
+            "UPDATE merchants SET status = $2 WHERE id = $1", merchant_id, status
+        )
+        if changed != 1:
+            return False
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.status",
+            merchant_id=merchant_id,
+            details={"status": status},
+        )
+        return True
+
+    return await db.run(body)
 
 
-async def revoke_token(db: Database, token: str, *, key: bytes) -> bool:
-    changed = await db.run(
-        lambda tx: tx.execute(
-            "UPDATE tokens SET status = 'revoked', revoked_ms = $2 WHERE token_hash = $1",
+async def revoke_token(
+    db: Database, token: str, *, key: bytes, operator: str | None = None
+) -> bool:
+    """The audit entry names the token by its hint, as stored, never by its value."""
+    who = audit.operator_of(operator)
+
+    async def body(tx: Tx) -> bool:
+        revoked = await tx.fetch(
+            "UPDATE tokens SET status = 'revoked', revoked_ms = $2 WHERE token_hash = $1"
+            " RETURNING merchant_id, env, hint",
             tokens.digest(token, key),
             now_ms(),
         )
-    )
-    return changed == 1
+        if len(revoked) != 1:
+            return False
+        row = revoked[0]
+        await audit.record(
+            tx,
+            operator=who,
+            action="token.revoke",
+            merchant_id=int(row["merchant_id"]),
+            env=str(row["env"]),
+            subject=str(row["hint"]),
+        )
+        return True
+
+    return await db.run(body)
 
 
 async def list_all(db: Database) -> list[dict[str, object]]:

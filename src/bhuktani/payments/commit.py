@@ -110,6 +110,10 @@ async def commit(
         days=duration.days,
         amount_paisa=duration.amount_paisa,
     )
+    # Held with the amount; cached, so a merchant without charges pays no query for it.
+    charge_paisa = await gateway.charges.charge_paisa(
+        gateway.db, principal, group.slug, isp, order.amount_paisa
+    )
     # Until step 3 has run, the reconciler leaves the payment to this request.
     grace_ms = int((settings.isp_timeout_s * 2 + 5) * 1000)
     await records.open_payment(
@@ -120,6 +124,7 @@ async def commit(
         query.reference,
         session_id,
         first_check_ms=now_ms() + grace_ms,
+        charge_paisa=charge_paisa,
     )
     logs.bind(payment_id=order.payment_id)
     started = time.perf_counter()
@@ -131,7 +136,11 @@ async def commit(
     logs.bind(isp=isp, isp_outcome=type(result).__name__, isp_ms=isp_ms)
     first_check_ms = now_ms() + int(settings.reconcile_backoff_s[0] * 1000)
     settled = await records.settle(
-        gateway.book, order.payment_id, result, next_check_ms=first_check_ms
+        gateway.book,
+        order.payment_id,
+        result,
+        next_check_ms=first_check_ms,
+        charged=charge_paisa > 0,
     )
     metrics.payment_answers(principal.env, group.slug, settled.state).inc()
     if settled.state == State.FAILED:
@@ -143,5 +152,6 @@ async def commit(
             receipt=settled.detail,
             amount_paisa=settled.amount_paisa,
             available_paisa=settled.available_paisa,
+            charge_paisa=charge_paisa,
         )
     )

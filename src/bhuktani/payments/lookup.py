@@ -5,10 +5,10 @@ bulkservice.md): the same fields, the same JSON types."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bhuktani import logs, money
+from bhuktani.clock import nepal_day
 from bhuktani.domain import FINAL_STATES, State
 from bhuktani.errors import ReferenceMissing, Refusal, UnknownReference, field_error
 from bhuktani.ledger import accounts as ledger
@@ -21,9 +21,6 @@ from bhuktani.store import Row, Tx
 
 MAX_BULK_REFERENCES = 100
 MAX_REFERENCE_CHARS = 50
-# A refund's created_at is its date in Nepal (UTC+05:45 all year, no daylight saving since
-# 1986), where the platform and its merchants keep their books.
-NEPAL = timezone(timedelta(hours=5, minutes=45), "NPT")
 # A bulk entry for a reference that names no payment, as bulkservice.md shows it.
 UNKNOWN_IN_BULK = "Invalid reference obtained for account"
 # The ISP's final word (payments.isp_status, as records.final_of writes it) in the words
@@ -32,9 +29,9 @@ _ISP_WORDS = {"Paid": "Success", "Refused": "Error", "NotFound": "Error"}
 
 
 async def _refunds(tx: Tx, payment_id: int) -> Sequence[Row]:
+    # The refunds of the amount only: a service charge's moves name the payment too.
     return await tx.fetch(
-        "SELECT amount_paisa, note, created_ms FROM transfers"
-        " WHERE payment_id = $1 AND kind = 'single' ORDER BY id",
+        f"SELECT t.amount_paisa, t.note, t.created_ms {ledger.REFUNDS_OF_PAYMENT} ORDER BY t.id",
         payment_id,
     )
 
@@ -52,7 +49,7 @@ def original_status(state: str, isp_status: str) -> str:
 
 def refund_date(created_ms: int) -> str:
     """A refund's created_at as lookup.md shows it: a date, "2024-07-15", in Nepal."""
-    return datetime.fromtimestamp(created_ms / 1000, tz=NEPAL).date().isoformat()
+    return nepal_day(created_ms).isoformat()
 
 
 def _state(row: Row) -> str:

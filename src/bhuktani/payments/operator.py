@@ -1,6 +1,7 @@
 """An operator's tools on one payment: show everything about it, resolve a flagged one,
-refund one the ISP reversed. Each change is a ledger move and an `operator_actions` row
-(who, why, how much) in one transaction: money moves by new entries, never by an edit.
+refund one the ISP reversed. Each change is a ledger move, an `operator_actions` row
+(who, why, how much) and an audit log entry in one transaction: money moves by new
+entries, never by an edit.
 
 A payment is named by its reference, which is unique only per merchant and environment,
 so a change refuses to guess when several payments share it.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bhuktani import money
+from bhuktani import audit, money
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env, State
 from bhuktani.ledger import accounts as ledger
@@ -30,8 +31,8 @@ CONFIRMED_DETAIL = "confirmed by an operator"
 RELEASED_DETAIL = "The ISP never confirmed the payment; an operator released the credits"
 COLUMNS = (
     "id, merchant_id, env, reference, service, isp, username, package_title, duration_code,"
-    " days, amount_paisa, state, isp_status, detail, hold_transfer_id, session_id, checks,"
-    " flagged, flag_reason, created_ms, updated_ms"
+    " days, amount_paisa, charge_paisa, state, isp_status, detail, hold_transfer_id, session_id,"
+    " checks, flagged, flag_reason, created_ms, updated_ms"
 )
 
 
@@ -64,6 +65,9 @@ class Refunded:
     left_paisa: int
     transfer_id: int
     action_id: int
+    # The service charge given back with this refund, the one that completed the
+    # payment's (0 otherwise, and for a payment without a charge).
+    charge_refunded_paisa: int = 0
 
 
 def _iso(ms: int | None) -> str | None:
@@ -191,20 +195,40 @@ async def resolve(
             operator=operator,
             note=note,
         )
+        await audit.record(
+            tx,
+            operator=operator,
+            action="payment.resolve",
+            merchant_id=int(row["merchant_id"]),
+            env=str(row["env"]),
+            subject=str(row["reference"]),
+            details={
+                "payment_id": payment_id,
+                "amount": money.format_rupees(int(row["amount_paisa"])),
+                "state": final.state.value,
+                "note": note,
+            },
+        )
         return Resolved(payment_id, final.state, moved.transfer_id, action_id)
 
     return await book.db.run(body)
 
 
 async def _refunded_paisa(tx: Tx, payment_id: int) -> int:
-    # Refunds are the only posted-at-once ('single') transfers naming a payment.
     row = await tx.fetchrow(
-        "SELECT COALESCE(SUM(amount_paisa), 0) AS s FROM transfers"
-        " WHERE payment_id = $1 AND kind = 'single'",
-        payment_id,
+        f"SELECT COALESCE(SUM(t.amount_paisa), 0) AS s {ledger.REFUNDS_OF_PAYMENT}", payment_id
     )
     assert row is not None
     return int(row["s"])
+
+
+def _check_refund(amount_paisa: int | None, note: str, operator: str) -> tuple[str, str]:
+    """The refund's note and operator as recorded; refused before anything is read."""
+    note = _text(note, "note", MAX_NOTE_CHARS)
+    operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
+    if amount_paisa is not None and amount_paisa <= 0:
+        raise OperatorError("a refund amount must be positive")
+    return note, operator
 
 
 async def refund(
@@ -215,61 +239,105 @@ async def refund(
     note: str,
     operator: str,
 ) -> Refunded:
-    """Give back (part of) a Success payment the ISP reversed; by default all that is left.
-    The payment stays Success; the refund is a transfer from the ISP's account back to the
-    merchant's, and the note is the remark the merchant sees in its status look-up."""
-    note = _text(note, "note", MAX_NOTE_CHARS)
-    operator = _text(operator, "operator", MAX_OPERATOR_CHARS)
-    if amount_paisa is not None and amount_paisa <= 0:
-        raise OperatorError("a refund amount must be positive")
+    """Give back (part of) a Success payment the ISP reversed, in a transaction of its
+    own: refund_in's rules."""
+    note, operator = _check_refund(amount_paisa, note, operator)
+    return await db.run(
+        lambda tx: refund_in(tx, target, amount_paisa=amount_paisa, note=note, operator=operator)
+    )
 
-    async def body(tx: Tx) -> Refunded:
-        # Locked: two refunds at once see each other's and never exceed the payment.
-        row = await _one(tx, target)
-        payment_id = int(row["id"])
-        if row["state"] != State.SUCCESS:
-            raise OperatorError(
-                f"payment {payment_id} is {row['state']}: only a Success payment can be refunded"
-            )
-        paid_paisa = int(row["amount_paisa"])
-        before_paisa = await _refunded_paisa(tx, payment_id)
-        left_paisa = paid_paisa - before_paisa
-        assert left_paisa >= 0, payment_id
-        if left_paisa == 0:
-            raise OperatorError(f"payment {payment_id} is already refunded in full")
-        amount = left_paisa if amount_paisa is None else amount_paisa
-        if amount > left_paisa:
-            raise OperatorError(
-                f"refund {money.format_rupees(amount)} exceeds the"
-                f" {money.format_rupees(left_paisa)} left unrefunded of payment {payment_id}"
-            )
-        hold = await tx.fetchrow(
-            "SELECT debit_account_id, credit_account_id FROM transfers WHERE id = $1",
-            row["hold_transfer_id"],
-        )
-        assert hold is not None, payment_id
-        # The accounts the payment moved money between, in the other direction.
-        transfer_id = await ledger.refund(
-            tx,
-            int(hold["credit_account_id"]),
-            int(hold["debit_account_id"]),
-            amount,
-            payment_id,
-            note,
-        )
-        action_id = await _record(
-            tx,
-            payment_id,
-            "refund",
-            amount_paisa=amount,
-            transfer_id=transfer_id,
-            operator=operator,
-            note=note,
-        )
-        refunded = before_paisa + amount
-        return Refunded(payment_id, amount, refunded, paid_paisa - refunded, transfer_id, action_id)
 
-    return await db.run(body)
+async def refund_in(
+    tx: Tx,
+    target: Target,
+    *,
+    amount_paisa: int | None,
+    note: str,
+    operator: str,
+) -> Refunded:
+    """Give back (part of) a Success payment the ISP reversed, in the caller's
+    transaction; by default all that is left. The payment stays Success; the refund is a
+    transfer from the ISP's account back to the merchant's, and the note is the remark the
+    merchant sees in its status look-up. The refund that completes the payment's amount
+    also gives back its service charge, from the fees account. Raises OperatorError, and
+    then has written nothing."""
+    note, operator = _check_refund(amount_paisa, note, operator)
+    # Locked: two refunds at once see each other's and never exceed the payment.
+    row = await _one(tx, target)
+    payment_id = int(row["id"])
+    if row["state"] != State.SUCCESS:
+        raise OperatorError(
+            f"payment {payment_id} is {row['state']}: only a Success payment can be refunded"
+        )
+    paid_paisa = int(row["amount_paisa"])
+    before_paisa = await _refunded_paisa(tx, payment_id)
+    left_paisa = paid_paisa - before_paisa
+    assert left_paisa >= 0, payment_id
+    if left_paisa == 0:
+        raise OperatorError(f"payment {payment_id} is already refunded in full")
+    amount = left_paisa if amount_paisa is None else amount_paisa
+    if amount > left_paisa:
+        raise OperatorError(
+            f"refund {money.format_rupees(amount)} exceeds the"
+            f" {money.format_rupees(left_paisa)} left unrefunded of payment {payment_id}"
+        )
+    hold = await tx.fetchrow(
+        "SELECT debit_account_id, credit_account_id FROM transfers WHERE id = $1",
+        row["hold_transfer_id"],
+    )
+    assert hold is not None, payment_id
+    charge_paisa = int(row["charge_paisa"])
+    fee = None
+    if amount == left_paisa and charge_paisa:
+        fees_id = await ledger.fees_account(tx, str(row["env"]), payment_id)
+        fee = ledger.Fee(fees_id, charge_paisa)
+    # The accounts the payment moved money between, in the other direction.
+    transfer_id = await ledger.refund(
+        tx,
+        int(hold["credit_account_id"]),
+        int(hold["debit_account_id"]),
+        amount,
+        payment_id,
+        note,
+        fee=fee,
+    )
+    action_id = await _record(
+        tx,
+        payment_id,
+        "refund",
+        amount_paisa=amount,
+        transfer_id=transfer_id,
+        operator=operator,
+        note=note,
+    )
+    refunded = before_paisa + amount
+    charge_back_paisa = 0 if fee is None else fee.charge_paisa
+    await audit.record(
+        tx,
+        operator=operator,
+        action="payment.refund",
+        merchant_id=int(row["merchant_id"]),
+        env=str(row["env"]),
+        subject=str(row["reference"]),
+        details={
+            "payment_id": payment_id,
+            "amount": money.format_rupees(amount),
+            "charge_refunded": money.format_rupees(charge_back_paisa),
+            "refunded": money.format_rupees(refunded),
+            "left": money.format_rupees(paid_paisa - refunded),
+            "state": str(row["state"]),
+            "note": note,
+        },
+    )
+    return Refunded(
+        payment_id,
+        amount,
+        refunded,
+        paid_paisa - refunded,
+        transfer_id,
+        action_id,
+        charge_back_paisa,
+    )
 
 
 async def _transfers(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
@@ -352,9 +420,15 @@ async def _actions(tx: Tx, payment_id: int) -> list[dict[str, Any]]:
     ]
 
 
+async def _refund_ids(tx: Tx, payment_id: int) -> set[int]:
+    rows = await tx.fetch(f"SELECT t.id {ledger.REFUNDS_OF_PAYMENT}", payment_id)
+    return {int(r["id"]) for r in rows}
+
+
 async def _view(tx: Tx, row: Row) -> dict[str, Any]:
     payment_id = int(row["id"])
     transfers = await _transfers(tx, payment_id)
+    refund_ids = await _refund_ids(tx, payment_id)
     return {
         "id": payment_id,
         "merchant_id": int(row["merchant_id"]),
@@ -365,6 +439,8 @@ async def _view(tx: Tx, row: Row) -> dict[str, Any]:
         "username": str(row["username"]),
         "plan": f"{row['package_title']} ({row['days']} days)",
         "amount": money.format_rupees(int(row["amount_paisa"])),
+        # The merchant's service charge, held and paid with the amount.
+        "charge": money.format_rupees(int(row["charge_paisa"])),
         "state": str(row["state"]),
         "isp_status": str(row["isp_status"]),
         "flagged": bool(row["flagged"]),
@@ -379,7 +455,7 @@ async def _view(tx: Tx, row: Row) -> dict[str, Any]:
         "refunds": [
             {k: t[k] for k in ("id", "amount", "note", "created_at")}
             for t in transfers
-            if t["kind"] == "single"
+            if t["id"] in refund_ids
         ],
         "callbacks": await _callbacks(tx, payment_id),
         "operator_actions": await _actions(tx, payment_id),

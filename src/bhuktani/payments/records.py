@@ -81,9 +81,12 @@ async def open_payment(
     session_id: int | None,
     *,
     first_check_ms: int,
+    charge_paisa: int = 0,
 ) -> None:
     """Step 1. The reconciler looks at the payment from first_check_ms on, in case this
-    process dies before step 3. Raises 1013 (reference used), 1016 (credits), 4000 (session taken)."""
+    process dies before step 3. The hold takes the order's amount and the merchant's
+    service charge on it. Raises 1013 (reference used), 1016 (credits short of amount
+    and charge), 4000 (session taken)."""
     payment = NewPayment(
         id=order.payment_id,
         merchant_id=principal.merchant_id,
@@ -99,6 +102,7 @@ async def open_payment(
         amount_paisa=order.amount_paisa,
         session_id=session_id,
         first_check_ms=first_check_ms,
+        charge_paisa=charge_paisa,
     )
     try:
         await book.open_hold(payment)
@@ -111,6 +115,7 @@ async def open_payment(
     except CreditsShort as short:
         raise InsufficientCredits(
             f"Available credits {short.available_paisa / 100:.2f} do not cover the amount"
+            + (f" and its service charge {charge_paisa / 100:.2f}" if charge_paisa else "")
         ) from None
     except SessionTaken:
         # A retry whose first payment spent the session learns that payment's outcome
@@ -177,10 +182,12 @@ async def settle(
     next_check_ms: int,
     not_found_is_final: bool = False,
     notify: bool = False,
+    charged: bool = False,
 ) -> Settled:
     """Step 3: move a Processing payment by the ISP's answer. Unknown keeps the hold.
     With notify (the merchant was told Processing), a final state queues a callback in
-    the same transaction."""
+    the same transaction. `charged`: the payment holds a service charge (the commit that
+    held it knows; PaymentBook.finalize)."""
     final_answer = isinstance(result, (Paid, Refused)) or (
         isinstance(result, NotFound) and not_found_is_final
     )
@@ -213,7 +220,10 @@ async def settle(
     if not final_answer:
         return await book.db.run(still_unknown)
     moved = await book.finalize(
-        payment_id, final_of(result), on_final=queue_callback if notify else None
+        payment_id,
+        final_of(result),
+        on_final=queue_callback if notify else None,
+        charged=charged,
     )
     if moved is None:
         return await book.db.run(as_it_is)

@@ -47,7 +47,11 @@ async def use(
         days=0,
         amount_paisa=query.amount_paisa,
     )
-    # Due at once: the reconciler's next round sends it.
+    charge_paisa = await gateway.charges.charge_paisa(
+        gateway.db, principal, service.slug, query.isp, order.amount_paisa
+    )
+    # Due at once: the reconciler's next round sends it, and settles it (charge and all)
+    # statement by statement.
     await records.open_payment(
         gateway.book,
         principal,
@@ -56,6 +60,7 @@ async def use(
         query.reference,
         None,
         first_check_ms=now_ms(),
+        charge_paisa=charge_paisa,
     )
     logs.bind(payment_id=order.payment_id, isp=query.isp)
     metrics.payment_answers(principal.env, service.slug, State.QUEUED).inc()
@@ -67,5 +72,6 @@ async def use(
             receipt="",
             amount_paisa=order.amount_paisa,
             available_paisa=available,
+            charge_paisa=charge_paisa,
         )
     )

@@ -1,21 +1,27 @@
 """The sandbox ISPs for TEST tokens: the catalog's subscribers, kept per merchant in the
 gateway's database, answering at once. Scenario users return the outcome their network
-fault would give (Unknown), so the whole Processing cycle runs without real timeouts."""
+fault would give (Unknown), so the whole Processing cycle runs without real timeouts.
+
+Its daily settlement report is every merchant's TEST payments of the ISP on that day: a
+real ISP reports every payment the gateway sent it, whichever merchant's it was."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import date
 
-from bhuktani.clock import now_ms
+from bhuktani.clock import DAY_MS, day_start_ms, now_ms
 from bhuktani.isps.base import (
+    Applied,
     Lookup,
     NotFound,
     Order,
     Paid,
     PayResult,
     Refused,
+    SettlementReport,
     StatusResult,
     Subscriber,
     Unknown,
@@ -248,3 +254,31 @@ class SandboxProvider:
         if int(row["visible_ms"]) > now_ms():
             return Unknown("the ISP is still processing the payment")
         return Paid(str(row["receipt"]))
+
+    async def settlement(self, isp: str, day: date) -> SettlementReport:
+        """The payments of the ISP the sandbox applied on the day (Nepal time), for every
+        merchant: a payment is applied when it is written (a slow one only shows later)."""
+        start_ms = day_start_ms(day)
+        rows = await self._db.read(
+            lambda tx: tx.fetch(
+                "SELECT payment_id, amount_paisa, receipt, created_ms FROM sandbox_payments"
+                " WHERE isp = $1 AND created_ms >= $2 AND created_ms < $3"
+                " ORDER BY created_ms, payment_id",
+                isp,
+                start_ms,
+                start_ms + DAY_MS,
+            )
+        )
+        return SettlementReport(
+            isp,
+            day,
+            tuple(
+                Applied(
+                    int(row["payment_id"]),
+                    int(row["amount_paisa"]),
+                    str(row["receipt"]),
+                    int(row["created_ms"]),
+                )
+                for row in rows
+            ),
+        )

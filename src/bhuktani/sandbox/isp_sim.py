@@ -30,7 +30,13 @@ status question about a payment the ISP never saw cannot tell whose it was, so i
 
 `/_sim/faults` shows (GET) and replaces (PUT) the settings, restarting the draws from the
 seed given; `/_sim/stats` counts the fates drawn since; `/_sim/applied` lists every payment
-the ISP applied, to compare with the gateway's books."""
+the ISP applied, to compare with the gateway's books.
+
+`/{group}/{isp}/settlements/{date}` is the ISP's daily report of what it applied (README,
+"The ISP protocol"), from the same store: each payment is dated when it was applied, by
+the simulator's clock (a test sets it to put payments on a day of its own). The report is
+the ISP's back office, not the payment path, so it draws no fault: a drill makes it
+unreachable by stopping the simulator."""
 
 from __future__ import annotations
 
@@ -44,9 +50,11 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from bhuktani.clock import DAY_MS, NEPAL, day_start_ms, now_ms
 from bhuktani.isps import codec
 from bhuktani.isps.base import Order, Subscriber, username_key
 from bhuktani.sandbox import catalog
@@ -74,6 +82,7 @@ MAX_PAYMENTS = 100_000
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _TARGET = re.compile(r"^/[\x21-\x7e]*$")
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 FAULT_REFUSAL = "Refused by the ISP (isp-sim fault)"
 # What a hostile fate appends to a receipt: a NUL, an ANSI escape, a bidi override.
@@ -115,6 +124,8 @@ class Record:
     receipt: str | None  # None when refused
     reason: str = ""
     field: str | None = None
+    # When the ISP decided it, by the simulator's clock: the day its report lists it on.
+    decided_ms: int = 0
 
 
 class BadRequest(Exception):
@@ -135,6 +146,7 @@ class IspSimulator:
         slow_delay_s: float = 10.0,
         max_payments: int = MAX_PAYMENTS,
         faults: Faults | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         if slow_delay_s < 0:
             raise ValueError("slow_delay_s must not be negative")
@@ -152,6 +164,8 @@ class IspSimulator:
         self.connections: set[asyncio.Task[Any]] = set()
         self.stopping = False
         self.plan = FaultPlan(faults or Faults())
+        # Milliseconds since the epoch; what the daily report dates each payment by.
+        self.clock = clock
 
     @property
     def faults(self) -> Faults:
@@ -192,6 +206,8 @@ class IspSimulator:
                 return self.pay(group, isp, _parse_order(isp, request.body))
             case "GET", [group, isp, "payments", payment_id] if catalog.known(group, isp):
                 return self._status(group, isp, _parse_id(payment_id))
+            case "GET", [group, isp, "settlements", day] if catalog.known(group, isp):
+                return self.settlement(group, isp, _parse_day(day))
         # Not {"status": "not_found"}: a wrong URL must not read as "no such subscriber".
         return Reply(404, {"error": "unknown_route"})
 
@@ -279,6 +295,41 @@ class IspSimulator:
         ]
         return Reply(200, {"payments": payments})
 
+    def settlement(self, group: str, isp: str, day: date) -> Reply:
+        """The ISP's daily report: the payments of this ISP applied on the day (Nepal
+        time), in the order they were applied."""
+        start_ms = day_start_ms(day)
+        applied = sorted(
+            (
+                r
+                for r in self._payments.values()
+                if r.group == group
+                and r.isp == isp
+                and r.receipt is not None
+                and start_ms <= r.decided_ms < start_ms + DAY_MS
+            ),
+            key=lambda r: (r.decided_ms, r.payment_id),
+        )
+        payments = [
+            {
+                "payment_id": r.payment_id,
+                "amount_paisa": r.amount_paisa,
+                "receipt": r.receipt,
+                "applied_at": applied_at(r.decided_ms),
+            }
+            for r in applied
+        ]
+        return Reply(
+            200,
+            {
+                "date": day.isoformat(),
+                "isp": isp,
+                "payments": payments,
+                "count": len(payments),
+                "total_paisa": sum(r.amount_paisa for r in applied),
+            },
+        )
+
     def _settle(
         self,
         group: str,
@@ -297,7 +348,7 @@ class IspSimulator:
             return existing
         if len(self._payments) >= self._max_payments:
             return None
-        record = self._outcome(group, isp, order, forced)
+        record = replace(self._outcome(group, isp, order, forced), decided_ms=self.clock())
         if hostile and record.receipt is not None:
             record = replace(record, receipt=record.receipt + HOSTILE_RECEIPT)
         self._payments[key] = record
@@ -365,6 +416,12 @@ def _refused_json(record: Record) -> dict[str, Any]:
     return {"status": "refused", "reason": record.reason, "field": record.field}
 
 
+def applied_at(at_ms: int) -> str:
+    """A time as the daily report writes it: ISO 8601 in Nepal time, to the millisecond."""
+    moment = datetime.fromtimestamp(at_ms // 1000, tz=NEPAL)
+    return moment.replace(microsecond=at_ms % 1000 * 1000).isoformat(timespec="milliseconds")
+
+
 def _segments(target: str) -> list[str]:
     path = target.split("?", 1)[0]
     try:
@@ -384,6 +441,15 @@ def _parse_id(text: str) -> int:
     if not _DIGITS.match(text):
         raise BadRequest(400, "payment_id must be a non-negative integer")
     return int(text)
+
+
+def _parse_day(text: str) -> date:
+    if _DAY.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise BadRequest(400, "the date must be a day, YYYY-MM-DD")
 
 
 def _parse_order(isp: str, body: bytes) -> Order:
@@ -607,10 +673,15 @@ async def start(
     slow_delay_s: float = 10.0,
     max_payments: int = MAX_PAYMENTS,
     faults: Faults | None = None,
+    clock: Callable[[], int] = now_ms,
 ) -> tuple[asyncio.Server, IspSimulator]:
     """A listening simulator; port 0 picks a free port (see server.sockets)."""
     sim = IspSimulator(
-        api_key=api_key, slow_delay_s=slow_delay_s, max_payments=max_payments, faults=faults
+        api_key=api_key,
+        slow_delay_s=slow_delay_s,
+        max_payments=max_payments,
+        faults=faults,
+        clock=clock,
     )
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -136,7 +136,7 @@ class Arrownet:
             "extra_data": {},
             "state": view.state,
             "id": view.payment_id,
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
         }
 

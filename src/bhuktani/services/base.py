@@ -46,6 +46,13 @@ class CommitView:
     receipt: str
     amount_paisa: int
     available_paisa: int
+    # The merchant's service charge on it (books/charges.py), taken with the amount.
+    charge_paisa: int = 0
+
+    @property
+    def consumed_paisa(self) -> int:
+        """What the payment took from the merchant's credits: the amount and its charge."""
+        return self.amount_paisa + self.charge_paisa
 
 
 @dataclass(frozen=True)

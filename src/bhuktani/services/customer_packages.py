@@ -9,10 +9,11 @@ request and examples."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bhuktani import money
+from bhuktani.clock import nepal_day, now_ms
 from bhuktani.domain import State
 from bhuktani.errors import CannotFulfil, field_error
 from bhuktani.isps.base import Duration, Package, Shown, Subscriber
@@ -46,8 +47,6 @@ NEW_CUSTOMER = "new_customer"
 CURRENT = "current"
 
 DAYS_PER_MONTH = 30
-# End dates are the subscriber's calendar day: Nepal's (UTC+05:45), not the server's.
-NEPAL_TIME = timedelta(hours=5, minutes=45)
 
 
 def offer(
@@ -161,7 +160,8 @@ def _due(subscriber: Subscriber) -> dict[str, str]:
 
 
 def _end_date(days_remaining: int) -> str:
-    today = (datetime.now(UTC) + NEPAL_TIME).date()
+    """The subscriber's calendar day: Nepal's, not the server's."""
+    today = nepal_day(now_ms())
     return (today + timedelta(days=days_remaining)).isoformat()
 
 
@@ -240,7 +240,7 @@ class CustomerPackagesGroup:
             "message": message_for(view.state),
             "extra_data": {},
             "detail": PAID_DETAIL if view.state == State.SUCCESS else PENDING_DETAIL,
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

@@ -272,7 +272,7 @@ class DishhomeUpdated:
                 "recharged_amount": amount,
                 "is_bonus_added": False,
             },
-            "credits_consumed": amount,
+            "credits_consumed": money.to_rupees_shown(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

@@ -139,7 +139,7 @@ class HashcnetV1:
             "message": message_for(view.state),
             "extra_data": {},
             "detail": PAID_DETAIL if view.state == State.SUCCESS else PENDING_DETAIL,
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

@@ -217,7 +217,7 @@ class HashcnetV2:
             "message": message_for(view.state),
             "extra_data": {},
             "detail": view.receipt,
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

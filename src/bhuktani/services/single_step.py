@@ -151,5 +151,5 @@ class SingleStepService:
             "credits_available": money.to_rupees(view.available_paisa),
             "message": QUEUED_MESSAGE,
             "state": view.state,
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
         }

@@ -538,7 +538,7 @@ class Subisu:
             # The ISP's receipt id (decision G6).
             "detail": view.receipt if view.state == State.SUCCESS else PENDING_DETAIL,
             # An int where whole, as documented (decision G7).
-            "credits_consumed": money.to_rupees_shown(view.amount_paisa),
+            "credits_consumed": money.to_rupees_shown(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

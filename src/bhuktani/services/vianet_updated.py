@@ -214,7 +214,7 @@ class VianetUpdated:
             "message": message_for(view.state),
             "extra_data": {},
             "detail": {"message": PAID_MESSAGE if paid else PENDING_MESSAGE},
-            "credits_consumed": money.to_rupees(view.amount_paisa),
+            "credits_consumed": money.to_rupees(view.consumed_paisa),
             "credits_available": money.to_rupees(view.available_paisa),
             "id": view.payment_id,
         }

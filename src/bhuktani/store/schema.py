@@ -96,6 +96,9 @@ transfers = Table(
     CheckConstraint("amount_paisa > 0", name="transfer_amount_positive"),
     CheckConstraint("kind IN ('single', 'pending', 'post', 'void')", name="transfer_kind"),
     Index("transfers_payment", "payment_id"),
+    # A merchant's entries by time, for its statements and its balance on a past day.
+    Index("transfers_debit_time", "debit_account_id", "created_ms"),
+    Index("transfers_credit_time", "credit_account_id", "created_ms"),
 )
 
 sessions = Table(
@@ -147,12 +150,17 @@ payments = Table(
     # Reconciler rounds in a row that could not finish the payment (an unreadable answer,
     # a failed write): kept here so that every worker, and a restarted one, counts on.
     Column("failed_rounds", Integer, nullable=False, server_default="0"),
+    # The merchant's service charge on this payment, held with amount_paisa in one hold
+    # and moved to the fees account when the payment posts (ledger/accounts.py).
+    Column("charge_paisa", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "env", "reference", name="payments_reference"),
     CheckConstraint(
         "state IN ('Queued', 'Processing', 'Success', 'Failed')",
         name="payment_state",
     ),
     Index("payments_due", "state", "next_check_ms"),
+    # A merchant's payments newest first, walked by keyset (GET /api/transactions/).
+    Index("payments_merchant_time", "merchant_id", "env", "created_ms", "id"),
 )
 
 # The simulated ISPs of the sandbox keep their subscribers and what they applied here,
@@ -191,7 +199,10 @@ callbacks = Table(
     Column("event_id", String(36), nullable=False, unique=True),
     Column("merchant_id", BigInteger, nullable=False),
     Column("env", String(4), nullable=False),
-    Column("payment_id", BigInteger, nullable=False),
+    # The payment a DLR is about; NULL for an event about no payment (balance.low).
+    Column("payment_id", BigInteger),
+    # What the callback tells: "payment" (a DLR), "dispute.resolved", "balance.low".
+    Column("event_type", String(32), nullable=False, server_default="payment"),
     Column("url", String(2000), nullable=False),
     Column("payload_json", Text, nullable=False),
     Column("status", String(16), nullable=False, server_default="pending"),
@@ -269,4 +280,129 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("granted", Integer, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+
+# Every operator action (merchants, tokens, credits, charges, disputes, resolve, refund):
+# who did what, to whom, when, with what. Appended, never changed.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("operator", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("merchant_id", BigInteger),
+    Column("env", String(4)),
+    Column("subject", String(100)),
+    Column("details_json", Text, nullable=False, server_default="{}"),
+    Index("audit_log_time", "at_ms"),
+    Index("audit_log_merchant", "merchant_id", "at_ms"),
+)
+
+# A merchant's request for credits (POST /api/public/creditrequest/), until an operator
+# approves it (a load) or rejects it.
+credit_requests = Table(
+    "credit_requests",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("amount_paisa", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("decided_ms", BigInteger),
+    Column("decided_by", String(100)),
+    Column("note", String(500)),
+    Column("transfer_id", BigInteger),
+    CheckConstraint("amount_paisa > 0", name="credit_request_amount"),
+    CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="credit_request_status"),
+    Index("credit_requests_status", "status", "created_ms"),
+    Index("credit_requests_merchant", "merchant_id", "created_ms"),
+)
+
+
+# A merchant's service charge on a service (a group's slug, or one ISP's slug, which wins
+# over its group's): flat, or a percentage of the amount within an optional min and max.
+service_charges = Table(
+    "service_charges",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("env", String(4), primary_key=True),
+    Column("service", String(64), primary_key=True),
+    Column("flat_paisa", BigInteger),
+    # Hundredths of a percent: 1.5 % is 150.
+    Column("percent_bp", Integer),
+    Column("min_paisa", BigInteger),
+    Column("max_paisa", BigInteger),
+    Column("updated_ms", BigInteger, nullable=False),
+    CheckConstraint("(flat_paisa IS NULL) <> (percent_bp IS NULL)", name="charge_one_kind"),
+    CheckConstraint("flat_paisa IS NULL OR flat_paisa >= 0", name="charge_flat_not_negative"),
+    CheckConstraint("percent_bp IS NULL OR percent_bp >= 0", name="charge_percent_not_negative"),
+)
+
+# A merchant's dispute of a payment, until an operator refunds it or rejects it.
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("env", String(4), nullable=False),
+    Column("payment_id", BigInteger, nullable=False),
+    Column("reference", String(50), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("resolved_ms", BigInteger),
+    Column("resolved_by", String(100)),
+    Column("note", String(500)),
+    Column("refund_paisa", BigInteger),
+    Column("refund_transfer_id", BigInteger),
+    CheckConstraint("status IN ('open', 'refunded', 'rejected')", name="dispute_status"),
+    Index("disputes_merchant", "merchant_id", "env", "created_ms"),
+    Index("disputes_status", "status", "created_ms"),
+    Index("disputes_payment", "payment_id"),
+)
+
+# A merchant's low-balance threshold per environment, and whether balance.low was sent
+# for the current dip (sent again only after the balance has gone back above it).
+balance_alerts = Table(
+    "balance_alerts",
+    metadata,
+    Column("merchant_id", BigInteger, primary_key=True),
+    Column("env", String(4), primary_key=True),
+    Column("below_paisa", BigInteger, nullable=False),
+    Column("alerted", Boolean, nullable=False, server_default=false()),
+    Column("updated_ms", BigInteger, nullable=False),
+    CheckConstraint("below_paisa > 0", name="balance_alert_positive"),
+)
+
+# A merchant account's available credits at the end of a past day (Nepal time): a
+# statement's opening and credits/bydate read the nearest one instead of all history.
+# Written once the day is over; transfers are append-only, so it never changes.
+balance_closings = Table(
+    "balance_closings",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("available_paisa", BigInteger, nullable=False),
+    Column("computed_ms", BigInteger, nullable=False),
+)
+
+# Each comparison of an ISP's daily settlement report with our Success set.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("env", String(4), nullable=False),
+    Column("isp", String(64), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("ran_ms", BigInteger, nullable=False),
+    Column("matched_count", Integer, nullable=False),
+    Column("matched_paisa", BigInteger, nullable=False),
+    Column("ours_only", Integer, nullable=False),
+    Column("theirs_only", Integer, nullable=False),
+    Column("amount_mismatches", Integer, nullable=False),
+    Column("report_json", Text, nullable=False),
+    Index("settlements_isp_day", "isp", "day"),
 )
