@@ -73,7 +73,7 @@ class BenchError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    scenario: str  # details | commit | slow-isp
+    scenario: str  # details | commit | commit-charged | slow-isp
     label: str
     db: str  # sqlite | postgres
     workers: int
@@ -116,13 +116,15 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
                     cases.append(
                         Case("details", "HashCNet V2 details", db, workers, args.connections)
                     )
-                elif scenario == "commit":
+                elif scenario in ("commit", "commit-charged"):
                     for merchants in args.merchants:
                         label = "Arrownet commit, " + (
                             "1 merchant" if merchants == 1 else f"{merchants} merchants"
                         )
+                        if scenario == "commit-charged":
+                            label += ", service charge"
                         cases.append(
-                            Case("commit", label, db, workers, args.connections, merchants)
+                            Case(scenario, label, db, workers, args.connections, merchants)
                         )
                 elif scenario == "slow-isp":
                     for latency in args.latencies:
@@ -458,7 +460,12 @@ def run_checked(cmd: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
-def make_merchants(env: dict[str, str], count: int, live: bool) -> list[str]:
+# The charge of the commit-charged scenario: a percentage with a floor, the most work a
+# charge can ask of a commit (ISP-over-group look-up, rounding, clamping).
+BENCH_CHARGE = ("--percent", "1.5", "--min", "5")
+
+
+def make_merchants(env: dict[str, str], count: int, live: bool, charged: bool = False) -> list[str]:
     def one(i: int) -> str:
         out = run_checked(
             bhuktani(
@@ -486,6 +493,15 @@ def make_merchants(env: dict[str, str], count: int, live: bool) -> list[str]:
             env,
             "bhuktani merchant set-rate-limit",
         )  # fmt: skip
+        if charged:
+            run_checked(
+                bhuktani(
+                    "charges", "set", str(created["merchant_id"]), "arrownet", *BENCH_CHARGE,
+                    "--env", "live" if live else "test",
+                ),
+                env,
+                "bhuktani charges set",
+            )  # fmt: skip
         return str(created["live_token" if live else "test_token"])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -658,7 +674,9 @@ def one_run(env_: Env, case: Case, variant: str, round_no: int) -> dict[str, Any
                 env["BHUKTANI_ISPS__ARROWNET__API_KEY"] = ISP_KEY
                 env["BHUKTANI_ISP_TIMEOUT_S"] = f"{args.isp_timeout:g}"
             run_checked(bhuktani("migrate"), env, "bhuktani migrate")
-            tokens = make_merchants(env, case.merchants, case.live)
+            tokens = make_merchants(
+                env, case.merchants, case.live, charged=case.scenario == "commit-charged"
+            )
             cmd = bhuktani(
                 "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(case.workers)
             )
@@ -1024,7 +1042,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--warmup", type=float, help="seconds of load before each run (default 2; quick 1)"
     )
-    p.add_argument("--scenarios", help="comma list of details,commit,slow-isp")
+    p.add_argument("--scenarios", help="comma list of details,commit,commit-charged,slow-isp")
     p.add_argument("--dbs", help="comma list of sqlite,postgres")
     p.add_argument("--workers", help="comma list of --workers values (default 1,2)")
     p.add_argument("--merchants", help="commit: comma list of merchant counts (default 1,16)")
@@ -1112,14 +1130,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.slow_duration = args.slow_duration or (10.0 if q else 30.0)
     args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (10.0 if q else 120.0)
     args.scenarios = (
-        args.scenarios or ("details,commit" if q else "details,commit,slow-isp")
+        args.scenarios or ("details,commit" if q else "details,commit,commit-charged,slow-isp")
     ).split(",")
     args.dbs = (args.dbs or "sqlite,postgres").split(",")
     args.workers = [int(w) for w in (args.workers or ("1" if q else "1,2")).split(",")]
     args.merchants = [int(m) for m in (args.merchants or ("1" if q else "1,16")).split(",")]
     args.latencies = sorted((float(x) for x in args.latencies.split(",")), reverse=True)
     for s in args.scenarios:
-        if s not in ("details", "commit", "slow-isp"):
+        if s not in ("details", "commit", "commit-charged", "slow-isp"):
             p.error(f"unknown scenario {s!r}")
     for d in args.dbs:
         if d not in ("sqlite", "postgres"):
