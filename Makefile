@@ -63,6 +63,8 @@ soak: dev
 
 # The benchmark against a ceiling (bench/README.md): about an hour; BENCH_QUICK=1 for a
 # two-minute pass; more options through BENCH_ARGS (see .venv/bin/python bench/run.py -h).
+# Then the books over a long history (bench/books.py; options through BOOKS_ARGS).
 .PHONY: bench
 bench: install
 	$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+	$(BIN)/python bench/books.py $(if $(BENCH_QUICK),--quick) $(BOOKS_ARGS)
