@@ -60,6 +60,13 @@ class PostgresTx:
         return _rowcount(status)
 
 
+# No parallel workers for our statements: each reads a few rows by an index, and asyncpg's
+# prepared statements run PostgreSQL's generic plan after five, which cannot see how few a
+# range of times holds. Over 2,000,000 transfers the generic plan of a statement's day
+# (20 rows) started two parallel workers: 9.1 ms where the custom plan took 0.2 ms.
+SERVER_SETTINGS = {"max_parallel_workers_per_gather": "0"}
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     whole_transactions = False
@@ -76,7 +83,11 @@ class PostgresDatabase:
     @classmethod
     async def connect(cls, url: str, *, max_size: int, min_size: int = 2) -> PostgresDatabase:
         pool = await asyncpg.create_pool(
-            url, min_size=min(min_size, max_size), max_size=max_size, reset=_keep_session
+            url,
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            reset=_keep_session,
+            server_settings=SERVER_SETTINGS,
         )
         assert pool is not None
         return cls(pool)
