@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from bhuktani.callbacks import signing, urls
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env
-from bhuktani.store import Database, Tx
+from bhuktani.store import Tx
 
 
 @dataclass(frozen=True)
@@ -69,36 +69,36 @@ async def read(tx: Tx, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str],
     return found
 
 
-async def set_url(db: Database, merchant_id: int, env: Env, url: str | None) -> bool:
+async def set_url(tx: Tx, merchant_id: int, env: Env, url: str | None) -> bool:
+    """In the caller's transaction (the operator's action and its audit entry commit
+    together). False: the merchant has no endpoint for this environment."""
     if url is not None:
         urls.check_syntax(url)
-    changed = await db.run(
-        lambda tx: tx.execute(
-            "UPDATE webhook_endpoints SET url = $3, updated_ms = $4"
-            " WHERE merchant_id = $1 AND env = $2",
-            merchant_id,
-            env.value,
-            url,
-            now_ms(),
-        )
+    changed = await tx.execute(
+        "UPDATE webhook_endpoints SET url = $3, updated_ms = $4"
+        " WHERE merchant_id = $1 AND env = $2",
+        merchant_id,
+        env.value,
+        url,
+        now_ms(),
     )
     return changed == 1
 
 
-async def rotate(db: Database, merchant_id: int, env: Env) -> str | None:
-    """A new secret, in force from the next callback on; the one it replaces keeps signing
-    beside it for signing.ROTATION_OVERLAP_MS (a secret it had replaced stops now)."""
+async def rotate(tx: Tx, merchant_id: int, env: Env) -> tuple[str, int] | None:
+    """A new secret, in force from the next callback on, and when the one it replaces
+    stops signing beside it (signing.ROTATION_OVERLAP_MS from now; a secret it had
+    replaced stops now). In the caller's transaction; None: no endpoint."""
     secret = signing.new_secret()
     now = now_ms()
-    changed = await db.run(
-        lambda tx: tx.execute(
-            "UPDATE webhook_endpoints SET previous_secret = secret, previous_until_ms = $4,"
-            " secret = $3, updated_ms = $5 WHERE merchant_id = $1 AND env = $2",
-            merchant_id,
-            env.value,
-            secret,
-            now + signing.ROTATION_OVERLAP_MS,
-            now,
-        )
+    previous_until_ms = now + signing.ROTATION_OVERLAP_MS
+    changed = await tx.execute(
+        "UPDATE webhook_endpoints SET previous_secret = secret, previous_until_ms = $4,"
+        " secret = $3, updated_ms = $5 WHERE merchant_id = $1 AND env = $2",
+        merchant_id,
+        env.value,
+        secret,
+        previous_until_ms,
+        now,
     )
-    return secret if changed == 1 else None
+    return (secret, previous_until_ms) if changed == 1 else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bhuktani import audit
-from bhuktani.callbacks import endpoints, signing, urls
+from bhuktani.callbacks import endpoints
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env
 from bhuktani.errors import (
@@ -125,22 +125,12 @@ async def rotate_callback_secret(
     previous one signs beside it for a day (callbacks.signing.ROTATION_OVERLAP_MS). The
     audit entry says when the previous one stops, never either secret."""
     who = audit.operator_of(operator)
-    secret = signing.new_secret()
 
     async def body(tx: Tx) -> str | None:
-        now = now_ms()
-        previous_until_ms = now + signing.ROTATION_OVERLAP_MS
-        changed = await tx.execute(
-            "UPDATE webhook_endpoints SET previous_secret = secret, previous_until_ms = $4,"
-            " secret = $3, updated_ms = $5 WHERE merchant_id = $1 AND env = $2",
-            merchant_id,
-            env.value,
-            secret,
-            previous_until_ms,
-            now,
-        )
-        if changed != 1:
+        rotated = await endpoints.rotate(tx, merchant_id, env)
+        if rotated is None:
             return None
+        secret, previous_until_ms = rotated
         await audit.record(
             tx,
             operator=who,
@@ -160,19 +150,10 @@ async def set_callback_url(
     """Where one environment's callbacks go from the next attempt on; None stops queuing
     new ones (those queued wait for a URL: callbacks/outbox.py)."""
     who = audit.operator_of(operator)
-    if url is not None:
-        urls.check_syntax(url)
 
     async def body(tx: Tx) -> bool:
-        changed = await tx.execute(
-            "UPDATE webhook_endpoints SET url = $3, updated_ms = $4"
-            " WHERE merchant_id = $1 AND env = $2",
-            merchant_id,
-            env.value,
-            url,
-            now_ms(),
-        )
-        if changed != 1:
+        # A malformed URL is refused here (UnsafeUrl) and the transaction writes nothing.
+        if not await endpoints.set_url(tx, merchant_id, env, url):
             return False
         await audit.record(
             tx,
