@@ -22,6 +22,7 @@ from bhuktani.books.statements import parse_day
 from bhuktani.clock import day_end_ms, day_start_ms, nepal_time
 from bhuktani.domain import State
 from bhuktani.errors import field_error
+from bhuktani.ledger import accounts as ledger
 from bhuktani.payments import lookup, policy
 from bhuktani.runtime import Gateway
 from bhuktani.services import registry
@@ -173,21 +174,15 @@ def page_query(merchant_id: int, env: str, filters: Filters) -> tuple[str, list[
 
 
 async def _refunds(tx: Tx, payment_ids: Sequence[int]) -> dict[int, list[Row]]:
-    """Each payment's refunds, as the status look-up counts them: single transfers from
-    the hold's credit account back to its debit account (the service charge's moves to
-    and from the fees account are not refunds of the amount)."""
+    """Each payment's refunds, as the status look-up counts them (ledger.refunds_of)."""
     found: dict[int, list[Row]] = {payment_id: [] for payment_id in payment_ids}
     for start in range(0, len(payment_ids), REFUND_CHUNK):
         chunk = list(payment_ids[start : start + REFUND_CHUNK])
         chunk += [chunk[0]] * (REFUND_CHUNK - len(chunk))
         placeholders = ", ".join(f"${n}" for n in range(1, REFUND_CHUNK + 1))
         rows = await tx.fetch(
-            "SELECT r.payment_id, r.amount_paisa, r.note, r.created_ms FROM transfers r"
-            " JOIN payments p ON p.id = r.payment_id"
-            " JOIN transfers h ON h.id = p.hold_transfer_id"
-            f" WHERE r.payment_id IN ({placeholders}) AND r.kind = 'single'"
-            " AND r.debit_account_id = h.credit_account_id"
-            " AND r.credit_account_id = h.debit_account_id ORDER BY r.id",
+            "SELECT t.payment_id, t.amount_paisa, t.note, t.created_ms"
+            f" {ledger.refunds_of(f'IN ({placeholders})')} ORDER BY t.id",
             *chunk,
         )
         for row in rows:

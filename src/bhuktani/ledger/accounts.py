@@ -70,15 +70,21 @@ async def fees_account(tx: Tx, env: str, payment_id: int) -> int:
     return await ensure_account(tx, FEES_KIND, env, fees_code(payment_id))
 
 
-# A payment's refunds, to read after "SELECT t.<columns>" with the payment id as $1: the
-# posted-at-once transfers naming it that run from its hold's credit account (the ISP's)
-# back to its debit account (the merchant's). Its service charge's moves (ISP to fees,
-# fees back to the merchant) name it too, and are not refunds of its amount.
-REFUNDS_OF_PAYMENT = (
-    "FROM transfers t JOIN transfers h ON h.payment_id = t.payment_id AND h.kind = 'pending'"
-    " WHERE t.payment_id = $1 AND t.kind = 'single'"
-    " AND t.debit_account_id = h.credit_account_id AND t.credit_account_id = h.debit_account_id"
-)
+def refunds_of(payments: str) -> str:
+    """The refunds of the payments `payments` names (a condition on their id: "= $1",
+    "IN ($1, $2)"), to read after "SELECT t.<columns>": the posted-at-once transfers
+    naming a payment that run from its hold's credit account (the ISP's) back to its debit
+    account (the merchant's). Its service charge's moves (ISP to fees, fees back to the
+    merchant) name it too, and are not refunds of its amount."""
+    return (
+        "FROM transfers t JOIN transfers h ON h.payment_id = t.payment_id AND h.kind = 'pending'"
+        f" WHERE t.payment_id {payments} AND t.kind = 'single'"
+        " AND t.debit_account_id = h.credit_account_id AND t.credit_account_id = h.debit_account_id"
+    )
+
+
+# One payment's refunds, its id as $1.
+REFUNDS_OF_PAYMENT = refunds_of("= $1")
 
 
 @dataclass(frozen=True)
