@@ -318,19 +318,40 @@ class _Hold(NamedTuple):
     payment_id: int | None
 
 
-async def _close(tx: Tx, kind: str, pending_id: int) -> _Hold:
+# A close: the post or void ($2) of pending transfer $1, stamped $3, copying its accounts
+# and amount; a fee's transfer (ISP to fees account $4, the charge $5, note $6) after it.
+_CLOSE = (
+    "INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,"
+    " pending_id, payment_id, note, created_ms)"
+    " SELECT CAST($2 AS TEXT), debit_account_id, credit_account_id, amount_paisa, id,"
+    " payment_id, NULL, CAST($3 AS BIGINT) FROM transfers WHERE id = $1 AND kind = 'pending'"
+)
+_AND_FEE = (
+    " UNION ALL SELECT 'single', credit_account_id, CAST($4 AS BIGINT), CAST($5 AS BIGINT),"
+    " NULL, payment_id, CAST($6 AS TEXT), CAST($3 AS BIGINT)"
+    " FROM transfers WHERE id = $1 AND kind = 'pending'"
+)
+_CLOSED = " RETURNING id, debit_account_id, credit_account_id, amount_paisa, payment_id, pending_id"
+
+
+async def _close(tx: Tx, kind: str, pending_id: int, fee: Fee | None = None) -> _Hold:
     """Write the post or void of a pending transfer, copying its accounts and amount in
-    the same statement. The unique pending_id makes a second close fail."""
-    row = await tx.fetchrow(
-        "INSERT INTO transfers (kind, debit_account_id, credit_account_id, amount_paisa,"
-        " pending_id, payment_id, created_ms)"
-        " SELECT CAST($2 AS TEXT), debit_account_id, credit_account_id, amount_paisa, id,"
-        " payment_id, CAST($3 AS BIGINT) FROM transfers WHERE id = $1 AND kind = 'pending'"
-        " RETURNING id, debit_account_id, credit_account_id, amount_paisa, payment_id",
-        pending_id,
-        kind,
-        now_ms(),
-    )
+    the same statement. The unique pending_id makes a second close fail. A fee's
+    transfer (ISP to fees, FEE_NOTE) is written by the same statement."""
+    if fee is None:
+        row = await tx.fetchrow(_CLOSE + _CLOSED, pending_id, kind, now_ms())
+    else:
+        rows = await tx.fetch(
+            _CLOSE + _AND_FEE + _CLOSED,
+            pending_id,
+            kind,
+            now_ms(),
+            fee.account_id,
+            fee.charge_paisa,
+            FEE_NOTE,
+        )
+        assert len(rows) in (0, 2), rows
+        row = next((r for r in rows if r["pending_id"] is not None), None)
     assert row is not None, f"no pending transfer {pending_id}"
     return _Hold(
         int(row["id"]),
@@ -341,13 +362,15 @@ async def _close(tx: Tx, kind: str, pending_id: int) -> _Hold:
     )
 
 
-async def post(tx: Tx, pending_id: int, fee: Fee | None = None) -> Closed:
+async def post(
+    tx: Tx, pending_id: int, fee: Fee | None = None, *, one_writer: bool = False
+) -> Closed:
     """Capture a hold. With a fee (a charged payment, whose hold is its amount and its
     charge), the charge goes on from the hold's credit account (the ISP's) to the fees
     account, as a transfer of its own, before the merchant's row is touched: the ISP's
     row, the fees row, the merchant's, in that order, as a refund takes them."""
     transfer_id, debit_id, credit_id, amount_paisa, payment_id = await _close(
-        tx, "post", pending_id
+        tx, "post", pending_id, fee
     )
     if fee is None:
         available = await _move(
@@ -362,18 +385,21 @@ async def post(tx: Tx, pending_id: int, fee: Fee | None = None) -> Closed:
         return Closed(transfer_id, available)
     assert fee.charge_paisa < amount_paisa, (pending_id, fee)
     assert payment_id is not None, pending_id
-    await _insert_transfer(
-        tx,
-        "single",
-        credit_id,
-        fee.account_id,
-        fee.charge_paisa,
-        payment_id=payment_id,
-        note=FEE_NOTE,
-    )
     # The ISP's row written once: the hold in, the charge out.
-    await _credit(tx, credit_id, amount_paisa - fee.charge_paisa)
-    await _credit(tx, fee.account_id, fee.charge_paisa)
+    if one_writer:
+        # No row locks to take in order: both rows in one statement.
+        changed = await tx.execute(
+            "UPDATE accounts SET balance_paisa = balance_paisa"
+            " + CASE WHEN id = $1 THEN $2 ELSE $4 END WHERE id IN ($1, $3)",
+            credit_id,
+            amount_paisa - fee.charge_paisa,
+            fee.account_id,
+            fee.charge_paisa,
+        )
+        assert changed == 2, (credit_id, fee)
+    else:
+        await _credit(tx, credit_id, amount_paisa - fee.charge_paisa)
+        await _credit(tx, fee.account_id, fee.charge_paisa)
     available = await _debit(tx, debit_id, amount_paisa, release=True, consumed_paisa=amount_paisa)
     return Closed(transfer_id, available)
 

@@ -291,7 +291,9 @@ class StatementBook:
             if charge_paisa:
                 fees_id = await accounts.fees_account(tx, str(row["env"]), payment_id)
                 fee = accounts.Fee(fees_id, charge_paisa)
-            closed = await accounts.post(tx, int(hold_id), fee)
+            closed = await accounts.post(
+                tx, int(hold_id), fee, one_writer=self.db.whole_transactions
+            )
         else:
             closed = await accounts.void(tx, int(hold_id))
         return Finalized(row, closed.available_paisa, closed.transfer_id)
