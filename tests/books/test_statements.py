@@ -426,6 +426,9 @@ async def test_a_read_starts_from_the_nearest_closing_before_its_day(
     later = await statements.statement(db, found.merchant_id, "test", day)
     assert later.opening_paisa == 7_00
     assert later.closing_paisa == 7_00 + 1385_00 - 1000_00
+    # A day after a day not closed yet: from the closing, across the day between.
+    next_day = await statements.statement(db, found.merchant_id, "test", day + timedelta(days=1))
+    assert next_day.opening_paisa == next_day.closing_paisa == later.closing_paisa
     # Days before it are still read from the transfers.
     assert await statements.credits_on(db, found.merchant_id, "test", day - timedelta(days=2)) == 0
 

@@ -97,24 +97,33 @@ async def change_paisa(tx: Tx, account_id: int, from_ms: int, to_ms: int) -> int
     return int(row["credited"]) - int(row["debited"])
 
 
-async def _available_at(tx: Tx, account_id: int, day: date, *, its_end: bool) -> int:
-    """The available credits at the start or the end of `day`: the nearest closing before
-    that instant, plus the transfers stamped after that closing and before the instant."""
-    row = await tx.fetchrow(
+# The nearest closing before a day (its_end: up to the day itself), $1 the account, $2 the day.
+def _closing_before(its_end: bool) -> str:
+    return (
         "SELECT day, available_paisa FROM balance_closings WHERE account_id = $1"
-        f" AND day {'<=' if its_end else '<'} $2 ORDER BY day DESC LIMIT 1",
-        account_id,
-        day.isoformat(),
+        f" AND day {'<=' if its_end else '<'} $2 ORDER BY day DESC LIMIT 1"
     )
-    if row is None:
+
+
+async def _available_from(tx: Tx, account_id: int, closing: Row | None, until_ms: int) -> int:
+    """The available credits at until_ms: the closing (None: before every transfer) plus
+    the transfers stamped after it and before until_ms."""
+    if closing is None:
         base_paisa, from_ms = 0, BEGINNING_MS
     else:
-        base_paisa = int(row["available_paisa"])
-        from_ms = day_end_ms(date.fromisoformat(str(row["day"])))
-    until_ms = day_end_ms(day) if its_end else day_start_ms(day)
+        base_paisa = int(closing["available_paisa"])
+        from_ms = day_end_ms(date.fromisoformat(str(closing["day"])))
     if from_ms >= until_ms:
         return base_paisa
     return base_paisa + await change_paisa(tx, account_id, from_ms, until_ms)
+
+
+async def _available_at(tx: Tx, account_id: int, day: date, *, its_end: bool) -> int:
+    """The available credits at the start or the end of `day`: the nearest closing before
+    that instant, plus the transfers stamped after that closing and before the instant."""
+    closing = await tx.fetchrow(_closing_before(its_end), account_id, day.isoformat())
+    until_ms = day_end_ms(day) if its_end else day_start_ms(day)
+    return await _available_from(tx, account_id, closing, until_ms)
 
 
 async def closing_paisa(tx: Tx, account_id: int, day: date) -> int:
@@ -182,27 +191,41 @@ _CREDITED_BY = {
 }
 
 
-async def _day_transfers(tx: Tx, account_id: int, day: date) -> list[tuple[int, int, Row, str]]:
-    """The day's transfers on each side of the account, as (created_ms, id, row, side),
-    oldest first. Posts are left out: they change nothing available."""
+async def _day_transfers(
+    tx: Tx, account_id: int, day: date
+) -> tuple[Row | None, list[tuple[int, int, Row, str]]]:
+    """The nearest closing before the day, and the day's transfers on each side of the
+    account as (created_ms, id, row, side), oldest first. Posts are left out: they change
+    nothing available."""
     start_ms, end_ms = day_start_ms(day), day_end_ms(day)
-    # One statement, each side along its own time index: one round trip, not two.
+    # One statement, one round trip: each side along its own time index, and the closing
+    # the opening starts from as a row of its own (side 'closing').
     rows = await tx.fetch(
-        f"SELECT {_ENTRY_COLUMNS}, NULL AS source, 'debit' AS side FROM transfers t"
+        f"WITH closing AS ({_closing_before(its_end=False)})"
+        f" SELECT {_ENTRY_COLUMNS}, NULL AS source, 'debit' AS side, NULL AS day FROM transfers t"
         " LEFT JOIN payments p ON p.id = t.payment_id"
-        " WHERE t.debit_account_id = $1 AND t.created_ms >= $2 AND t.created_ms < $3"
+        " WHERE t.debit_account_id = $1 AND t.created_ms >= $3 AND t.created_ms < $4"
         " AND t.kind <> 'post'"
-        f" UNION ALL SELECT {_ENTRY_COLUMNS}, a.kind AS source, 'credit' AS side"
+        f" UNION ALL SELECT {_ENTRY_COLUMNS}, a.kind AS source, 'credit' AS side, NULL AS day"
         " FROM transfers t JOIN accounts a ON a.id = t.debit_account_id"
         " LEFT JOIN payments p ON p.id = t.payment_id"
-        " WHERE t.credit_account_id = $1 AND t.created_ms >= $2 AND t.created_ms < $3",
+        " WHERE t.credit_account_id = $1 AND t.created_ms >= $3 AND t.created_ms < $4"
+        " UNION ALL SELECT NULL, NULL, available_paisa, NULL, NULL, NULL, NULL, 0, NULL,"
+        " 'closing', day FROM closing",
         account_id,
+        day.isoformat(),
         start_ms,
         end_ms,
     )
-    found = [(int(r["created_ms"]), int(r["id"]), r, str(r["side"])) for r in rows]
+    closing = None
+    found = []
+    for r in rows:
+        if r["side"] == "closing":
+            closing = {"day": r["day"], "available_paisa": r["amount_paisa"]}
+        else:
+            found.append((int(r["created_ms"]), int(r["id"]), r, str(r["side"])))
     found.sort(key=lambda item: (item[0], item[1]))
-    return found
+    return closing, found
 
 
 def _entry(row: Row, side: str, balance_paisa: int) -> Entry:
@@ -245,10 +268,11 @@ async def statement(db: Database, merchant_id: int, env: str, day: date) -> Stat
         account_id = await merchant_account_id(tx, merchant_id, env)
         if account_id is None:
             return Statement(merchant_id, env, day, 0, 0, 0, 0, 0, 0, ())
-        opening = await opening_paisa(tx, account_id, day)
+        closing, transfers = await _day_transfers(tx, account_id, day)
+        opening = await _available_from(tx, account_id, closing, day_start_ms(day))
         entries: list[Entry] = []
         balance_paisa = opening
-        for _, _, row, side in await _day_transfers(tx, account_id, day):
+        for _, _, row, side in transfers:
             entry = _entry(row, side, balance_paisa)
             entries.append(entry)
             balance_paisa = entry.balance_paisa
