@@ -60,11 +60,16 @@ class PostgresTx:
         return _rowcount(status)
 
 
-# No parallel workers for our statements: each reads a few rows by an index, and asyncpg's
-# prepared statements run PostgreSQL's generic plan after five, which cannot see how few a
-# range of times holds. Over 2,000,000 transfers the generic plan of a statement's day
-# (20 rows) started two parallel workers: 9.1 ms where the custom plan took 0.2 ms.
-SERVER_SETTINGS = {"max_parallel_workers_per_gather": "0"}
+# Generic plans, without parallel workers. Left to choose, PostgreSQL re-plans a read of a
+# range of times at every execution (its generic plan's guess for the range looks dear):
+# ~0.45 ms of planning for a statement's day that runs in 0.1 ms. A generic plan cannot see
+# how few rows the range holds, and once started two parallel workers for a 20-row day
+# (9.1 ms against 0.25 ms); without them each statement of ours reads its few rows by an
+# index, whatever the parameters. docs/DESIGN.md, "PostgreSQL plans".
+SERVER_SETTINGS = {
+    "max_parallel_workers_per_gather": "0",
+    "plan_cache_mode": "force_generic_plan",
+}
 
 
 class PostgresDatabase:
