@@ -158,6 +158,8 @@ class Server:
     base_url: str
     log_path: Path
     process: subprocess.Popen[bytes]
+    # The database it serves, for a test's CLI commands against it.
+    db_url: str = ""
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -192,7 +194,7 @@ def running_server(
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, process)
-        yield Server(base_url, log_path, process)
+        yield Server(base_url, log_path, process, db_url)
     finally:
         process.terminate()
         try:

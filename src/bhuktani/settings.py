@@ -149,6 +149,15 @@ class Settings(BaseSettings):
     # ISP system (bhuktani settle); mismatches are raised to the operator.
     settle_at_npt: str = Field(default="06:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
+    # The dashboard and the operator console (web/): a signed-in browser stays signed in
+    # this long; an email address that fails to sign in web_login_max_failures times
+    # within web_login_window_s is refused until the window ends, and so is a client
+    # address after web_login_max_failures_per_client (many people may share one).
+    web_session_s: int = Field(default=8 * 3600, gt=0)
+    web_login_max_failures: int = Field(default=5, gt=0)
+    web_login_max_failures_per_client: int = Field(default=50, gt=0)
+    web_login_window_s: int = Field(default=15 * 60, gt=0)
+
     # The in-process sandbox (TEST tokens).
     sandbox_slow_delay_s: float = 10.0
     sandbox_settle_window_s: float = 5.0

@@ -37,6 +37,7 @@ from bhuktani.services import registry
 from bhuktani.services.base import ServiceGroup
 from bhuktani.services.single_step import SingleStepService
 from bhuktani.settings import Settings, get_settings
+from bhuktani.web import app as web
 
 log = structlog.get_logger()
 
@@ -260,6 +261,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
+    web.install(app)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
     app.router.routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     return app

@@ -13,7 +13,7 @@ from bhuktani.cli.charges import charges_app
 from bhuktani.cli.credits import credits_app
 from bhuktani.cli.disputes import disputes_app
 from bhuktani.cli.isp_sim import isp_sim_command
-from bhuktani.cli.merchants import merchant_app, token_app
+from bhuktani.cli.merchants import merchant_app, operator_app, token_app
 from bhuktani.cli.payments import payment_app
 from bhuktani.cli.settle import settle_command
 from bhuktani.cli.statements import statement_command
@@ -23,6 +23,7 @@ app.command()(server.serve)
 app.command()(server.migrate)
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(token_app, name="token")
+app.add_typer(operator_app, name="operator")
 app.add_typer(credits_app, name="credits")
 app.command()(server.worker)
 app.add_typer(callbacks_app, name="callbacks")

@@ -12,10 +12,12 @@ from rich.table import Table
 from bhuktani import audit, money
 from bhuktani.callbacks.urls import UnsafeUrl
 from bhuktani.cli.common import console, key, paisa, with_db
+from bhuktani.cli.display import shown
 from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.settings import Settings, get_settings
 from bhuktani.store import Database
+from bhuktani.web import users
 
 merchant_app = typer.Typer(help="Create, list and disable merchants.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
@@ -243,3 +245,51 @@ def token_create(
         console.print(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     console.print(token)
+
+
+@merchant_app.command("add-user")
+def merchant_add_user(
+    merchant_id: int,
+    email: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    operator: OperatorOption = None,
+) -> None:
+    """Give a merchant's staff member the dashboard (/dashboard/): prints a one-time
+    password, to be changed at the first sign-in."""
+    add_web_user(email, "merchant", merchant_id, as_json=as_json, operator=operator)
+
+
+operator_app = typer.Typer(help="The operator console's users.", no_args_is_help=True)
+
+
+@operator_app.command("add-user")
+def operator_add_user(
+    email: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    operator: OperatorOption = None,
+) -> None:
+    """Give an operator the console (/console/): prints a one-time password, to be changed
+    at the first sign-in."""
+    add_web_user(email, "operator", None, as_json=as_json, operator=operator)
+
+
+def add_web_user(
+    email: str, role: users.Role, merchant_id: int | None, *, as_json: bool, operator: str | None
+) -> None:
+    who = operator_named(operator)
+
+    async def run(db: Database, settings: Settings) -> tuple[users.User, str]:
+        return await users.add(db, email, role, merchant_id=merchant_id, operator=who)
+
+    try:
+        user, password = with_db(run)
+    except users.UserError as exc:
+        typer.echo(shown(f"refused: {exc}"), err=True)
+        raise typer.Exit(1) from None
+    where = "/dashboard/" if role == "merchant" else "/console/"
+    if as_json:
+        typer.echo(json.dumps({"email": user.email, "password": password}))
+        return
+    console.print(f"{user.email} may sign in at {where} with this one-time password:")
+    console.print(password, markup=False, highlight=False)
+    console.print("It must be changed at the first sign-in; it is not shown again.")

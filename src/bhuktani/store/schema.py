@@ -406,3 +406,50 @@ settlements = Table(
     Column("report_json", Text, nullable=False),
     Index("settlements_isp_day", "isp", "day"),
 )
+
+# The people who sign in to the dashboard (a merchant's staff: role 'merchant', one
+# merchant) and to the operator console (role 'operator'). The password is an argon2
+# hash; a password the CLI printed must be changed at first sign-in (must_change).
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("merchant_id", BigInteger),
+    Column("password_hash", String(255), nullable=False),
+    Column("must_change", Boolean, nullable=False, server_default=false()),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("password_changed_ms", BigInteger),
+    Column("last_login_ms", BigInteger),
+    CheckConstraint("role IN ('merchant', 'operator')", name="web_user_role"),
+    CheckConstraint(
+        "(role = 'merchant') = (merchant_id IS NOT NULL)", name="web_user_merchant_of_role"
+    ),
+    Index("web_users_merchant", "merchant_id"),
+)
+
+# A signed-in browser: the cookie holds a random token, the table its SHA-256; each
+# session has its own CSRF token, which every form sends back.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("web_sessions_user", "user_id"),
+    Index("web_sessions_expiry", "expires_ms"),
+)
+
+# Failed sign-ins by key ("email:<address>", "client:<address>") in the current window:
+# past the limit, the key is refused until the window ends, whatever the password.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(320), primary_key=True),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
