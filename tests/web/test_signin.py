@@ -3,6 +3,8 @@ the first change, the limit on failures, cookies, CSRF, and who may see which ar
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from playwright.sync_api import Browser, expect
 
@@ -10,6 +12,7 @@ from tests.support import Server
 from tests.web.browser import (
     NEW_PASSWORD,
     PHONE,
+    cli,
     cli_json,
     first_sign_in,
     new_tab,
@@ -148,3 +151,55 @@ def test_a_form_without_its_csrf_token_is_refused(server: Server) -> None:
             },
         )
         assert again.headers["location"] == "/dashboard/password"
+
+
+def login_form_token(page_text: str) -> str:
+    return page_text.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_the_demo_prints_users_who_sign_in_and_new_passwords_each_run(server: Server) -> None:
+    runs = []
+    for _ in range(2):
+        out = cli(server.db_url, "demo", "--base-url", server.base_url)
+        shown = re.findall(r"^#\s+(\S+)/(dashboard|console)/\s+(\S+)\s+(\S+)$", out, re.MULTILINE)
+        assert [(area, email) for _, area, email, _ in shown] == [
+            ("dashboard", "demo@bhuktani.example"),
+            ("console", "operator@bhuktani.example"),
+        ], out
+        runs.append(shown)
+    assert runs[0][0][3] != runs[1][0][3]
+    for _, area, email, password in runs[1]:
+        with httpx.Client(base_url=server.base_url, follow_redirects=False) as http:
+            token = login_form_token(http.get(f"/{area}/login").text)
+            signed = http.post(
+                f"/{area}/login", data={"csrf_token": token, "email": email, "password": password}
+            )
+            assert signed.status_code == 303, signed.text
+            assert signed.headers["location"] == f"/{area}/password"
+    # The first run's password is gone.
+    _, area, email, stale = runs[0][0]
+    with httpx.Client(base_url=server.base_url) as http:
+        token = login_form_token(http.get(f"/{area}/login").text)
+        refused = http.post(
+            f"/{area}/login", data={"csrf_token": token, "email": email, "password": stale}
+        )
+        assert refused.status_code == 401
+
+
+def test_an_operator_resets_a_lost_password(server: Server) -> None:
+    created = cli_json(server.db_url, "merchant", "create", "Lost")
+    user = cli_json(
+        server.db_url, "merchant", "add-user", str(created["merchant_id"]), "lost@shop.example"
+    )
+    reset = cli_json(server.db_url, "operator", "reset-password", "lost@shop.example")
+    assert reset["email"] == "lost@shop.example" and reset["password"] != user["password"]
+    with httpx.Client(base_url=server.base_url, follow_redirects=False) as http:
+        for password, status in ((user["password"], 401), (reset["password"], 303)):
+            token = login_form_token(http.get("/dashboard/login").text)
+            answer = http.post(
+                "/dashboard/login",
+                data={"csrf_token": token, "email": "lost@shop.example", "password": password},
+            )
+            assert answer.status_code == status
+    audit = cli(server.db_url, "audit", "--json")
+    assert "merchant.reset_password" in audit and "merchant.add_user" in audit

@@ -11,11 +11,49 @@ from bhuktani.sandbox import inprocess
 from bhuktani.services import registry
 from bhuktani.services.base import ServiceGroup
 from bhuktani.store import Database, query_row
+from bhuktani.web import users
 
 DEMO_NAME = "demo"
 DEMO_TEST_CREDITS_PAISA = 1_000_000 * 100
 # Who the audit log says made the demo merchant and its tokens.
 DEMO_OPERATOR = "demo"
+
+
+# The demo's dashboard and console users: a new one-time password on every run.
+DEMO_MERCHANT_USER = "demo@bhuktani.example"
+DEMO_OPERATOR_USER = "operator@bhuktani.example"
+
+
+async def ensure_demo_users(db: Database) -> list[tuple[str, str, str]]:
+    """(area, email, one-time password) of the demo merchant's dashboard user and of an
+    operator: made on first use, given a new one-time password on every later one."""
+    row = await query_row(
+        db, "SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1", DEMO_NAME
+    )
+    assert row is not None, "ensure_demo made the demo merchant"
+    shown = []
+    for area, email, merchant_id in (
+        ("dashboard", DEMO_MERCHANT_USER, int(row["id"])),
+        ("console", DEMO_OPERATOR_USER, None),
+    ):
+        try:
+            _, password = await users.reset(db, email, operator=DEMO_OPERATOR)
+        except users.UserError:
+            role: users.Role = "merchant" if merchant_id is not None else "operator"
+            _, password = await users.add(
+                db, email, role, merchant_id=merchant_id, operator=DEMO_OPERATOR
+            )
+        shown.append((area, email, password))
+    return shown
+
+
+def render_users(base_url: str, shown: list[tuple[str, str, str]]) -> str:
+    lines = [
+        "",
+        "# The dashboard and the console (a one-time password: choose your own at sign-in)",
+    ]
+    lines += [f"#   {base_url}/{area}/  {email}  {password}" for area, email, password in shown]
+    return "\n".join(lines)
 
 
 async def ensure_demo(db: Database, *, key: bytes) -> str:

@@ -4,6 +4,7 @@ rate limits."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -273,6 +274,22 @@ def operator_add_user(
     add_web_user(email, "operator", None, as_json=as_json, operator=operator)
 
 
+@operator_app.command("reset-password")
+def web_user_reset_password(
+    email: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    operator: OperatorOption = None,
+) -> None:
+    """A new one-time password for a dashboard or console user (a lost password): their
+    sessions end, and the password must be changed at the next sign-in."""
+    who = operator_named(operator)
+
+    async def run(db: Database, settings: Settings) -> tuple[users.User, str]:
+        return await users.reset(db, email, operator=who)
+
+    _print_one_time(run, as_json=as_json)
+
+
 def add_web_user(
     email: str, role: users.Role, merchant_id: int | None, *, as_json: bool, operator: str | None
 ) -> None:
@@ -281,15 +298,21 @@ def add_web_user(
     async def run(db: Database, settings: Settings) -> tuple[users.User, str]:
         return await users.add(db, email, role, merchant_id=merchant_id, operator=who)
 
+    _print_one_time(run, as_json=as_json)
+
+
+def _print_one_time(
+    run: Callable[[Database, Settings], Awaitable[tuple[users.User, str]]], *, as_json: bool
+) -> None:
     try:
         user, password = with_db(run)
     except users.UserError as exc:
         typer.echo(shown(f"refused: {exc}"), err=True)
         raise typer.Exit(1) from None
-    where = "/dashboard/" if role == "merchant" else "/console/"
     if as_json:
         typer.echo(json.dumps({"email": user.email, "password": password}))
         return
+    where = "/dashboard/" if user.role == "merchant" else "/console/"
     console.print(f"{user.email} may sign in at {where} with this one-time password:")
     console.print(password, markup=False, highlight=False)
     console.print("It must be changed at the first sign-in; it is not shown again.")

@@ -100,8 +100,11 @@ def demo(
         "http://127.0.0.1:8000"
     ),
 ) -> None:
-    """Make the demo merchant if there is none, issue it a TEST token, print curls."""
-    from bhuktani.cli.demo import ensure_demo, render_curls
+    """Make the demo merchant if there is none, issue it a TEST token, print curls; and
+    the demo's dashboard and console users, with one-time passwords."""
+    from bhuktani.cli.demo import ensure_demo, ensure_demo_users, render_curls, render_users
 
     token = with_db(lambda db, settings: ensure_demo(db, key=key(settings)))
+    shown = with_db(lambda db, settings: ensure_demo_users(db))
     typer.echo(render_curls(base_url, token))
+    typer.echo(render_users(base_url, shown))

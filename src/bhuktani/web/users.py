@@ -176,3 +176,34 @@ async def change_password(db: Database, user: User, current: str, new: str) -> N
         new_hash,
         now_ms(),
     )
+
+
+async def reset(db: Database, email: str, *, operator: str) -> tuple[User, str]:
+    """A new one-time password for a user (a lost password, the demo's users), to be
+    changed at the next sign-in; the user's sessions end. Raises UserError."""
+    address = normal_email(email)
+    password = secrets.token_urlsafe(12)
+    password_hash = await hash_password(password)
+
+    async def body(tx: Tx) -> User:
+        row = await tx.fetchrow(
+            "UPDATE web_users SET password_hash = $2, must_change = TRUE,"
+            f" password_changed_ms = $3 WHERE email = $1 RETURNING {USER_COLUMNS}",
+            address,
+            password_hash,
+            now_ms(),
+        )
+        if row is None:
+            raise UserError(f"No user with the address {address}")
+        user = User.of(row)
+        await tx.execute("DELETE FROM web_sessions WHERE user_id = $1", user.id)
+        await audit.record(
+            tx,
+            operator=operator,
+            action=f"{user.role}.reset_password",
+            merchant_id=user.merchant_id,
+            subject=address,
+        )
+        return user
+
+    return await db.run(body), password
