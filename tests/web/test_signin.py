@@ -203,3 +203,14 @@ def test_an_operator_resets_a_lost_password(server: Server) -> None:
             assert answer.status_code == status
     audit = cli(server.db_url, "audit", "--json")
     assert "merchant.reset_password" in audit and "merchant.add_user" in audit
+
+
+def test_a_page_that_is_not_there_is_a_page_and_the_api_keeps_its_envelope(
+    server: Server,
+) -> None:
+    missing = httpx.get(server.base_url + "/dashboard/no-such-page")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "Page not found" in missing.text
+    api = httpx.get(server.base_url + "/api/no-such-call/")
+    assert api.status_code == 404 and api.json()["error_code"] == "1008"

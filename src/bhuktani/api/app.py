@@ -157,6 +157,9 @@ def _install_error_handlers(app: Starlette) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        page = web.page_error(request, exc.status_code)
+        if page is not None:
+            return page
         if exc.status_code == 405:
             error = ApiError("1010", f"Method {request.method} not allowed here", http_status=405)
         elif exc.status_code == 404:

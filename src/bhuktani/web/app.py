@@ -199,6 +199,24 @@ def _login_form(
     return response
 
 
+def page_error(request: Request, status: int) -> Response | None:
+    """A page of the dashboard or the console that is not there (404) or not for this
+    method (405), as a page; None for every other path (the API's envelope)."""
+    area = next(
+        (a for a in (DASHBOARD, CONSOLE) if request.url.path.startswith(a.prefix + "/")), None
+    )
+    if area is None:
+        return None
+    heading, detail = (
+        ("Page not found", "There is no such page here.")
+        if status == 404
+        else ("Not done", "This page does not take that request.")
+    )
+    return page(
+        request, area, "refused.html", session=None, status=status, heading=heading, detail=detail
+    )
+
+
 def install(app: Starlette) -> None:
     """Add the pages, their sign-in and their static files to the app."""
     routes = app.router.routes
