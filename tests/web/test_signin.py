@@ -214,3 +214,38 @@ def test_a_page_that_is_not_there_is_a_page_and_the_api_keeps_its_envelope(
     assert "Page not found" in missing.text
     api = httpx.get(server.base_url + "/api/no-such-call/")
     assert api.status_code == 404 and api.json()["error_code"] == "1008"
+
+
+def test_the_pages_are_usable_by_keyboard(browser: Browser, server: Server) -> None:
+    created = cli_json(server.db_url, "merchant", "create", "Keys")
+    user = cli_json(
+        server.db_url, "merchant", "add-user", str(created["merchant_id"]), "keys@shop.example"
+    )
+    tab = new_tab(browser, server)
+    first_sign_in(tab, "dashboard", "keys@shop.example", str(user["password"]))
+    page = tab.page
+
+    def focused() -> str:
+        text: str = page.evaluate("() => document.activeElement.textContent.trim()")
+        return text
+
+    # The first stop skips the menu.
+    page.keyboard.press("Tab")
+    assert focused() == "Skip to content"
+    # Each menu entry is reached with Tab and followed with Enter.
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if focused() == "Transactions":
+            break
+    assert focused() == "Transactions"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/dashboard/transactions")
+    # Signing out is a button like any other.
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if focused() == "Sign out":
+            break
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/dashboard/login" in page.url
