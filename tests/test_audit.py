@@ -463,4 +463,11 @@ async def test_demo_records_its_merchant_and_tokens_as_the_demo_operator(
         )
     assert made, "the demo's merchant or token is audited"
     assert {str(e["operator"]) for e in made} == {"demo"}
-    assert {str(e["action"]) for e in made} <= {"merchant.create", "token.create"}
+    # The merchant (first run), its token, and its dashboard user (made, or a new
+    # one-time password).
+    assert {str(e["action"]) for e in made} <= {
+        "merchant.create",
+        "token.create",
+        "merchant.add_user",
+        "merchant.reset_password",
+    }
