@@ -440,3 +440,110 @@ def test_settings_change_the_callback_url_the_secret_and_the_low_balance_thresho
     for action in ("merchant.callback_url", "merchant.low_balance", "merchant.callback_secret"):
         assert action in logged
     assert "web:staff@settings-co.example" in logged
+
+
+def post_answer(tab: Tab, button: str) -> int:
+    """Click a form's button: the status of the answer to its POST."""
+    with tab.page.expect_response(lambda r: r.request.method == "POST") as answer:
+        tab.page.get_by_role("button", name=button).click()
+    status: int = answer.value.status
+    tab.page.wait_for_load_state()
+    return status
+
+
+def test_a_dispute_is_raised_on_the_page_and_refused_in_the_apis_words(
+    browser: Browser, server: Server
+) -> None:
+    tab, created = signed_in_merchant(browser, server, "Dispute Shop")
+    token = str(created["test_token"])
+    assert pay(server, token, "disputed-1")["state"] == "Success"
+    tab.page.get_by_role("link", name="Disputes").click()
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Disputes, TEST")
+    expect(tab.page.get_by_text("No TEST disputes.")).to_be_visible()
+
+    tab.page.get_by_label("Your reference of the payment").fill("never-paid")
+    tab.page.get_by_label("Reason").fill("The subscriber was not renewed")
+    assert post_answer(tab, "Raise the dispute") == 400
+    expect(tab.page.get_by_role("alert")).to_have_text(
+        "No payment with this reference for this token"
+    )
+    # What was written stays in the form, to correct.
+    expect(tab.page.get_by_label("Reason")).to_have_value("The subscriber was not renewed")
+    tab.check_page()
+
+    tab.page.get_by_label("Your reference of the payment").fill("disputed-1")
+    assert post_answer(tab, "Raise the dispute") == 303
+    notice = tab.page.get_by_role("status")
+    expect(notice).to_contain_text(re.compile(r"Dispute \d+ is raised"))
+    rows = tab.page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("disputed-1")
+    expect(rows.first).to_contain_text("1,695.00")
+    expect(rows.first).to_contain_text("open")
+    tab.check_page()
+    tab.screenshot("dashboard-disputes")
+
+    listed = api_get(server, "/api/disputes/", token).json()["results"]
+    assert [(d["reference"], d["status"]) for d in listed] == [("disputed-1", "open")]
+    dispute_id = listed[0]["id"]
+
+    # One open dispute of a payment at a time, as the API says.
+    tab.page.get_by_label("Your reference of the payment").fill("disputed-1")
+    tab.page.get_by_label("Reason").fill("Again")
+    assert post_answer(tab, "Raise the dispute") == 400
+    expect(tab.page.get_by_role("alert")).to_have_text(
+        f"Dispute {dispute_id} of this payment is open already"
+    )
+    assert len(api_get(server, "/api/disputes/", token).json()["results"]) == 1
+
+    # The LIVE page raises LIVE disputes: the TEST payment is no LIVE payment.
+    tab.go("/dashboard/disputes?env=live")
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Disputes, LIVE")
+    expect(tab.page.get_by_text("No LIVE disputes.")).to_be_visible()
+    tab.page.get_by_label("Your reference of the payment").fill("disputed-1")
+    tab.page.get_by_label("Reason").fill("Wrong environment")
+    assert post_answer(tab, "Raise the dispute") == 400
+    expect(tab.page.get_by_role("alert")).to_have_text(
+        "No payment with this reference for this token"
+    )
+    tab.check_page()
+
+
+def test_credits_are_asked_for_on_the_page_as_the_api_asks(
+    browser: Browser, server: Server
+) -> None:
+    tab, created = signed_in_merchant(browser, server, "Credit Shop")
+    tab.page.get_by_role("link", name="Credit requests").click()
+    expect(tab.page.get_by_role("heading", level=1)).to_have_text("Credit requests, TEST")
+    expect(tab.page.get_by_text("No TEST credit requests.")).to_be_visible()
+
+    for bad in ("five thousand", "0", "10.005", "-5"):
+        tab.page.get_by_label("TEST credits, rupees").fill(bad)
+        assert post_answer(tab, "Ask for the credits") == 400, bad
+        expect(tab.page.get_by_role("alert")).to_have_text("Invalid Credit")
+    expect(tab.page.locator("tbody tr")).to_have_count(0)
+    tab.check_page()
+
+    tab.page.get_by_label("TEST credits, rupees").fill("5,000.50")
+    assert post_answer(tab, "Ask for the credits") == 303
+    expect(tab.page.get_by_role("status")).to_contain_text(
+        re.compile(r"Credit request \d+ is sent")
+    )
+    # The API's own request lands beside it, newest first.
+    asked = httpx.post(
+        server.base_url + "/api/public/creditrequest/",
+        json={"token": str(created["test_token"]), "credit": 100},
+        timeout=15,
+    )
+    assert asked.status_code == 200, asked.text
+    tab.go("/dashboard/credit-requests")
+    rows = tab.page.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("100.00")
+    expect(rows.nth(1)).to_contain_text("5,000.50")
+    expect(rows.nth(1)).to_contain_text("pending")
+    tab.check_page()
+    tab.screenshot("dashboard-credit-requests")
+
+    tab.go("/dashboard/credit-requests?env=live")
+    expect(tab.page.get_by_text("No LIVE credit requests.")).to_be_visible()

@@ -85,19 +85,26 @@ async def _lock_merchant(tx: Tx, merchant_id: int) -> None:
 async def ask(
     gateway: Gateway, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    """A merchant's request for credits in its token's environment, pending until an
-    operator decides it."""
+    """A merchant's request for credits in its token's environment."""
     principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
+    request_id = await ask_for(gateway.db, principal.merchant_id, principal.env, data)
+    return {"status": True, "detail": REQUESTED, "request_id": request_id}
+
+
+async def ask_for(db: Database, merchant_id: int, env: str, data: dict[str, Any]) -> int:
+    """A merchant's request for credits in `env`, pending until an operator decides it:
+    its id. `data` holds the fields as the API takes them (`credit`, in rupees); a bad
+    amount, or too many requests pending, is refused in the API's words."""
     amount_paisa = credit_of(data.get("credit"))
 
     async def body(tx: Tx) -> int:
-        await _lock_merchant(tx, principal.merchant_id)
+        await _lock_merchant(tx, merchant_id)
         pending = await tx.fetchrow(
             "SELECT COUNT(*) AS n FROM credit_requests"
             " WHERE merchant_id = $1 AND env = $2 AND status = 'pending'",
-            principal.merchant_id,
-            principal.env,
+            merchant_id,
+            env,
         )
         assert pending is not None
         if int(pending["n"]) >= MAX_PENDING:
@@ -105,17 +112,17 @@ async def ask(
         row = await tx.fetchrow(
             "INSERT INTO credit_requests (merchant_id, env, amount_paisa, status, created_ms)"
             " VALUES ($1, $2, $3, 'pending', $4) RETURNING id",
-            principal.merchant_id,
-            principal.env,
+            merchant_id,
+            env,
             amount_paisa,
             now_ms(),
         )
         assert row is not None
         return int(row["id"])
 
-    request_id = await gateway.db.run(body)
+    request_id = await db.run(body)
     logs.bind(credit_request_id=request_id)
-    return {"status": True, "detail": REQUESTED, "request_id": request_id}
+    return request_id
 
 
 def _note(note: str | None, *, required: bool) -> str | None:

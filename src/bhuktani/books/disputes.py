@@ -116,10 +116,20 @@ async def _one(tx: Tx, dispute_id: int) -> Row | None:
 async def raise_dispute(
     gateway: Gateway, data: dict[str, Any], token: str | None, client: str
 ) -> dict[str, Any]:
-    """POST /api/disputes/: a dispute of one of the caller's final payments, at most one
-    open at a time for a payment."""
+    """POST /api/disputes/: a dispute of one of the caller's final payments."""
     principal = await policy.caller(gateway, token, client)
     logs.bind(merchant_id=principal.merchant_id, env=principal.env)
+    dispute = await raise_for(gateway.db, principal.merchant_id, principal.env, data)
+    return {"status": True, "dispute": dispute}
+
+
+async def raise_for(
+    db: Database, merchant_id: int, env: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """A dispute of one of the merchant's final payments in `env`, at most one open at a
+    time for a payment: the dispute as the merchant reads it (view). `data` holds the
+    fields as the API takes them, `reference` and `reason`; what is wrong with them is
+    refused in the API's words."""
     reference = _reference(data)
     logs.bind(reference=reference)
     reason = _reason(data)
@@ -129,8 +139,8 @@ async def raise_dispute(
         payment = await tx.fetchrow(
             "SELECT id, service, state FROM payments"
             " WHERE merchant_id = $1 AND env = $2 AND reference = $3 FOR UPDATE",
-            principal.merchant_id,
-            principal.env,
+            merchant_id,
+            env,
             reference,
         )
         if payment is None:
@@ -153,8 +163,8 @@ async def raise_dispute(
         created = await tx.fetchrow(
             "INSERT INTO disputes (merchant_id, env, payment_id, reference, reason, status,"
             " created_ms) VALUES ($1, $2, $3, $4, $5, 'open', $6) RETURNING id",
-            principal.merchant_id,
-            principal.env,
+            merchant_id,
+            env,
             int(payment["id"]),
             reference,
             reason,
@@ -165,8 +175,7 @@ async def raise_dispute(
         assert row is not None
         return view(row)
 
-    dispute = await gateway.db.run(body)
-    return {"status": True, "dispute": dispute}
+    return await db.run(body)
 
 
 def _cursor(value: object) -> tuple[int, int] | None:

@@ -271,31 +271,52 @@ async def set_status(
     return await db.run(body)
 
 
+async def _revoke(tx: Tx, who: str, where: str, *args: object) -> str | None:
+    """Revoke the one token `where` names ($2 on), with its audit entry naming it by its
+    hint, as stored, never by its value: the hint, or None if no single token matched."""
+    revoked = await tx.fetch(
+        f"UPDATE tokens SET status = 'revoked', revoked_ms = $1 WHERE {where}"
+        " RETURNING merchant_id, env, hint",
+        now_ms(),
+        *args,
+    )
+    if len(revoked) != 1:
+        return None
+    row = revoked[0]
+    await audit.record(
+        tx,
+        operator=who,
+        action="token.revoke",
+        merchant_id=int(row["merchant_id"]),
+        env=str(row["env"]),
+        subject=str(row["hint"]),
+    )
+    return str(row["hint"])
+
+
 async def revoke_token(
     db: Database, token: str, *, key: bytes, operator: str | None = None
 ) -> bool:
-    """The audit entry names the token by its hint, as stored, never by its value."""
     who = audit.operator_of(operator)
 
     async def body(tx: Tx) -> bool:
-        revoked = await tx.fetch(
-            "UPDATE tokens SET status = 'revoked', revoked_ms = $2 WHERE token_hash = $1"
-            " RETURNING merchant_id, env, hint",
-            tokens.digest(token, key),
-            now_ms(),
+        return await _revoke(tx, who, "token_hash = $2", tokens.digest(token, key)) is not None
+
+    return await db.run(body)
+
+
+async def revoke_merchant_token(
+    db: Database, merchant_id: int, token_id: int, *, operator: str | None = None
+) -> str | None:
+    """Revoke one of the merchant's active tokens by its id, as its staff know it (they
+    never have its value again): the token's hint, or None if the id names no active
+    token of this merchant."""
+    who = audit.operator_of(operator)
+
+    async def body(tx: Tx) -> str | None:
+        return await _revoke(
+            tx, who, "id = $2 AND merchant_id = $3 AND status = 'active'", token_id, merchant_id
         )
-        if len(revoked) != 1:
-            return False
-        row = revoked[0]
-        await audit.record(
-            tx,
-            operator=who,
-            action="token.revoke",
-            merchant_id=int(row["merchant_id"]),
-            env=str(row["env"]),
-            subject=str(row["hint"]),
-        )
-        return True
 
     return await db.run(body)
 

@@ -16,12 +16,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bhuktani import audit, money
-from bhuktani.books import alerts, charges, statements, transactions, volume
+from bhuktani.books import (
+    alerts,
+    charges,
+    credit_requests,
+    disputes,
+    statements,
+    transactions,
+    volume,
+)
 from bhuktani.callbacks import endpoints, outbox
 from bhuktani.callbacks.urls import UnsafeUrl
-from bhuktani.clock import now_ms
 from bhuktani.domain import Env
-from bhuktani.errors import InvalidFields
+from bhuktani.errors import InvalidFields, Refusal
 from bhuktani.ledger import accounts
 from bhuktani.ledger.accounts import Balance
 from bhuktani.merchants import service as merchants
@@ -451,36 +458,6 @@ def revocation_delay(request: Request) -> str:
     return "at once" if cache_s <= 0 else f"within {cache_s:g} seconds"
 
 
-async def revoke_merchant_token(
-    db: Database, merchant_id: int, token_id: int, *, operator: str
-) -> str | None:
-    """The token's hint if it was the merchant's and active, now revoked; audited as
-    merchants.service.revoke_token audits (it finds a token by its value, which a page
-    never has: the page knows it by id)."""
-
-    async def body(tx: Tx) -> str | None:
-        row = await tx.fetchrow(
-            "UPDATE tokens SET status = 'revoked', revoked_ms = $3"
-            " WHERE id = $1 AND merchant_id = $2 AND status = 'active' RETURNING env, hint",
-            token_id,
-            merchant_id,
-            now_ms(),
-        )
-        if row is None:
-            return None
-        await audit.record(
-            tx,
-            operator=operator,
-            action="token.revoke",
-            merchant_id=merchant_id,
-            env=str(row["env"]),
-            subject=str(row["hint"]),
-        )
-        return str(row["hint"])
-
-    return await db.run(body)
-
-
 async def token_revoke(request: Request, session: Session) -> Response:
     try:
         await form_of(request, session)
@@ -489,7 +466,7 @@ async def token_revoke(request: Request, session: Session) -> Response:
     token_id = id_in_path(request, "token_id")
     hint = None
     if token_id is not None:
-        hint = await revoke_merchant_token(
+        hint = await merchants.revoke_merchant_token(
             gateway_of(request).db, merchant_of(session), token_id, operator=operator_of(session)
         )
     if hint is None:
@@ -711,6 +688,124 @@ async def threshold_set(request: Request, session: Session) -> Response:
     return redirect(DASHBOARD.url("/settings", done=f"threshold-{env.value}"))
 
 
+def refused_text(refused: Refusal) -> str:
+    """A refusal in the API's words: the fields at fault, else its details."""
+    return refusal_text(refused) if isinstance(refused, InvalidFields) else refused.details
+
+
+# Disputes: the merchant's, as the operator resolves them, and one raised from a form.
+
+
+async def disputes_page(
+    request: Request,
+    session: Session,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    given: dict[str, str] | None = None,
+) -> Response:
+    env = env_of(request)
+    # The operator's listing narrowed to this merchant: newest first, both environments.
+    found = await disputes.listing(gateway_of(request).db, merchant_id=merchant_of(session))
+    raised = request.query_params.get("raised", "")
+    return page(
+        request,
+        DASHBOARD,
+        "dashboard/disputes.html",
+        session=session,
+        status=status,
+        env=env,
+        error=error,
+        given=given or {},
+        raised=raised if raised.isdigit() else None,
+        disputes=[
+            {
+                **d,
+                "amount_paisa": paisa_of(d["amount"]),
+                "refund_paisa": None
+                if d["refund_amount"] is None
+                else paisa_of(d["refund_amount"]),
+            }
+            for d in found
+            if d["env"] == env
+        ],
+    )
+
+
+async def disputes_get(request: Request, session: Session) -> Response:
+    return await disputes_page(request, session)
+
+
+async def dispute_raise(request: Request, session: Session) -> Response:
+    """As POST /api/disputes/ with the page's environment; its refusals in its words."""
+    try:
+        form = await form_of(request, session)
+    except FormRefused as refused:
+        return refused_page(request, DASHBOARD, session, refused)
+    given = {"reference": field(form, "reference").strip(), "reason": field(form, "reason")}
+    env = env_of(request)
+    try:
+        dispute = await disputes.raise_for(
+            gateway_of(request).db, merchant_of(session), env, dict(given)
+        )
+    except Refusal as refused:
+        return await disputes_page(
+            request, session, status=400, error=refused_text(refused), given=given
+        )
+    return redirect(DASHBOARD.url("/disputes", env=env, raised=dispute["id"]))
+
+
+# Credit requests: the merchant's, and one asked from a form.
+
+
+async def credit_requests_page(
+    request: Request, session: Session, *, status: int = 200, error: str | None = None
+) -> Response:
+    env = env_of(request)
+    found = await credit_requests.listing(
+        gateway_of(request).db,
+        status=None,
+        merchant_id=merchant_of(session),
+        env=env,
+        limit=credit_requests.MAX_LIMIT,
+    )
+    asked = request.query_params.get("asked", "")
+    return page(
+        request,
+        DASHBOARD,
+        "dashboard/credit_requests.html",
+        session=session,
+        status=status,
+        env=env,
+        error=error,
+        asked=asked if asked.isdigit() else None,
+        # The listing reads oldest first, as the operator works; the merchant reads its
+        # newest first.
+        requests=list(reversed(found)),
+    )
+
+
+async def credit_requests_get(request: Request, session: Session) -> Response:
+    return await credit_requests_page(request, session)
+
+
+async def credit_request_ask(request: Request, session: Session) -> Response:
+    """As POST /api/public/creditrequest/ with the page's environment."""
+    try:
+        form = await form_of(request, session)
+    except FormRefused as refused:
+        return refused_page(request, DASHBOARD, session, refused)
+    env = env_of(request)
+    credit = field(form, "credit").strip().replace(",", "")
+    try:
+        request_id = await credit_requests.ask_for(
+            gateway_of(request).db, merchant_of(session), env, {"credit": credit}
+        )
+    except Refusal as refused:
+        return await credit_requests_page(request, session, status=400, error=refused_text(refused))
+    return redirect(DASHBOARD.url("/credit-requests", env=env, asked=request_id))
+
+
 def routes() -> list[Route]:
     def get(path: str, handler: Handler) -> Route:
         return Route(DASHBOARD.url(path), signed_in(DASHBOARD, handler), methods=["GET"])
@@ -735,4 +830,8 @@ def routes() -> list[Route]:
         post("/settings/callback-secret", callback_secret_rotate),
         post("/settings/low-balance", threshold_set),
         post("/callbacks/{callback_id:int}/replay", callback_replay),
+        get("/disputes", disputes_get),
+        post("/disputes", dispute_raise),
+        get("/credit-requests", credit_requests_get),
+        post("/credit-requests", credit_request_ask),
     ]

@@ -47,7 +47,7 @@ class Area:
         return self.prefix + path + (("?" + urlencode(shown)) if shown else "")
 
 
-DASHBOARD = Area("/dashboard", "merchant", "Merchant dashboard", (("/", "Overview"), ("/transactions", "Transactions"), ("/statements", "Statements"), ("/tokens", "Tokens"), ("/callbacks", "Callbacks"), ("/charges", "Service charges"), ("/settings", "Settings")))  # fmt: skip
+DASHBOARD = Area("/dashboard", "merchant", "Merchant dashboard", (("/", "Overview"), ("/transactions", "Transactions"), ("/statements", "Statements"), ("/tokens", "Tokens"), ("/callbacks", "Callbacks"), ("/disputes", "Disputes"), ("/credit-requests", "Credit requests"), ("/charges", "Service charges"), ("/settings", "Settings")))  # fmt: skip
 CONSOLE = Area("/console", "operator", "Operator console", (("/", "Overview"), ("/payments", "Payments"), ("/disputes", "Disputes"), ("/credit-requests", "Credit requests"), ("/merchants", "Merchants"), ("/isps", "ISP health"), ("/settlements", "Settlements"), ("/audit", "Audit log")))  # fmt: skip
 
 
