@@ -14,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bhuktani import audit, metrics, money
-from bhuktani.books import credit_requests, disputes
+from bhuktani.books import charges, credit_requests, disputes
+from bhuktani.callbacks.urls import UnsafeUrl
 from bhuktani.clock import now_ms
 from bhuktani.domain import Env, State
 from bhuktani.merchants import service as merchants
@@ -70,6 +71,10 @@ NOTICES = {
     "rejected": "Credit request {} is rejected.",
     "active": "Merchant {} is enabled: its tokens work again.",
     "disabled": "Merchant {} is disabled: its tokens are refused from now on.",
+    "rate": "The rate limit is changed; running servers take it within seconds.",
+    "charge": "The service charge on {} is set; payments pay it within seconds.",
+    "cleared": "The service charge on {} is cleared.",
+    "loaded": "Credits loaded: transfer {}.",
 }
 
 
@@ -83,6 +88,8 @@ REFUSALS = (
     operator.OperatorError,
     disputes.DisputeError,
     credit_requests.CreditRequestError,
+    charges.ChargeError,
+    UnsafeUrl,
 )
 
 
@@ -632,6 +639,9 @@ async def audit_page(
 
 
 def routes() -> list[Route]:
+    # Imported here: the merchant pages use this module's helpers.
+    from bhuktani.web import console_merchants
+
     def get(path: str, render: Render) -> Route:
         return Route(CONSOLE.url(path), signed_in(CONSOLE, shown(render)), methods=["GET"])
 
@@ -649,6 +659,7 @@ def routes() -> list[Route]:
         post("/credit-requests/decide", decide_credit_request, credit_requests_page),
         get("/merchants", merchants_page),
         post("/merchants/status", switch_merchant, merchants_page),
+        *console_merchants.routes(get, post),
         get("/isps", isps_page),
         get("/settlements", settlements_page),
         get("/audit", audit_page),
