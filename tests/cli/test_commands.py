@@ -550,3 +550,16 @@ async def test_rotate_secret_json_prints_the_new_secret_on_its_last_line_and_kee
 async def test_rotate_secret_of_a_missing_merchant_exits_non_zero(db_url: str) -> None:
     done = await bhuktani(db_url, "merchant", "rotate-secret", MISSING_MERCHANT_ID, "--env", "test")
     assert refused_cleanly(done)
+
+
+async def test_merchant_set_services_names_known_slugs_only(db_url: str, db: Database) -> None:
+    made = await new_merchant(db)
+    out = await ok(
+        db_url, "merchant", "set-services", str(made.merchant_id), "arrownet, vianet-updated"
+    )
+    assert "arrownet,vianet-updated" in out
+    unknown = await bhuktani(db_url, "merchant", "set-services", str(made.merchant_id), "nope")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
+    assert refused_cleanly(unknown)
+    missing = await bhuktani(db_url, "merchant", "set-services", str(10**9), "all")
+    assert missing.returncode == 1 and "no merchant" in missing.stderr

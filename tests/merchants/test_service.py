@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bhuktani import audit
 from bhuktani.merchants import service as merchants
 from bhuktani.store import Database
 from tests.support import new_merchant
@@ -76,3 +79,24 @@ async def test_another_merchants_token_id_changes_nothing(db: Database) -> None:
     assert await token_rows(db, owner.merchant_id) == before
     assert await revocations(db, owner.merchant_id) == []
     assert await revocations(db, other.merchant_id) == []
+
+
+def test_services_are_all_or_known_slugs_each_once() -> None:
+    assert merchants.normal_services(" ALL ") == "all"
+    assert merchants.normal_services("arrownet, hashcnet-v2,arrownet") == "arrownet,hashcnet-v2"
+    for bad, says in (("", "Name the services"), ("arrownet,nope", "'nope'")):
+        with pytest.raises(ValueError, match=says):
+            merchants.normal_services(bad)
+
+
+async def test_set_services_is_audited_and_refuses_an_unknown_merchant(db: Database) -> None:
+    made = await new_merchant(db)
+    assert await merchants.set_services(db, made.merchant_id, "arrownet", operator="ops")
+    row = await db.read(
+        lambda tx: tx.fetchrow("SELECT services FROM merchants WHERE id = $1", made.merchant_id)
+    )
+    assert row is not None and row["services"] == "arrownet"
+    entries = await audit.listing(db, merchant_id=made.merchant_id)
+    changed = [e for e in entries if e["action"] == "merchant.services"]
+    assert changed and changed[0]["details"] == {"from": "all", "to": "arrownet"}
+    assert not await merchants.set_services(db, 10**9, "all", operator="ops")

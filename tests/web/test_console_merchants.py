@@ -254,3 +254,35 @@ def test_an_unknown_merchant_has_no_page(browser: Browser, server: Server) -> No
     assert answered is not None and answered.status == 404
     expect(tab.page.get_by_role("alert")).to_have_text("No merchant 999999")
     tab.check_page()
+
+
+def details_code(server: Server, token: str) -> str | None:
+    answer = httpx.post(
+        server.base_url + "/api/servicegroup/details/arrownet/",
+        json={"token": token, "username": "Pradhanang"},
+        timeout=30,
+    ).json()
+    code = answer.get("error_code")
+    return None if code is None else str(code)
+
+
+def test_a_merchants_services_are_changed_on_its_page(browser: Browser, server: Server) -> None:
+    created = cli_json(server.db_url, "merchant", "create", unique("Services"))
+    merchant_id, token = int(str(created["merchant_id"])), str(created["test_token"])
+    assert details_code(server, token) is None
+    tab, email = operator_tab(browser, server)
+    tab.go(f"/console/merchants/{merchant_id}")
+    # Only some, none checked: refused, nothing changed.
+    tab.page.get_by_label("Only the ones checked:").check()
+    assert submitted(tab, tab.page.get_by_role("button", name="Save the services")) == 400
+    expect(tab.page.get_by_role("alert")).to_contain_text("at least one")
+    assert details_code(server, token) is None
+    tab.page.get_by_label("Only the ones checked:").check()
+    tab.page.get_by_label(registry.BY_SLUG["hashcnet-v2"].title, exact=False).first.check()
+    assert submitted(tab, tab.page.get_by_role("button", name="Save the services")) == 200
+    eventually(lambda: details_code(server, token), "1008")
+    tab.page.get_by_label("All services, present and future").check()
+    assert submitted(tab, tab.page.get_by_role("button", name="Save the services")) == 200
+    eventually(lambda: details_code(server, token), None)
+    tab.check_page()
+    assert actions_by(server, merchant_id, email).count("merchant.services") == 2

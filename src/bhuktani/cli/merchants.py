@@ -248,6 +248,28 @@ def token_create(
     console.print(token)
 
 
+@merchant_app.command("set-services")
+def merchant_set_services(
+    merchant_id: int,
+    services: Annotated[
+        str, typer.Argument(help="'all', or slugs of services and ISPs, comma separated.")
+    ],
+    operator: OperatorOption = None,
+) -> None:
+    """Which services the merchant may use; any other refuses its calls (1008)."""
+    who = operator_named(operator)
+    try:
+        wanted = merchants.normal_services(services)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="SERVICES") from None
+    if not with_db(
+        lambda db, settings: merchants.set_services(db, merchant_id, wanted, operator=who)
+    ):
+        typer.echo(f"refused: no merchant {merchant_id}", err=True)
+        raise typer.Exit(1)
+    console.print(f"merchant {merchant_id} may use: {wanted}")
+
+
 @merchant_app.command("add-user")
 def merchant_add_user(
     merchant_id: int,

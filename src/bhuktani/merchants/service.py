@@ -23,6 +23,7 @@ from bhuktani.errors import (
 from bhuktani.infra.ttl_cache import TtlCache
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import tokens
+from bhuktani.services import registry
 from bhuktani.store import Database, Tx, query_row
 
 ENVS = tuple(env.value for env in Env)
@@ -198,6 +199,46 @@ async def set_rate_limit(
             action="merchant.rate_limit",
             merchant_id=merchant_id,
             details={"per_s": per_s, "burst": burst},
+        )
+        return True
+
+    return await db.run(body)
+
+
+def normal_services(text: str) -> str:
+    """ "all", or the slugs named (a service's or one ISP's), each once, comma separated.
+    Raises ValueError naming the first unknown slug."""
+    if text.strip().lower() == "all":
+        return "all"
+    slugs = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not slugs:
+        raise ValueError("Name the services: 'all' or their slugs, comma separated")
+    for slug in slugs:
+        if slug not in registry.BY_SLUG and slug not in registry.BY_ISP:
+            raise ValueError(f"No service or ISP with the slug {slug!r}")
+    return ",".join(slugs)
+
+
+async def set_services(
+    db: Database, merchant_id: int, services: str, *, operator: str | None = None
+) -> bool:
+    """The services the merchant may use: "all" (present and future), or slugs of
+    services and ISPs, comma separated. Running servers take it within
+    BHUKTANI_AUTH_CACHE_S. Raises ValueError (normal_services); False: no such merchant."""
+    services = normal_services(services)
+    who = audit.operator_of(operator)
+
+    async def body(tx: Tx) -> bool:
+        before = await tx.fetchrow("SELECT services FROM merchants WHERE id = $1", merchant_id)
+        if before is None:
+            return False
+        await tx.execute("UPDATE merchants SET services = $2 WHERE id = $1", merchant_id, services)
+        await audit.record(
+            tx,
+            operator=who,
+            action="merchant.services",
+            merchant_id=merchant_id,
+            details={"from": str(before["services"]), "to": services},
         )
         return True
 

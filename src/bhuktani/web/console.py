@@ -72,6 +72,7 @@ NOTICES = {
     "active": "Merchant {} is enabled: its tokens work again.",
     "disabled": "Merchant {} is disabled: its tokens are refused from now on.",
     "rate": "The rate limit is changed; running servers take it within seconds.",
+    "services": "The services are changed; running servers take them within seconds.",
     "charge": "The service charge on {} is set; payments pay it within seconds.",
     "cleared": "The service charge on {} is cleared.",
     "loaded": "Credits loaded: transfer {}.",

@@ -246,6 +246,20 @@ async def set_rate_limit(request: Request, session: Session, form: FormData) -> 
     return back_to(merchant_id, "rate")
 
 
+async def set_services(request: Request, session: Session, form: FormData) -> str:
+    """`merchant set-services`: all, or the ones checked."""
+    merchant_id = merchant_of(request)
+    try:
+        changed = await merchants.set_services(
+            gateway_of(request).db, merchant_id, services_of(form), operator=operator_name(session)
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if not changed:
+        raise BadInput(f"No merchant {merchant_id}")
+    return back_to(merchant_id, "services")
+
+
 def charge_of(form: FormData) -> charges.Charge:
     """A charge as `charges set` reads its options: flat, or a percent within an optional
     minimum and maximum."""
@@ -321,6 +335,7 @@ def routes(get: Get, post: Post) -> list[Route]:
         Route(CONSOLE.url("/merchants/new"), signed_in(CONSOLE, create_form), methods=["GET"]),
         Route(CONSOLE.url("/merchants/new"), signed_in(CONSOLE, create_merchant), methods=["POST"]),
         get(page_of, merchant_page),
+        post(page_of + "/services", set_services, merchant_page),
         post(page_of + "/rate-limit", set_rate_limit, merchant_page),
         post(page_of + "/charges", set_charge, merchant_page),
         post(page_of + "/charges/clear", clear_charge, merchant_page),
