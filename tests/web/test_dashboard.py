@@ -94,6 +94,16 @@ def test_a_payment_made_through_the_api_is_listed_filtered_paged_and_exported(
     for reference in ("inv-1", "inv-2", "other-3"):
         assert pay(server, token, reference)["state"] == "Success"
 
+    # The overview counts them: today's volume, the chart by day and by service.
+    tab.go("/dashboard/")
+    cards = tab.page.locator(".card")
+    expect(cards.nth(0)).to_contain_text("Rs 994,915.00")  # 1,000,000 less three payments
+    expect(cards.nth(2)).to_contain_text("Rs 5,085.00")  # today
+    expect(cards.nth(2)).to_contain_text("3 payments")
+    expect(tab.page.get_by_role("img", name="Paid by service")).to_be_visible()
+    tab.check_page()
+    tab.screenshot("dashboard-overview")
+
     tab.page.get_by_role("link", name="Transactions").click()
     expect(tab.page.get_by_role("heading", level=1)).to_have_text("Transactions, TEST")
     rows = tab.page.locator("tbody tr")

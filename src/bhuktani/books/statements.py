@@ -354,7 +354,8 @@ def as_json(found: Statement) -> dict[str, Any]:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(text: str) -> str:
+def csv_cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows and never runs."""
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
@@ -368,12 +369,12 @@ def as_csv(found: Statement) -> str:
             (
                 nepal_time(entry.time_ms),
                 entry.kind.value,
-                _cell(entry.reference or ""),
+                csv_cell(entry.reference or ""),
                 "" if entry.payment_id is None else entry.payment_id,
                 money.format_rupees(entry.amount_paisa),
                 money.format_rupees(entry.charge_paisa),
                 money.format_rupees(entry.balance_paisa),
-                _cell(entry.note),
+                csv_cell(entry.note),
             )
         )
     return out.getvalue()

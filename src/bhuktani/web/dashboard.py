@@ -93,6 +93,10 @@ async def overview(request: Request, session: Session) -> Response:
         day_chart=charts.bars(
             [(d.strftime("%d %b"), p) for d, _, p in chart_days], label="Paid by day"
         ),
+        service_chart=charts.bars(
+            [(service, p) for service, (_, p) in paid.by_service.items()],
+            label="Paid by service",
+        ),
         by_service=list(paid.by_service.items()),
         changed=request.query_params.get("changed") == "1",
     )
@@ -136,14 +140,6 @@ CSV_FIELDS = (
     "refunded_amount",
     "details",
 )
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection):
-# such text (a reference, an ISP's words) is written behind a quote mark, as the
-# statement's CSV does (books/statements.py).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def filters_given(request: Request) -> dict[str, str]:
@@ -243,16 +239,16 @@ async def transactions_page(request: Request, session: Session) -> Response:
 def csv_row(result: dict[str, Any]) -> tuple[object, ...]:
     return (
         result["created_at"],
-        _cell(str(result["reference"])),
+        statements.csv_cell(str(result["reference"])),
         result["response_id"],
         result["service"],
         result["isp"],
-        _cell(result["username"]),
+        statements.csv_cell(result["username"]),
         result["state"],
         money.format_rupees(paisa_of(result["amount"])),
         money.format_rupees(paisa_of(result["charge"])),
         money.format_rupees(paisa_of(result["refunded_amount"])),
-        _cell(str(result["details"])),
+        statements.csv_cell(str(result["details"])),
     )
 
 
