@@ -5,6 +5,7 @@ CLI prints a one-time password, to be changed at the first sign-in."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,8 +27,15 @@ MAX_EMAIL_CHARS = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 _hasher = PasswordHasher()
-# Verified against when no user has the address, so that a miss takes a hash's time too.
-_NOBODY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _nobody() -> str:
+    """Verified against when no user has the address, so that a miss takes a hash's time
+    too. Made on first use: a hash costs 64 MiB and tens of milliseconds, which no CLI
+    command should pay at import."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
 
 USER_COLUMNS = "id, email, role, merchant_id, must_change, disabled, password_hash"
 
@@ -150,7 +158,7 @@ async def check(db: Database, email: str, password: str) -> User | None:
             )
         )
     if row is None:
-        await _matches(_NOBODY, password)
+        await _matches(await asyncio.to_thread(_nobody), password)
         return None
     if not await _matches(str(row["password_hash"]), password) or bool(row["disabled"]):
         return None
