@@ -105,3 +105,23 @@ async def listing(
     )
     rows = await db.read(lambda tx: tx.fetch(sql, *args))
     return [_entry(row) for row in rows]
+
+
+def acted_on(entry: Mapping[str, Any]) -> list[str]:
+    """What an entry acted on, a line each, as `bhuktani audit` and the console show it."""
+    lines = []
+    if entry["merchant_id"] is not None:
+        lines.append(f"merchant {entry['merchant_id']}")
+    if entry["env"] is not None:
+        lines.append(f"env {entry['env']}")
+    if entry["subject"] is not None:
+        lines.append(f"subject {entry['subject']}")
+    return lines
+
+
+def detail_lines(entry: Mapping[str, Any]) -> list[str]:
+    """An entry's values one a line, "name=value": text as it is, the rest as JSON."""
+    return [
+        f"{name}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for name, value in entry["details"].items()
+    ]

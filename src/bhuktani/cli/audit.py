@@ -112,22 +112,7 @@ def table_of(entries: list[dict[str, Any]]) -> Table:
             str(entry["id"]),
             nepal_time(entry["at_ms"]).strftime("%Y-%m-%d %H:%M:%S %Z"),
             entry["operator"],
-            "\n".join([entry["action"], *acted_on(entry)]),
-            "\n".join(f"{name}={shown_value(value)}" for name, value in entry["details"].items()),
+            "\n".join([entry["action"], *audit.acted_on(entry)]),
+            "\n".join(audit.detail_lines(entry)),
         )
     return table
-
-
-def acted_on(entry: dict[str, Any]) -> list[str]:
-    lines = []
-    if entry["merchant_id"] is not None:
-        lines.append(f"merchant {entry['merchant_id']}")
-    if entry["env"] is not None:
-        lines.append(f"env {entry['env']}")
-    if entry["subject"] is not None:
-        lines.append(f"subject {entry['subject']}")
-    return lines
-
-
-def shown_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -566,26 +566,6 @@ async def settlements_page(
 # The audit log.
 
 
-def acted_on(entry: dict[str, Any]) -> list[str]:
-    """What an entry acted on, under its action, as `bhuktani audit` shows it."""
-    lines = []
-    if entry["merchant_id"] is not None:
-        lines.append(f"merchant {entry['merchant_id']}")
-    if entry["env"] is not None:
-        lines.append(f"env {entry['env']}")
-    if entry["subject"] is not None:
-        lines.append(f"subject {entry['subject']}")
-    return lines
-
-
-def details_of(entry: dict[str, Any]) -> list[str]:
-    """An entry's values one a line, "name=value"; text as it is, the rest as JSON."""
-    return [
-        f"{name}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
-        for name, value in entry["details"].items()
-    ]
-
-
 async def audit_page(
     request: Request, session: Session, status: int, error: str | None
 ) -> Response:
@@ -617,7 +597,10 @@ async def audit_page(
         session=session,
         status=status,
         error=error,
-        entries=[{**entry, "on": acted_on(entry), "lines": details_of(entry)} for entry in entries],
+        entries=[
+            {**entry, "on": audit.acted_on(entry), "lines": audit.detail_lines(entry)}
+            for entry in entries
+        ],
         merchant=merchant_id,
         action=action,
         newest=before is None,
