@@ -17,8 +17,6 @@ from bhuktani.web import console, dashboard, sessions, users
 from bhuktani.web.pages import (
     CONSOLE,
     DASHBOARD,
-    FORM_TYPES,
-    MAX_FORM_BYTES,
     Area,
     FormRefused,
     client_of,
@@ -26,6 +24,7 @@ from bhuktani.web.pages import (
     form_of,
     gateway_of,
     page,
+    read_form,
     redirect,
     refused_page,
     session_of,
@@ -68,11 +67,10 @@ def login_routes(area: Area) -> list[Route]:
     async def login(request: Request) -> Response:
         gateway = gateway_of(request)
         settings = gateway.settings
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        length = request.headers.get("content-length", "0")
-        if content_type not in FORM_TYPES or not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        try:
+            form = await read_form(request, max_fields=20)
+        except FormRefused:
             return _login_form(request, area, status=400, error="Send the sign-in form")
-        form = await request.form(max_files=0, max_fields=20)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         given = form.get("csrf_token")
         if (

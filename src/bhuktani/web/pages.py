@@ -145,15 +145,20 @@ class FormRefused(Exception):
         self.detail = detail
 
 
-async def form_of(request: Request, session: Session) -> FormData:
-    """A posted form whose CSRF token is the session's. Raises FormRefused."""
+async def read_form(request: Request, *, max_fields: int = 200) -> FormData:
+    """A posted form of a page's kind and size, files refused. Raises FormRefused."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
         raise FormRefused(415, "Send the page's form")
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
         raise FormRefused(413, "The form is too large")
-    form = await request.form(max_files=0, max_fields=200)
+    return await request.form(max_files=0, max_fields=max_fields)
+
+
+async def form_of(request: Request, session: Session) -> FormData:
+    """A posted form whose CSRF token is the session's. Raises FormRefused."""
+    form = await read_form(request)
     if not session.csrf_ok(form.get("csrf_token")):
         raise FormRefused(403, "The form has expired: reload the page and send it again")
     return form
