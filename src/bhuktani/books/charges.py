@@ -76,6 +76,19 @@ class Charge:
             charge = min(charge, self.max_paisa)
         return charge
 
+    def described(self, currency: str = "") -> str:
+        """As a person reads it: "flat 10.00", "1.50 % (min 5.00, max 100.00)";
+        `currency` before each amount ("Rs ")."""
+        values = self.as_json()
+        if values["flat"] is not None:
+            return f"flat {currency}{values['flat']}"
+        bounds = [
+            f"{name} {currency}{values[name]}"
+            for name in ("min", "max")
+            if values[name] is not None
+        ]
+        return f"{values['percent']} %" + (f" ({', '.join(bounds)})" if bounds else "")
+
     def as_json(self) -> dict[str, Any]:
         """Rupees and percent as exact strings, as the CLI shows them."""
 

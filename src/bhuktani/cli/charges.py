@@ -59,14 +59,6 @@ def _charge(
     return charges.Charge(percent_bp=percent_bp, min_paisa=min_paisa, max_paisa=max_paisa)
 
 
-def _described(charge: charges.Charge) -> str:
-    values = charge.as_json()
-    if values["flat"] is not None:
-        return f"flat {values['flat']}"
-    bounds = [f"{name} {values[name]}" for name in ("min", "max") if values[name] is not None]
-    return f"{values['percent']} %" + (f" ({', '.join(bounds)})" if bounds else "")
-
-
 @charges_app.command("set")
 def charges_set(
     merchant_id: int,
@@ -93,7 +85,7 @@ def charges_set(
         )
     except charges.ChargeError as exc:
         raise _refused(exc) from None
-    console.print(f"merchant {merchant_id} ({env}) pays {_described(charge)} on {service}")
+    console.print(f"merchant {merchant_id} ({env}) pays {charge.described()} on {service}")
 
 
 @charges_app.command("clear")
@@ -112,7 +104,7 @@ def charges_clear(
     except charges.ChargeError as exc:
         raise _refused(exc) from None
     console.print(
-        f"merchant {merchant_id} ({env}) no longer pays {_described(removed)} on {service}"
+        f"merchant {merchant_id} ({env}) no longer pays {removed.described()} on {service}"
     )
 
 
@@ -130,5 +122,5 @@ def charges_list(
     for column in ("merchant", "env", "service", "charge"):
         table.add_column(column, overflow="fold")
     for entry in entries:
-        table.add_row(str(entry.merchant_id), entry.env, entry.service, _described(entry.charge))
+        table.add_row(str(entry.merchant_id), entry.env, entry.service, entry.charge.described())
     console.print(table)

@@ -167,15 +167,6 @@ def merchant_of(request: Request) -> int:
     return merchant_id
 
 
-def described(charge: charges.Charge) -> str:
-    """A charge as `charges list` shows it: "flat 10.00", "1.5 % (min 5.00, max 100.00)"."""
-    values = charge.as_json()
-    if values["flat"] is not None:
-        return f"flat Rs {values['flat']}"
-    bounds = [f"{name} Rs {values[name]}" for name in ("min", "max") if values[name] is not None]
-    return f"{values['percent']} %" + (f" ({', '.join(bounds)})" if bounds else "")
-
-
 async def merchant_page(
     request: Request, session: Session, status: int, error: str | None
 ) -> Response:
@@ -210,7 +201,7 @@ async def merchant_page(
         details=dict(row),
         default_rate=(gateway.settings.rate_per_s, gateway.settings.rate_burst),
         services=[(s, enabled is None or s.slug in enabled) for s in registry.SERVICES],
-        charges=[{"entry": e, "shown": described(e.charge)} for e in entries],
+        charges=[{"entry": e, "shown": e.charge.described("Rs ")} for e in entries],
         slugs=sorted({*registry.BY_SLUG, *registry.BY_ISP}),
         envs=ENVS,
         default_note=DEFAULT_LOAD_NOTE,
