@@ -13,15 +13,27 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e .
+# Dependencies come from the lock files, checked against their hashes; the project itself
+# is installed over them without resolving.
+$(VENV)/.installed: requirements/run.txt pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --require-hashes -r requirements/run.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
+
+# The lock files, written anew from pyproject.toml's ranges: run after changing a dependency.
+LOCK_ARGS := -q --strip-extras --allow-unsafe --generate-hashes --no-emit-index-url --no-emit-find-links
+.PHONY: lock
+lock: | $(BIN)/activate
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile $(LOCK_ARGS) -o requirements/run.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_ARGS) --extra dev -c requirements/run.txt -o requirements/dev.txt pyproject.toml
 
 dev: $(VENV)/.dev-installed
 
