@@ -11,22 +11,21 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from bhuktani import __version__, logs, metrics, runtime
-from bhuktani.api import charges, credit_requests, disputes, statements
+from bhuktani import logs, metrics, runtime
+from bhuktani.api import charges, credit_requests, disputes, docs, openapi, statements
 from bhuktani.api.body import parse_object, read_limited, token_of
 from bhuktani.api.errors import ApiError, body_of, code_of, headers_of, status_of
 from bhuktani.api.middleware import Endpoint, RequestContext
 from bhuktani.api.routing import JsonResponse, client_of, gateway_of, lookup_data, serve
-from bhuktani.books import settlement
+from bhuktani.books import health, settlement
 from bhuktani.errors import Refusal
 from bhuktani.logs import configure_logging
 from bhuktani.payments import commit as commit_flow
@@ -58,46 +57,23 @@ def api_error_response(error: Refusal) -> JsonResponse:
     return error_response(error)
 
 
-# The placeholders of the schema's example bodies: a TEST token and a reference.
-EXAMPLE_TOKEN = "TEST:your-test-token"
-EXAMPLE_REFERENCE = "order-1001"
-
-
-def _json_body_schema(model: type[Any], example: dict[str, Any]) -> dict[str, Any]:
-    body = {"token": EXAMPLE_TOKEN, "reference": EXAMPLE_REFERENCE, **example}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(), "example": body}},
-        }
-    }
-
-
 def _document_routes(app: Starlette) -> None:
-    """`/openapi.json`, written once on first use, and `/docs`, Swagger UI over it."""
+    """`/openapi.json`, written once on first use, and its pages, `/docs` and `/redoc`."""
     written: list[bytes] = []
 
     async def openapi_endpoint(request: Request) -> Response:
         if not written:
-            schema = get_openapi(title="bhuktani", version=__version__, routes=app.state.documented)
-            written.append(orjson.dumps(schema))
+            written.append(orjson.dumps(openapi.document(app.state.documented)))
         return Response(written[0], media_type="application/json")
 
-    async def docs_endpoint(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="bhuktani - Swagger UI")
-
     app.router.routes.append(Route("/openapi.json", openapi_endpoint, methods=["GET"]))
-    app.router.routes.append(Route("/docs", docs_endpoint, methods=["GET"]))
+    app.router.routes.extend(docs.routes())
 
 
 Flow = Callable[[runtime.Gateway, ServiceGroup, dict[str, Any], str | None, str], Awaitable[Any]]
 
 
 def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> None:
-    model = group.details_model if verb == "details" else group.commit_model
-    # The group's own examples, which its sandbox subscriber answers.
-    example = group.examples.details if verb == "details" else group.examples.commit
-
     async def endpoint(request: Request) -> JsonResponse:
         gateway = gateway_of(request)
         raw = await read_limited(request, gateway.settings.max_body_bytes)
@@ -107,7 +83,7 @@ def _group_route(app: Starlette, verb: str, group: ServiceGroup, flow: Flow) -> 
 
     path = f"/api/servicegroup/{verb}/{group.slug}/"
     name = f"{verb}_{group.slug.replace('-', '_')}"
-    serve(app, path, endpoint, "POST", name, _json_body_schema(model, example))
+    serve(app, path, endpoint, "POST", name, openapi.group_operation(verb, group))
 
 
 def _use_route(app: Starlette, service: SingleStepService) -> None:
@@ -120,7 +96,7 @@ def _use_route(app: Starlette, service: SingleStepService) -> None:
 
     path = f"/api/use/{service.slug}/"
     name = f"use_{service.slug.replace('-', '_')}"
-    serve(app, path, endpoint, "POST", name, _json_body_schema(service.use_model, service.example))
+    serve(app, path, endpoint, "POST", name, openapi.use_operation(service))
 
 
 def _lookup_routes(app: Starlette) -> None:
@@ -142,12 +118,12 @@ def _lookup_routes(app: Starlette) -> None:
         token = token_of(data, request)
         return JsonResponse(await lookup.balance(gateway, token, client_of(request)))
 
-    for path, endpoint in (
-        ("/api/service/status/", status_endpoint),
-        ("/api/service/bulk/status/", bulk_endpoint),
-        ("/api/balance/", balance_endpoint),
+    for path, endpoint, described in (
+        ("/api/service/status/", status_endpoint, openapi.status_operation()),
+        ("/api/service/bulk/status/", bulk_endpoint, openapi.bulk_status_operation()),
+        ("/api/balance/", balance_endpoint, openapi.balance_operation()),
     ):
-        serve(app, path, endpoint, "GET", path.strip("/").replace("/", "_"))
+        serve(app, path, endpoint, "GET", path.strip("/").replace("/", "_"), described)
 
 
 def _install_error_handlers(app: Starlette) -> None:
@@ -211,6 +187,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 callbacks=settings.callbacks_enabled,
             )
         ]
+        # /metrics: this worker's own state and the operator's queues, off the scrape's path.
+        workers.append(asyncio.create_task(health.watch(gateway, stop)))
         try:
             yield
         finally:
@@ -253,8 +231,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JsonResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        """For the operator's scraper alone: merchants share the port (README, "Degraded
-        ISPs and metrics")."""
+        """For the operator's scraper alone: merchants share the port (docs/OPERATING.md,
+        "Degraded ISPs and metrics")."""
         refusal = _metrics_refusal(request, settings)
         if refusal is not None:
             return refusal
@@ -266,6 +244,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     web.install(app)
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    # Described only: /healthz is served by the router, not called directly.
+    app.state.documented.append(
+        APIRoute("/healthz", healthz, methods=["GET"], openapi_extra=openapi.health_operation())
+    )
     app.router.routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     return app
 

@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from bhuktani.api import openapi, schemas
 from bhuktani.api.routing import JsonResponse, body_data, client_of, gateway_of, serve, token_in
 from bhuktani.books import credit_requests
-
-# The body as the OpenAPI document describes it: the document's two fields.
-EXAMPLE = {"token": "TEST:your-test-token", "credit": 5000.0}
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "token": {"type": "string"},
-        "credit": {
-            "anyOf": [{"type": "number"}, {"type": "string"}],
-            "description": "Rupees, at most 2 decimal places, above 0",
-        },
-    },
-    "required": ["credit"],
-}
 
 
 async def credit_request_endpoint(request: Request) -> JsonResponse:
@@ -32,6 +21,24 @@ async def credit_request_endpoint(request: Request) -> JsonResponse:
     return JsonResponse(answer)
 
 
+def _described() -> dict[str, Any]:
+    return openapi.post(
+        "requestCredit",
+        "Ask the operator for credits",
+        openapi.MONEY_TAG,
+        body=schemas.ref(schemas.CreditRequest),
+        example={"token": openapi.EXAMPLE_TOKEN, "credit": 5000.0},
+        answered=openapi.answer(
+            schemas.ref(schemas.CreditRequested),
+            {"status": True, "detail": "Credit Requested", "request_id": 42},
+        ),
+        errors=openapi.refusals(
+            (*openapi.TOKEN_CODES, "1014", "1015"),
+            bare="for a credit that is not an amount above 0, or too many requests waiting",
+        ),
+    )
+
+
 def install(app: Starlette) -> None:
     """Serve this module's calls on the app (api.routing.serve)."""
     serve(
@@ -40,10 +47,5 @@ def install(app: Starlette) -> None:
         credit_request_endpoint,
         "POST",
         "public_creditrequest",
-        {
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": SCHEMA, "example": EXAMPLE}},
-            }
-        },
+        _described(),
     )

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bhuktani import logs, money
+from bhuktani.api import openapi, schemas
 from bhuktani.api.routing import (
     JsonResponse,
     body_data,
@@ -88,7 +89,141 @@ async def transaction_list(request: Request) -> JsonResponse:
     return JsonResponse(found)
 
 
+DAY = {"type": "string", "format": "date"}
+STATEMENT_EXAMPLE = {
+    "status": True,
+    "date": "2026-07-12",
+    "opening": 1000.0,
+    "loads": 500.0,
+    "payments": 100.0,
+    "charges": 5.0,
+    "refunds": 0.0,
+    "closing": 1395.0,
+    "entries": [
+        {
+            "time": "2026-07-12T00:00:00.000+05:45",
+            "kind": "load",
+            "reference": None,
+            "response_id": None,
+            "amount": 500.0,
+            "charge": 0.0,
+            "balance": 1500.0,
+            "note": "credit load",
+        },
+        {
+            "time": "2026-07-12T10:00:00.000+05:45",
+            "kind": "payment",
+            "reference": "inv-1001",
+            "response_id": 7312338848142,
+            "amount": 100.0,
+            "charge": 5.0,
+            "balance": 1395.0,
+            "note": "",
+        },
+    ],
+}
+TRANSACTION_EXAMPLE = {
+    **openapi.STATUS_EXAMPLE,
+    "service": openapi.EXAMPLE_SERVICE,
+    "isp": openapi.EXAMPLE_SERVICE,
+    "created_at": "2026-07-12T12:00:00.000+05:45",
+    "charge": 5.0,
+}
+
+
+def _credits_by_date_described() -> dict[str, Any]:
+    return openapi.post(
+        "getCreditsByDate",
+        "Credits available at the end of a day",
+        openapi.MONEY_TAG,
+        body=schemas.ref(schemas.CreditsByDateRequest),
+        example={"token": openapi.EXAMPLE_TOKEN, "date": "2026-07-12"},
+        answered=openapi.answer(
+            schemas.ref(schemas.CreditsByDate), {"credits_available": 1478.0, "status": True}
+        ),
+        errors=openapi.refusals(
+            (*openapi.TOKEN_CODES, "1014", "1015"), bare="for a date missing, malformed or future"
+        ),
+    )
+
+
+def _statement_described() -> dict[str, Any]:
+    csv = {
+        "schema": {"type": "string"},
+        "example": "time,kind,reference,response_id,amount,charge,balance,note\r\n",
+    }
+    described = openapi.get(
+        "getStatement",
+        "A day's statement (JSON or CSV)",
+        openapi.MONEY_TAG,
+        parameters=[
+            openapi.query(
+                "date", DAY, "A Nepal day, YYYY-MM-DD", required=True, example="2026-07-12"
+            ),
+            openapi.query(
+                "format",
+                {"type": "string", "enum": list(FORMATS), "default": "json"},
+                "The answer's format",
+            ),
+        ],
+        answered=openapi.answer(schemas.ref(schemas.Statement), STATEMENT_EXAMPLE),
+        errors=openapi.refusals(openapi.LOOKUP_CODES),
+        description="`format=csv` answers `text/csv` (one row per entry) as an attachment.",
+    )
+    described["responses"]["200"]["content"]["text/csv"] = csv
+    return described
+
+
+def _transactions_described() -> dict[str, Any]:
+    text = {"type": "string"}
+    return openapi.get(
+        "listTransactions",
+        "The merchant's payments, newest first, a page at a time",
+        openapi.MONEY_TAG,
+        parameters=[
+            openapi.query("from", DAY, "The first Nepal day, inclusive"),
+            openapi.query("to", DAY, "The last Nepal day, inclusive"),
+            openapi.query(
+                "state",
+                {"type": "string", "enum": ["Success", "Failed", "Processing", "Queued"]},
+                "Only payments in this state",
+            ),
+            openapi.query("service", text, "A service's slug or an ISP's"),
+            openapi.query(
+                "reference",
+                {"type": "string", "minLength": 1, "maxLength": 50},
+                "The start of a reference",
+            ),
+            openapi.query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                "Results per page",
+            ),
+            openapi.query("cursor", text, "The `next_cursor` of the page before"),
+        ],
+        answered=openapi.answer(
+            schemas.ref(schemas.Transactions),
+            {"status": True, "results": [TRANSACTION_EXAMPLE], "next_cursor": None},
+        ),
+        errors=openapi.refusals(openapi.LOOKUP_CODES),
+    )
+
+
 def install(app: Starlette) -> None:
-    serve(app, "/api/credits/bydate/", credits_by_date, "POST", "credits_bydate")
-    serve(app, "/api/statement/", statement, "GET", "statement")
-    serve(app, "/api/transactions/", transaction_list, "GET", "transactions")
+    serve(
+        app,
+        "/api/credits/bydate/",
+        credits_by_date,
+        "POST",
+        "credits_bydate",
+        _credits_by_date_described(),
+    )
+    serve(app, "/api/statement/", statement, "GET", "statement", _statement_described())
+    serve(
+        app,
+        "/api/transactions/",
+        transaction_list,
+        "GET",
+        "transactions",
+        _transactions_described(),
+    )
