@@ -14,15 +14,16 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 # Dependencies come from the lock files, checked against their hashes; the project itself
-# is installed over them without resolving.
+# (and in dev, the SDK of clients/python, which its tests call) is installed over them
+# without resolving.
 $(VENV)/.installed: requirements/run.txt pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --require-hashes -r requirements/run.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements/dev.txt pyproject.toml | $(BIN)/activate
+$(VENV)/.dev-installed: requirements/dev.txt pyproject.toml clients/python/pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e . -e clients/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -43,9 +44,10 @@ run: install
 	$(BIN)/bhuktani serve --host $(HOST) --port $(PORT)
 
 lint: dev
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench clients/python
+	$(BIN)/ruff format --check src tests scripts bench clients/python
 	$(BIN)/mypy
+	$(BIN)/mypy --strict clients/python/src
 
 # The whole suite on SQLite and on the PostgreSQL of BHUKTANI_TEST_POSTGRES_URL, two
 # processes at once; the long soak is `make soak`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -225,3 +226,23 @@ class IspDouble:
 
     async def aclose(self) -> None:
         pass
+
+
+def cli(server_db_url: str, *args: str) -> str:
+    """`bhuktani ARGS` as an operator runs it against the server's database: its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bhuktani", *args],
+        env=fast_env(server_db_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def cli_json(server_db_url: str, *args: str) -> dict[str, Any]:
+    """The JSON object `bhuktani ARGS --json` prints last."""
+    last: dict[str, Any] = json.loads(cli(server_db_url, *args, "--json").strip().splitlines()[-1])
+    return last

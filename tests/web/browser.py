@@ -4,10 +4,7 @@ another host, a label on every field)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +12,7 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 
-from tests.support import Server, fast_env
+from tests.support import Server
 
 CHROMIUM = os.environ.get("BHUKTANI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -38,27 +35,6 @@ def launch() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
-
-
-def cli(server_db_url: str, *args: str) -> str:
-    """`bhuktani ARGS` as an operator runs it against the server's database: its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bhuktani", *args],
-        env=fast_env(server_db_url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
-
-
-def cli_json(server_db_url: str, *args: str) -> dict[str, object]:
-    last: dict[str, object] = json.loads(
-        cli(server_db_url, *args, "--json").strip().splitlines()[-1]
-    )
-    return last
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from tests.support import Server
-from tests.web.browser import Tab, cli, cli_json, first_sign_in, new_tab
+from tests.support import Server, cli, cli_json
+from tests.web.browser import Tab, first_sign_in, new_tab
 from tests.web.test_dashboard import api_get, eventually, pay, post_answer, signed_in_merchant
 
 

@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from bhuktani.clock import nepal_day
-from tests.support import Server, fast_env, free_port, running_server
-from tests.web.browser import Tab, cli, cli_json, first_sign_in, new_tab
+from tests.support import Server, cli, cli_json, fast_env, free_port, running_server
+from tests.web.browser import Tab, first_sign_in, new_tab
 
 
 def unique(prefix: str) -> str:

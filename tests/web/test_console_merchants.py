@@ -14,8 +14,8 @@ import httpx
 from playwright.sync_api import Browser, Locator, expect
 
 from bhuktani.services import registry
-from tests.support import Server
-from tests.web.browser import Tab, cli_json, first_sign_in, new_tab
+from tests.support import Server, cli_json
+from tests.web.browser import Tab, first_sign_in, new_tab
 from tests.web.test_console import audit_entries, available
 
 # How long a running server may keep a merchant's charges and limits cached.

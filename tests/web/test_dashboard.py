@@ -20,8 +20,8 @@ import httpx
 from playwright.sync_api import Browser, expect
 
 from tests.receiver import Receiver, receiving
-from tests.support import Server
-from tests.web.browser import PHONE, Tab, cli, cli_json, first_sign_in, new_tab
+from tests.support import Server, cli, cli_json
+from tests.web.browser import PHONE, Tab, first_sign_in, new_tab
 
 ARROWNET_DETAILS = "/api/servicegroup/details/arrownet/"
 ARROWNET_COMMIT = "/api/servicegroup/commit/arrownet/"

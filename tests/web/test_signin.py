@@ -8,12 +8,10 @@ import re
 import httpx
 from playwright.sync_api import Browser, expect
 
-from tests.support import Server
+from tests.support import Server, cli, cli_json
 from tests.web.browser import (
     NEW_PASSWORD,
     PHONE,
-    cli,
-    cli_json,
     first_sign_in,
     new_tab,
     sign_in,
