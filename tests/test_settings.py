@@ -1,4 +1,4 @@
-"""LIVE ISP systems by service group (README, Settings): BHUKTANI_ISPS__<GROUP>__BASE_URL
+"""LIVE ISP systems by service group (docs/OPERATING.md, Settings): BHUKTANI_ISPS__<GROUP>__BASE_URL
 and __API_KEY, and for one release the names before them, BHUKTANI_<GROUP>_BASE_URL and
 _API_KEY, read where the new name of the same field is unset."""
 

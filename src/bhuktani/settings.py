@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     session_keep_expired_s: int = Field(default=3600, ge=0)
     session_sweep_s: float = Field(default=60.0, gt=0)
     # Requests a second each merchant may make in each environment, and the burst above
-    # it; a merchant's own limit (`merchant set-rate-limit`) wins. README "Limits" says why
+    # it; a merchant's own limit (`merchant set-rate-limit`) wins. docs/OPERATING.md, "Limits", says why
     # 100 and 200.
     rate_per_s: int = Field(default=100, ge=1)
     rate_burst: int = Field(default=200, ge=1)

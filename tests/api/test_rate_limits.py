@@ -1,4 +1,4 @@
-"""Request rate limits against a running `bhuktani serve`, over real sockets (README
+"""Request rate limits against a running `bhuktani serve`, over real sockets (docs/OPERATING.md,
 "Limits", spec/API.md section 2: 429, code 1022, Retry-After). Every burst is bounded in
 count and time, and every count of admitted requests is checked against what the bucket
 allows: the burst, plus the rate times the seconds the burst took."""
@@ -257,7 +257,7 @@ async def test_set_rate_limit_wants_both_numbers_or_default_alone(
         done = await bhuktani(db_url, "merchant", "set-rate-limit", mid, *args)
         assert done.returncode != 0, args
     done = await bhuktani(db_url, "merchant", "set-rate-limit", "987654321", "--default")
-    assert done.returncode == 1 and "no merchant 987654321" in done.stdout
+    assert done.returncode == 1 and "no merchant 987654321" in done.stderr
 
 
 @only_postgresql

@@ -27,7 +27,7 @@ from tests.support import Server, fast_env, free_port, new_merchant, running_ser
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, sets rlimits")
 
-# The defaults (README, "Slow and many clients"), and how late the server may be: it
+# The defaults (docs/OPERATING.md, "Slow and many clients"), and how late the server may be: it
 # looks once a second, and a loaded 2-core host runs it late.
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0

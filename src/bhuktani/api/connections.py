@@ -42,7 +42,7 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 
 @dataclass(frozen=True)
 class Limits:
-    """What one server process allows its clients (README, "Slow and many clients")."""
+    """What one server process allows its clients (docs/OPERATING.md, "Slow and many clients")."""
 
     head_timeout_s: float = 10.0
     body_timeout_s: float = 10.0

@@ -1,7 +1,7 @@
 """Settlement with each ISP: its daily report of the payments it applied, compared with
 our Success payments of that ISP, and the worker's morning run of it for every LIVE ISP.
 
-Which day a payment belongs to (README, "Settlement with each ISP"):
+Which day a payment belongs to (docs/OPERATING.md, "Settlement with each ISP"):
 - The ISP's report of day D is the truth of D: every payment it lists is classified in the
   run of D (matched, an amount mismatch, or theirs-only), so for a clean run the matched
   sum is the ISP's total for the day.

@@ -131,7 +131,7 @@ async def send(gateway: Gateway, http: httpx.AsyncClient, due: outbox.Due) -> st
     try:
         if due.url is None or not due.signing_secrets:
             # The merchant unset its URL after this was queued: it waits, on the schedule,
-            # for a URL to be set again (README, "Delivery callbacks").
+            # for a URL to be set again (docs/CALLBACKS.md).
             error = NO_URL
         else:
             async with asyncio.timeout(settings.callback_timeout_s):

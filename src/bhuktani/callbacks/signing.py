@@ -1,7 +1,7 @@
 """Callback signatures, to the Standard Webhooks specification (standardwebhooks.com):
 `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
 "<id>.<timestamp>.<body>">`, signed by the `standardwebhooks` library a merchant verifies
-with (README). Secrets are `whsec_` + standard base64 of the key bytes."""
+with (docs/CALLBACKS.md). Secrets are `whsec_` + standard base64 of the key bytes."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ MAX_ANSWER_BYTES = 256 * 1024
 # How much of a raw value the log keeps when one was made safe.
 MAX_LOGGED_CHARS = 1000
 # A day's settlement report: one ISP's payments of a day, about 130 bytes each. Past these
-# it is refused as too large (README, "The ISP protocol"). Read once a day, off the payment
+# it is refused as too large (docs/ISP-PROTOCOL.md). Read once a day, off the payment
 # path, so it has its own deadline and its own connection.
 MAX_REPORT_PAYMENTS = 200_000
 MAX_REPORT_BYTES = 32 * 1024 * 1024

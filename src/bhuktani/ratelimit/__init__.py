@@ -1,5 +1,5 @@
 """Request rate limits, checked around authentication, before any flow work: a refused
-request has read nothing and moved nothing (README "Limits").
+request has read nothing and moved nothing (docs/OPERATING.md, "Limits").
 
 1. The client address's failed authentications (addresses.py), before the token is hashed.
 2. The token, as always; a refusal of it counts against the address.

@@ -7,7 +7,7 @@ not 5,000 database queries. Good requests take nothing, so an address is let thr
 again as soon as one token has come back (1 s at the default rate).
 
 The address is the socket's peer, or the client a trusted proxy names
-(BHUKTANI_FORWARDED_ALLOW_IPS, README "Limits"). An IPv6 client is counted by its /64,
+(BHUKTANI_FORWARDED_ALLOW_IPS, docs/OPERATING.md, "Limits"). An IPv6 client is counted by its /64,
 which one subscriber line usually gets whole."""
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ status question about a payment the ISP never saw cannot tell whose it was, so i
 seed given; `/_sim/stats` counts the fates drawn since; `/_sim/applied` lists every payment
 the ISP applied, to compare with the gateway's books.
 
-`/{group}/{isp}/settlements/{date}` is the ISP's daily report of what it applied (README,
-"The ISP protocol"), from the same store: each payment is dated when it was applied, by
+`/{group}/{isp}/settlements/{date}` is the ISP's daily report of what it applied
+(docs/ISP-PROTOCOL.md), from the same store: each payment is dated when it was applied, by
 the simulator's clock (a test sets it to put payments on a day of its own). The report is
 the ISP's back office, not the payment path, so it draws no fault: a drill makes it
 unreachable by stopping the simulator."""
