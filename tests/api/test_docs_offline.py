@@ -86,6 +86,17 @@ def test_the_pages_and_their_assets_are_all_ours(docs_server: Server) -> None:
     assert "/static/favicon.svg" in loaded
 
 
+def test_the_assets_are_kept_by_browsers_and_the_api_never(docs_server: Server) -> None:
+    base = docs_server.base_url
+    for name in docs.ASSET_NAMES:
+        answer = httpx.get(f"{base}{docs.ASSETS_URL}/{name}", timeout=10)
+        assert answer.headers.get_list("cache-control") == ["public, max-age=86400"], name
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    for path in ("/docs", "/openapi.json", "/api/balance/"):
+        answer = httpx.get(base + path, timeout=10)
+        assert answer.headers.get_list("cache-control") == ["no-store"], path
+
+
 def test_an_unknown_asset_is_not_found(docs_server: Server) -> None:
     answer = httpx.get(f"{docs_server.base_url}{docs.ASSETS_URL}/../app.py", timeout=10)
     assert answer.status_code == 404

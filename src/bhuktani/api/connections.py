@@ -28,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from bhuktani.api.errors import ApiError, body_of
-from bhuktani.api.middleware import ANSWER_HEADERS, TIMED_OUT_KEY
+from bhuktani.api.middleware import NO_STORE, NOSNIFF, TIMED_OUT_KEY
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +206,8 @@ def _closing_envelope(error: ApiError) -> tuple[bytes, list[tuple[bytes, bytes]]
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
-        *ANSWER_HEADERS,
+        NO_STORE,
+        NOSNIFF,
     ]
     return body, headers
 

@@ -27,8 +27,10 @@ log = structlog.get_logger()
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # On every answer: a browser must not guess another type than the one we send (an error
 # envelope echoing a client's field is never run as HTML), and nothing that carries a
-# balance or a payment is kept by a cache on the way.
-ANSWER_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+# balance or a payment is kept by a cache on the way, unless the answer says how it may be
+# kept (the API documents' scripts, which never change while a version runs).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+NO_STORE = (b"cache-control", b"no-store")
 # Set in the scope by api.serving when it closed the connection.
 TIMED_OUT_KEY = "bhuktani.timed_out"
 # The request line's status for a request whose client went away before its answer (nginx's
@@ -80,7 +82,9 @@ class RequestContext:
                     status = message["status"]
                     response_started = True
                     headers = list(message.get("headers", []))
-                    headers.extend(ANSWER_HEADERS)
+                    if not any(name == b"cache-control" for name, _ in headers):
+                        headers.append(NO_STORE)
+                    headers.append(NOSNIFF)
                     headers.append((b"x-request-id", request_id.encode()))
                     message = {**message, "headers": headers}
                 await send(message)
