@@ -106,7 +106,11 @@ def body_of(error: Refusal) -> dict[str, Any]:
     if isinstance(error, errors.BareRefusal):
         # Its document's two fields; the code is on the request's log line only.
         return {"status": False, "detail": error.details}
-    code = code_of(error)
+    return envelope(code_of(error), error.details, error.error_data or {})
+
+
+def envelope(code: str, details: str, error_data: dict[str, Any]) -> dict[str, Any]:
+    """The one error envelope of docs/API.md section 2."""
     message, name = CODES[code]
     return {
         "status": False,
@@ -114,8 +118,8 @@ def body_of(error: Refusal) -> dict[str, Any]:
         "error_code": code,
         "error": name,
         "message": message,
-        "details": error.details,
-        "error_data": error.error_data or {},
+        "details": details,
+        "error_data": error_data,
     }
 
 

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from bhuktani import __version__
 from bhuktani.api import schemas, service_schemas
-from bhuktani.api.errors import CODES
+from bhuktani.api.errors import CODES, envelope
 from bhuktani.services import registry
 from bhuktani.services.base import Service, ServiceGroup
 from bhuktani.services.single_step import SingleStepService
@@ -73,19 +73,6 @@ def _code_list(codes: Iterable[str]) -> str:
     return "\n".join(f"- `{code}` {CODES[code][0]} (`{CODES[code][1]}`)" for code in codes)
 
 
-def _envelope_example(code: str, details: str, error_data: dict[str, Any]) -> dict[str, Any]:
-    message, name = CODES[code]
-    return {
-        "status": False,
-        "state": "Error",
-        "error_code": code,
-        "error": name,
-        "message": message,
-        "details": details,
-        "error_data": error_data,
-    }
-
-
 def _json(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
     content: dict[str, Any] = {"schema": schema}
     if example is not None:
@@ -98,9 +85,9 @@ def refusals(codes: Sequence[str], *, bare: str | None = None) -> dict[str, Any]
     server error (500), each in the envelope. `bare`: the call also refuses in the two
     fields of BareRefusal, for this reason."""
     if "1010" in codes:
-        example = _envelope_example("1010", "amount: Send the amount", {"amount": ["Send it"]})
+        example = envelope("1010", "amount: Send the amount", {"amount": ["Send it"]})
     else:
-        example = _envelope_example(codes[0], CODES[codes[0]][0], {})
+        example = envelope(codes[0], CODES[codes[0]][0], {})
     described = "Refused; nothing was done or moved. `error_code` is one of:\n\n"
     schema: dict[str, Any] = schemas.ref(schemas.ErrorEnvelope)
     if bare is not None:
@@ -116,7 +103,7 @@ def refusals(codes: Sequence[str], *, bare: str | None = None) -> dict[str, Any]
             "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
             "content": _json(
                 schemas.ref(schemas.ErrorEnvelope),
-                _envelope_example(
+                envelope(
                     "1022", "Over 100 requests a second (burst 200); retry after 1 s", {}
                 ),
             ),
@@ -126,7 +113,7 @@ def refusals(codes: Sequence[str], *, bare: str | None = None) -> dict[str, Any]
             "look it up.",
             "content": _json(
                 schemas.ref(schemas.ErrorEnvelope),
-                _envelope_example("1017", "Unexpected error; request id 3f2a9c", {}),
+                envelope("1017", "Unexpected error; request id 3f2a9c", {}),
             ),
         },
     }
