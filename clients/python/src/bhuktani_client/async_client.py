@@ -22,7 +22,7 @@ from bhuktani_client._base import (
 )
 from bhuktani_client._calls import Call, Kind
 from bhuktani_client._retry import Attempts
-from bhuktani_client.errors import DuplicateReference, WaitTimeout
+from bhuktani_client.errors import DuplicateReference, TooManyPages, WaitTimeout
 
 T = TypeVar("T")
 Amount = Decimal | int | str
@@ -243,6 +243,7 @@ class AsyncClient:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+        raise TooManyPages(MAX_PAGES)
 
     async def service_charge(self, service_slug: str, amount: Amount) -> models.ServiceCharge:
         return await self._send(_calls.service_charge(service_slug, amount))
@@ -270,3 +271,4 @@ class AsyncClient:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+        raise TooManyPages(MAX_PAGES)

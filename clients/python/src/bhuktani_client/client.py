@@ -21,7 +21,7 @@ from bhuktani_client._base import (
 )
 from bhuktani_client._calls import Call, Kind
 from bhuktani_client._retry import Attempts
-from bhuktani_client.errors import DuplicateReference, WaitTimeout
+from bhuktani_client.errors import DuplicateReference, TooManyPages, WaitTimeout
 
 T = TypeVar("T")
 Amount = Decimal | int | str
@@ -239,6 +239,7 @@ class Client:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+        raise TooManyPages(MAX_PAGES)
 
     def service_charge(self, service_slug: str, amount: Amount) -> models.ServiceCharge:
         return self._send(_calls.service_charge(service_slug, amount))
@@ -265,3 +266,4 @@ class Client:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+        raise TooManyPages(MAX_PAGES)

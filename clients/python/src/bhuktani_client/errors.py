@@ -164,6 +164,15 @@ class WaitTimeout(BhuktaniError):
         self.polls = polls
 
 
+class TooManyPages(BhuktaniError):
+    """An iterator walked its bound of pages and the gateway still had more: narrow the
+    filters (dates, state) rather than read an unbounded list."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__(f"more than {pages} pages: narrow the filters")
+        self.pages = pages
+
+
 class InvalidCallback(BhuktaniError):
     """A callback that cannot be read."""
 
