@@ -103,9 +103,7 @@ def refusals(codes: Sequence[str], *, bare: str | None = None) -> dict[str, Any]
             "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
             "content": _json(
                 schemas.ref(schemas.ErrorEnvelope),
-                envelope(
-                    "1022", "Over 100 requests a second (burst 200); retry after 1 s", {}
-                ),
+                envelope("1022", "Over 100 requests a second (burst 200); retry after 1 s", {}),
             ),
         },
         "500": {
