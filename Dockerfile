@@ -7,7 +7,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
 # Every dependency has a manylinux wheel for CPython 3.11: nothing is compiled.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY requirements/ requirements/
 COPY src/ src/
 COPY deploy/build.sh deploy/build.sh

@@ -26,7 +26,7 @@ wheel() {
     # and the checkout (or the image's context) stays as it was.
     copy="$(mktemp -d)"
     trap 'rm -rf "$copy"' RETURN
-    cp -R "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$copy/"
+    cp -R "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/src" "$copy/"
     rm -rf "$copy"/src/*.egg-info
     find "$copy/src" -name __pycache__ -prune -exec rm -rf {} +
     "$PYTHON" -m pip wheel --quiet --no-deps --no-cache-dir --wheel-dir "$out" "$copy"

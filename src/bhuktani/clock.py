@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 NEPAL = timezone(timedelta(hours=5, minutes=45), "NPT")
 DAY_MS = 86_400_000
 _NEPAL_OFFSET_MS = (5 * 60 + 45) * 60_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def now_ms() -> int:
@@ -50,3 +51,24 @@ def nepal_time(at_ms: int, timespec: str = "milliseconds") -> str:
     minutes, in_minute_ms = divmod(in_hour_ms, 60_000)
     seconds, millis = divmod(in_minute_ms, 1000)
     return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}+05:45"
+
+
+def ms_of(iso_time: str) -> int:
+    """The instant an ISO-8601 text with its offset names, in milliseconds: the reverse of
+    nepal_time, for any offset ("Z" included)."""
+    at = datetime.fromisoformat(iso_time)
+    if at.tzinfo is None:
+        raise ValueError(f"{iso_time!r} has no offset; it names no instant")
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def wall_time(at_ms: int, *, utc: bool = False) -> str:
+    """An instant to the second as a person reads it, "2026-12-07 17:45:03": in Nepal, or
+    in UTC. The zone is not in the text; whoever shows it labels it (ZONE_LABELS)."""
+    if utc:
+        return (_EPOCH + timedelta(milliseconds=at_ms)).strftime("%Y-%m-%d %H:%M:%S")
+    text = nepal_time(at_ms)
+    return f"{text[:10]} {text[11:19]}"
+
+
+ZONE_LABELS = {False: "NPT", True: "UTC"}

@@ -122,10 +122,7 @@ async def test_a_merchant_hears_balance_low_once_per_dip(
                 assert len(receiver.received) == 2
 
                 # The operator's view of events: listed with their type, retried (audited).
-                listed = [
-                    json.loads(line)
-                    for line in (await ok(db_url, "callbacks", "list", "--json")).splitlines()
-                ]
+                listed = json.loads(await ok(db_url, "callbacks", "list", "--json"))
                 mine = [row for row in listed if row["merchant_id"] == shop.merchant_id]
                 assert [row["event_type"] for row in mine] == ["balance.low", "balance.low"]
                 assert all(row["reference"] is None for row in mine)
@@ -168,19 +165,19 @@ async def _audit(db: Database, merchant_id: int) -> list[dict[str, Any]]:
     return [dict(r) | {"details": json.loads(str(r["details_json"]))} for r in rows]
 
 
-async def test_the_operator_sets_and_removes_a_threshold_live_by_default(
+async def test_the_operator_sets_and_removes_a_threshold_test_by_default(
     db_url: str, db: Database
 ) -> None:
     shop = await merchants.create(db, "threshold shop", key=KEY)
     merchant = str(shop.merchant_id)
-    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "100.50")
-    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "20", "--env", "test")
+    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "100.50", "--env", "live")
+    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "20")
     rows = await alerts.thresholds(db)
     mine = {(r["env"], r["below"]) for r in rows if r["merchant_id"] == shop.merchant_id}
     assert mine == {("live", "100.50"), ("test", "20.00")}
 
-    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "0")
-    await ok(db_url, "merchant", "set-low-balance", merchant, "--off", "--env", "test")
+    await ok(db_url, "merchant", "set-low-balance", merchant, "--below", "0", "--env", "LIVE")
+    await ok(db_url, "merchant", "set-low-balance", merchant, "--off")
     assert [r for r in await alerts.thresholds(db) if r["merchant_id"] == shop.merchant_id] == []
 
     for wrong in (["--below", "5", "--off"], [], ["--below", "-5"], ["--below", "x"]):

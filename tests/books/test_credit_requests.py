@@ -473,16 +473,16 @@ async def test_the_listing_shows_oldest_first_in_rupees_and_nepal_time(
 
     assert [r["id"] for r in every] == [first, second, third]
     assert [r["id"] for r in rejected] == [third] and rejected[0]["decided_by"] == "ana"
-    assert "Nepal time" in table
+    assert "requested (NPT)" in table
     lines = [line for line in table.splitlines() if line.startswith("│")]
     cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
     assert [row[:4] for row in cells] == [
         [str(first), str(merchant.merchant_id), "test", "5.00"],
-        [str(second), str(merchant.merchant_id), "live", "12345.67"],
+        [str(second), str(merchant.merchant_id), "live", "12,345.67"],
     ]
     # Right-aligned: the two amounts end in the same column.
-    assert lines[0].index("5.00") + 4 == lines[1].index("12345.67") + 8
-    assert cells[0][4] == every[0]["requested_at"][:16].replace("T", " ")
+    assert lines[0].index("5.00") + 4 == lines[1].index("12,345.67") + 9
+    assert cells[0][4] == every[0]["requested_at"][:19].replace("T", " ")
     assert every[0]["requested_at"].endswith("+05:45")
     assert every[2]["decided_at"].endswith("+05:45") and every[1]["decided_at"] is None
 

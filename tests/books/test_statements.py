@@ -534,12 +534,12 @@ async def test_bhuktani_statement_shows_the_apis_statement(
     assert await operator_runs(db_url, *args, "--csv") == api_csv
     table = (await operator_runs(db_url, *args)).decode()
     for name, amount in (
-        ("opening", "1000.00"),
+        ("opening", "1,000.00"),
         ("+ loads", "500.00"),
         ("- payments", "380.00"),
         ("- charges", "18.00"),
         ("+ refunds", "283.00"),
-        ("= closing", "1385.00"),
+        ("= closing", "1,385.00"),
     ):
         assert any(
             line.startswith(name) and line.rstrip().endswith(amount) for line in table.splitlines()
@@ -548,9 +548,9 @@ async def test_bhuktani_statement_shows_the_apis_statement(
     # The amounts stand right-aligned in their columns: each ends where the header ends.
     header = next(line for line in table.splitlines() if "balance" in line and "kind" in line)
     end = header.index("balance") + len("balance")
-    assert any(line[:end].endswith("1385.00") for line in table.splitlines()), table
+    assert any(line[:end].endswith("1,385.00") for line in table.splitlines()), table
     # Refusals, cleanly.
     unknown = await bhuktani(db_url, "statement", "987654321", "--date", day)
-    assert unknown.returncode == 1 and "no merchant 987654321" in unknown.stdout
+    assert unknown.returncode == 1 and "no merchant 987654321" in unknown.stderr
     bad = await bhuktani(db_url, "statement", str(found.merchant_id), "--date", "12-07-2026")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout

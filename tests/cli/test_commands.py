@@ -58,6 +58,9 @@ SUBCOMMANDS = (
     ("charges", "list"),
     ("disputes", "list"),
     ("disputes", "resolve"),
+    ("payment", "list"),
+    ("payment", "show"),
+    ("callbacks", "list"),
 )
 TEST_TOKEN = re.compile(r"^TEST:[A-Za-z0-9_-]{20}$")
 PRINTED_TEST_TOKEN = re.compile(r"TEST:[A-Za-z0-9_-]{20}")
@@ -246,7 +249,7 @@ async def test_merchant_create_respects_credits_services_and_callback_url(
 
 async def test_merchant_list_shows_a_created_merchant_and_its_credits(db_url: str) -> None:
     created = await create_merchant(db_url, "--test-credits", "5", "--credits", "7.50")
-    out = await ok(db_url, "merchant", "list")
+    out = await ok(db_url, "merchant", "list", "--all")
     rows = [line for line in out.splitlines() if created["name"] in line]
     assert len(rows) == 1, out
     cells = [cell.strip() for cell in re.split(r"[│┃|]", rows[0]) if cell.strip()]

@@ -26,7 +26,7 @@ async def test_merchant_list_shows_a_name_with_markup_and_escapes_as_written(
     assert renamed
     # Wide enough that the table does not fold the name.
     done = subprocess.run(
-        [sys.executable, "-m", "bhuktani", "merchant", "list"],
+        [sys.executable, "-m", "bhuktani", "merchant", "list", "--all"],
         env={**cli_env(db_url), "COLUMNS": "200"},
         capture_output=True,
         text=True,

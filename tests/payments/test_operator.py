@@ -644,7 +644,7 @@ async def test_cli_show_resolve_and_refund(db_url: str, db: Database) -> None:
     before = await books(db, merchant.merchant_id)
     refund_95 = ("--amount", "95", "--note", "reversed", "--operator", "ram")
     out = await ok(db_url, "refund", made.reference, *refund_95, *where)
-    assert "refunded 95.00" in out and "1600.00 left" in out
+    assert "refunded 95.00" in out and "1,600.00 left" in out
     assert (await books(db, merchant.merchant_id)).available_paisa == before.available_paisa + 9500
     await ok(db_url, "refund", made.reference, "--note", "the rest", *where)
     [view] = json.loads(await ok(db_url, "show", made.reference, "--json"))

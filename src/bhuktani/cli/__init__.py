@@ -3,8 +3,11 @@ BHUKTANI_DATABASE_URL."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+import bhuktani
 from bhuktani.cli import server
 from bhuktani.cli.alerts import set_low_balance_command
 from bhuktani.cli.audit import audit_command
@@ -19,6 +22,26 @@ from bhuktani.cli.settle import settle_command
 from bhuktani.cli.statements import statement_command
 
 app = typer.Typer(help="bhuktani: bill-payment gateway for Nepali ISPs.", no_args_is_help=True)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"bhuktani {bhuktani.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """bhuktani: bill-payment gateway for Nepali ISPs."""
+
+
 app.command()(server.serve)
 app.command()(server.migrate)
 app.add_typer(merchant_app, name="merchant")

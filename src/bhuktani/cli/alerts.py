@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bhuktani import audit, money
-from bhuktani.cli.common import paisa, with_db
-from bhuktani.cli.display import shown
-from bhuktani.domain import Env
+from bhuktani import audit
+from bhuktani.cli.common import DEFAULT_ENV, EnvOption, paisa, with_db
+from bhuktani.cli.display import rupees, tell
 
 
 def set_low_balance_command(
@@ -20,9 +19,7 @@ def set_low_balance_command(
         typer.Option("--below", help="Rupees; balance.low is sent when available drops below."),
     ] = None,
     off: Annotated[bool, typer.Option("--off", help="Remove the threshold.")] = False,
-    env: Annotated[
-        Env, typer.Option("--env", case_sensitive=False, help="The environment: live or test.")
-    ] = Env.LIVE,
+    env: EnvOption = DEFAULT_ENV,
     operator: Annotated[
         str | None, typer.Option("--operator", help="Who acts; defaults to the OS user.")
     ] = None,
@@ -46,12 +43,9 @@ def set_low_balance_command(
             )
         )
     except alerts.UnknownMerchant as exc:
-        typer.echo(shown(f"refused: {exc}"), err=True)
+        tell(f"refused: {exc}")
         raise typer.Exit(1) from None
     if below_paisa is None:
         typer.echo(f"merchant {merchant_id} {env.value}: no low-balance threshold")
     else:
-        typer.echo(
-            f"merchant {merchant_id} {env.value}: balance.low below"
-            f" {money.format_rupees(below_paisa)}"
-        )
+        typer.echo(f"merchant {merchant_id} {env.value}: balance.low below {rupees(below_paisa)}")

@@ -3,7 +3,6 @@ labelled, in the table; ISO-8601 with their offset in JSON."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,7 +12,8 @@ from rich import box
 from rich.table import Table
 
 from bhuktani import audit
-from bhuktani.cli.common import console, with_db
+from bhuktani.cli.common import UtcOption, console, with_db
+from bhuktani.cli.display import Times, print_json
 from bhuktani.clock import NEPAL
 from bhuktani.store import Database
 
@@ -28,7 +28,12 @@ def as_json_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def next_page_command(
-    last_id: int, merchant: int | None, action: str | None, limit: int, as_json: bool
+    last_id: int,
+    merchant: int | None,
+    action: str | None,
+    limit: int,
+    as_json: bool,
+    utc: bool = False,
 ) -> str:
     """The command that shows the next page: the same filters, older than the last id."""
     words = ["bhuktani", "audit"]
@@ -40,6 +45,8 @@ def next_page_command(
         words += ["--action", action]
     if limit != audit.DEFAULT_LIMIT:
         words += ["--limit", str(limit)]
+    if utc:
+        words.append("--utc")
     words += ["--before", str(last_id)]
     return shlex.join(words)
 
@@ -62,6 +69,7 @@ def audit_command(
         int | None,
         typer.Option("--before", min=1, help="Entries older than this id: the next page."),
     ] = None,
+    utc: UtcOption = False,
 ) -> None:
     """The audit log, newest first: who did what, to which merchant, when and with what.
     A full page ends with the command that shows the next one."""
@@ -81,26 +89,29 @@ def audit_command(
 
     entries, more = with_db(page)
     following = (
-        next_page_command(entries[-1]["id"], merchant, action, limit, as_json) if more else None
+        next_page_command(entries[-1]["id"], merchant, action, limit, as_json, utc)
+        if more
+        else None
     )
     if as_json:
-        typer.echo(json.dumps([as_json_entry(entry) for entry in entries]))
+        print_json([as_json_entry(entry) for entry in entries])
         if following is not None:
             # On stderr, so that stdout stays one JSON document.
             typer.echo(f"more entries: {following}", err=True)
         return
     if not entries:
-        console.print("no entries")
+        typer.echo("no entries", err=True)
         return
-    console.print(table_of(entries))
+    console.print(table_of(entries, Times(utc)))
     if following is not None:
         console.print(f"more entries: {following}")
 
 
-def table_of(entries: list[dict[str, Any]]) -> Table:
+def table_of(entries: list[dict[str, Any]], times: Times | None = None) -> Table:
     """Every value whole: a narrow terminal folds a cell onto more lines, never cuts it.
     What an entry acted on goes under its action, its values under "details", one a line,
     so that the table fits 80 columns."""
+    times = times or Times()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
     table.add_column("at", no_wrap=True)
@@ -110,7 +121,7 @@ def table_of(entries: list[dict[str, Any]]) -> Table:
     for entry in entries:
         table.add_row(
             str(entry["id"]),
-            nepal_time(entry["at_ms"]).strftime("%Y-%m-%d %H:%M:%S %Z"),
+            times.labelled(entry["at_ms"]),
             entry["operator"],
             "\n".join([entry["action"], *audit.acted_on(entry)]),
             "\n".join(audit.detail_lines(entry)),

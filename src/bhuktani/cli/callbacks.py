@@ -2,47 +2,77 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from bhuktani import audit
-from bhuktani.cli.common import console, with_db
+from bhuktani.cli.common import AllOption, CursorOption, UtcOption, console, with_db
+from bhuktani.cli.display import Times, print_json, tell
+from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
+from bhuktani.settings import Settings
+from bhuktani.store import Database
 
 callbacks_app = typer.Typer(
     help="Delivery callbacks and events: attempts and retries.", no_args_is_help=True
 )
 
 
-def _when(ms: object) -> str:
-    if not isinstance(ms, int):
-        return "-"
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+CALLBACKS_PAGE = 100
+_NEWEST_FIRST: Order[dict[str, object]] = Order(
+    row_id=lambda row: int(str(row["id"])),
+    place=lambda row: int(str(row["id"])),
+    newest_first=True,
+)
 
 
 @callbacks_app.command("list")
 def callbacks_list(
     reference: Annotated[str | None, typer.Option(help="Only this payment reference.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="Callbacks on a page.")
+    ] = CALLBACKS_PAGE,
+    cursor: CursorOption = None,
+    every: AllOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+    utc: UtcOption = False,
 ) -> None:
-    """Show callbacks (DLRs and events) and every attempt made to deliver them."""
+    """Show callbacks (DLRs and events), newest first, and every attempt made to deliver
+    them, a page at a time: a page ends with the command of the next one ("more: ...")."""
     from bhuktani.callbacks import outbox
 
-    rows = with_db(lambda db, _: outbox.listing(db, reference))
+    after = parse_cursor(cursor)
+
+    async def read(db: Database, _: Settings) -> Page[dict[str, object]]:
+        async def prefix(count: int) -> list[dict[str, object]]:
+            return await outbox.listing(db, reference, count)
+
+        if every:
+            return await every_row(prefix, start=limit)
+        return await page_of(prefix, _NEWEST_FIRST, cursor=after, size=limit)
+
+    page = with_db(read)
+    words = ["bhuktani", "callbacks", "list"]
+    if reference is not None:
+        words += ["--reference", reference]
+    if limit != CALLBACKS_PAGE:
+        words += ["--limit", str(limit)]
     if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row))
+        print_json(page.rows)
+        tell_more([*words, "--json"], page, as_json=True, narrow="")
         return
+    console.print(_table(page.rows, Times(utc)))
+    tell_more([*words, "--utc"] if utc else words, page, as_json=False, narrow="")
+
+
+def _table(rows: list[dict[str, object]], times: Times) -> Table:
     # Folded, never cut: an operator needs all of a reference or an event's type.
     table = Table()
     for column in ("id", "merchant", "env", "type", "reference", "status", "attempts"):
         table.add_column(column, overflow="fold")
     for column in ("next", "last"):
-        table.add_column(column, overflow="fold")
+        table.add_column(times.header(column), overflow="fold")
     for row in rows:
         attempts = row["attempt_log"]
         assert isinstance(attempts, list)
@@ -50,7 +80,8 @@ def callbacks_list(
         last_text = "-"
         if last is not None:
             outcome = last["http_status"] or last["error"]
-            last_text = f"{_when(last['attempted_ms'])} {outcome} {last['latency_ms']}ms"
+            last_text = f"{times.cell(last['attempted_ms'])} {outcome} {last['latency_ms']}ms"
+        next_ms = row["next_attempt_ms"]
         table.add_row(
             str(row["id"]),
             str(row["merchant_id"]),
@@ -59,10 +90,10 @@ def callbacks_list(
             "-" if row["reference"] is None else str(row["reference"]),
             str(row["status"]),
             str(row["attempts"]),
-            _when(row["next_attempt_ms"]),
+            times.cell(next_ms) if isinstance(next_ms, int) else "-",
             last_text,
         )
-    console.print(table)
+    return table
 
 
 @callbacks_app.command("retry")
@@ -80,6 +111,6 @@ def callbacks_retry(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--operator") from None
     if not with_db(lambda db, _: outbox.retry_now(db, callback_id, operator=who)):
-        console.print(f"no callback {callback_id}")
+        tell(f"no callback {callback_id}")
         raise typer.Exit(1)
     console.print(f"callback {callback_id} is due now")

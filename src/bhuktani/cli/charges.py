@@ -4,7 +4,6 @@ BHUKTANI_AUTH_CACHE_S."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -12,15 +11,14 @@ from rich.table import Table
 
 from bhuktani import audit
 from bhuktani.books import charges
-from bhuktani.cli.common import console, paisa, with_db
-from bhuktani.cli.display import shown
+from bhuktani.cli.common import DEFAULT_ENV, EnvOption, JsonOption, console, paisa, with_db
+from bhuktani.cli.display import print_json, tell
 
 charges_app = typer.Typer(
     help="Service charges per merchant, environment and service (group or ISP slug).",
     no_args_is_help=True,
 )
 
-EnvOption = Annotated[str, typer.Option("--env", help="live or test.")]
 OperatorOption = Annotated[
     str | None, typer.Option("--operator", help="Who acts; defaults to the OS user.")
 ]
@@ -34,7 +32,7 @@ def _operator(name: str | None) -> str:
 
 
 def _refused(exc: Exception) -> typer.Exit:
-    typer.echo(shown(f"refused: {exc}"), err=True)
+    tell(f"refused: {exc}")
     return typer.Exit(1)
 
 
@@ -73,38 +71,57 @@ def charges_set(
     maximum: Annotated[
         str | None, typer.Option("--max", help="Rupees: the most a percent charge takes.")
     ] = None,
-    env: EnvOption = "live",
+    env: EnvOption = DEFAULT_ENV,
     operator_name: OperatorOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Set (or replace) a merchant's charge on a service; an ISP's wins over its group's."""
+    """Set (or replace) a merchant's charge on a service; an ISP's wins over its group's.
+    JSON: the charge as `charges list --json` shows it."""
     charge = _charge(flat, percent, minimum, maximum)
     who = _operator(operator_name)
     try:
-        with_db(
-            lambda db, _: charges.set_charge(db, merchant_id, env, service, charge, operator=who)
+        entry = with_db(
+            lambda db, _: charges.set_charge(
+                db, merchant_id, env.value, service, charge, operator=who
+            )
         )
     except charges.ChargeError as exc:
         raise _refused(exc) from None
-    console.print(f"merchant {merchant_id} ({env}) pays {charge.described()} on {service}")
+    if as_json:
+        print_json(entry.as_json())
+        return
+    console.print(f"merchant {merchant_id} ({env.value}) pays {charge.described()} on {service}")
 
 
 @charges_app.command("clear")
 def charges_clear(
     merchant_id: int,
     service: Annotated[str, typer.Argument(help="The slug the charge was set on.")],
-    env: EnvOption = "live",
+    env: EnvOption = DEFAULT_ENV,
     operator_name: OperatorOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Remove a merchant's charge on a service (its group's, if any, applies again)."""
+    """Remove a merchant's charge on a service (its group's, if any, applies again).
+    JSON: {"merchant_id", "env", "service", "removed": the charge removed}."""
     who = _operator(operator_name)
     try:
         removed = with_db(
-            lambda db, _: charges.clear_charge(db, merchant_id, env, service, operator=who)
+            lambda db, _: charges.clear_charge(db, merchant_id, env.value, service, operator=who)
         )
     except charges.ChargeError as exc:
         raise _refused(exc) from None
+    if as_json:
+        print_json(
+            {
+                "merchant_id": merchant_id,
+                "env": env.value,
+                "service": service,
+                "removed": removed.as_json(),
+            }
+        )
+        return
     console.print(
-        f"merchant {merchant_id} ({env}) no longer pays {removed.described()} on {service}"
+        f"merchant {merchant_id} ({env.value}) no longer pays {removed.described()} on {service}"
     )
 
 
@@ -116,7 +133,7 @@ def charges_list(
     """Every charge set, or one merchant's: amounts in rupees, percent as written."""
     entries = with_db(lambda db, _: charges.listing(db, merchant_id))
     if as_json:
-        typer.echo(json.dumps([entry.as_json() for entry in entries]))
+        print_json([entry.as_json() for entry in entries])
         return
     table = Table(title="service charges")
     for column in ("merchant", "env", "service", "charge"):

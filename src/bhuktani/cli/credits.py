@@ -5,7 +5,6 @@ are in books.credit_requests; every action is audited."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -14,8 +13,20 @@ from rich.table import Table
 
 from bhuktani import audit, money
 from bhuktani.books import credit_requests as requests
-from bhuktani.cli.common import console, paisa, with_db
-from bhuktani.cli.display import shown
+from bhuktani.cli.common import (
+    DEFAULT_ENV,
+    AllOption,
+    CursorOption,
+    EnvFilter,
+    EnvOption,
+    UtcOption,
+    console,
+    paisa,
+    with_db,
+)
+from bhuktani.cli.display import Times, add_amount_column, print_json, rupees, tell
+from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
+from bhuktani.clock import ms_of
 from bhuktani.store import Database
 
 T = TypeVar("T")
@@ -27,14 +38,16 @@ credits_app = typer.Typer(
 OperatorOption = Annotated[
     str | None, typer.Option("--operator", help="Who acts, for the audit; defaults to the OS user.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="One JSON object on stdout; messages go to stderr.")
+]
 
 
 def _run(fn: Callable[[Database], Awaitable[T]]) -> T:
     try:
         return with_db(lambda db, _: fn(db))
     except requests.CreditRequestError as exc:
-        typer.echo(shown(f"refused: {exc}"), err=True)
+        tell(f"refused: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -45,24 +58,10 @@ def _operator(given: str | None) -> str:
         raise typer.BadParameter(str(exc), param_hint="--operator") from None
 
 
-def _env(env: str | None) -> None:
-    if env is not None and env not in requests.ENVS:
-        raise typer.BadParameter("env must be test or live", param_hint="--env")
-
-
-# A table's time, to the minute ("2026-12-07 12:45"), the title naming the zone; --json
-# gives the seconds and the offset.
-MINUTE_SHOWN = "YYYY-MM-DD HH:MM"
-
-
-def _minute(iso_time: str | None) -> str:
-    return "" if iso_time is None else iso_time[: len(MINUTE_SHOWN)].replace("T", " ")
-
-
-def _decision(row: dict[str, Any]) -> str:
+def _decision(row: dict[str, Any], times: Times) -> str:
     if row["status"] == "pending":
         return "pending"
-    words = f"{row['status']} {_minute(row['decided_at'])} by {row['decided_by']}"
+    words = f"{row['status']} {times.cell(row['decided_at'])} by {row['decided_by']}"
     return f"{words}: {row['note']}" if row["note"] else words
 
 
@@ -77,57 +76,95 @@ def _decided(done: requests.Decided) -> dict[str, Any]:
 def credits_load(
     merchant_id: int,
     amount: str,
-    env: Annotated[str, typer.Option(help="live or test.")] = "live",
+    env: EnvOption = DEFAULT_ENV,
     note: Annotated[str, typer.Option(help="Why, for the books.")] = "credit load",
     operator: OperatorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Load credits: a ledger transfer from the operator's funding account."""
-    _env(env)
+    """Load credits: a ledger transfer from the operator's funding account (TEST unless
+    --env live)."""
     amount_paisa = paisa(amount)
     who = _operator(operator)
-    done = _run(lambda db: requests.load(db, merchant_id, env, amount_paisa, note, who))
+    done = _run(lambda db: requests.load(db, merchant_id, env.value, amount_paisa, note, who))
     if as_json:
         view = {
             **dataclasses.asdict(done),
             "amount": money.format_rupees(done.amount_paisa),
             "available": money.format_rupees(done.available_paisa),
         }
-        typer.echo(json.dumps(view))
+        print_json(view)
         return
     console.print(
-        f"loaded {money.format_rupees(amount_paisa)} to merchant {merchant_id} ({env});"
-        f" available {money.format_rupees(done.available_paisa)} (transfer {done.transfer_id})"
+        f"loaded {rupees(amount_paisa)} to merchant {merchant_id} ({env.value});"
+        f" available {rupees(done.available_paisa)} (transfer {done.transfer_id})"
     )
+
+
+# Oldest first, as the operator works through them.
+_OLDEST_FIRST: Order[dict[str, Any]] = Order(
+    row_id=lambda row: int(row["id"]),
+    place=lambda row: ms_of(row["requested_at"]),
+    newest_first=False,
+)
 
 
 @credits_app.command("requests")
 def credits_requests(
     status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
     merchant: Annotated[int | None, typer.Option(help="Only this merchant's.")] = None,
-    env: Annotated[str | None, typer.Option(help="Only this environment: test or live.")] = None,
+    env: EnvFilter = None,
     limit: Annotated[
-        int, typer.Option(help=f"At most this many (1 to {requests.MAX_LIMIT}).")
+        int, typer.Option(min=1, max=requests.MAX_LIMIT, help="Requests on a page.")
     ] = requests.DEFAULT_LIMIT,
+    cursor: CursorOption = None,
+    every: AllOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+    utc: UtcOption = False,
 ) -> None:
-    """Merchants' credit requests, oldest first (pending ones by default)."""
-    _env(env)
+    """Merchants' credit requests, oldest first (pending ones by default), a page at a
+    time: a page ends with the command of the next one ("more: ...")."""
     if status not in (*requests.STATUSES, "all"):
         raise typer.BadParameter(
             "status must be pending, approved, rejected or all", param_hint="--status"
         )
     wanted = None if status == "all" else status
-    rows = _run(
-        lambda db: requests.listing(db, status=wanted, merchant_id=merchant, env=env, limit=limit)
-    )
+    after = parse_cursor(cursor)
+    env_text = None if env is None else env.value
+
+    async def read(db: Database) -> Page[dict[str, Any]]:
+        async def prefix(count: int) -> list[dict[str, Any]]:
+            return await requests.listing(
+                db, status=wanted, merchant_id=merchant, env=env_text, limit=count
+            )
+
+        if every:
+            return await every_row(prefix, start=limit, cap=requests.MAX_LIMIT)
+        return await page_of(
+            prefix, _OLDEST_FIRST, cursor=after, size=limit, cap=requests.MAX_LIMIT
+        )
+
+    page = _run(read)
+    words = ["bhuktani", "credits", "requests", "--status", status]
+    if merchant is not None:
+        words += ["--merchant", str(merchant)]
+    if env is not None:
+        words += ["--env", env.value]
+    if limit != requests.DEFAULT_LIMIT:
+        words += ["--limit", str(limit)]
+    narrow = "--merchant, --env or --status"
     if as_json:
-        typer.echo(json.dumps(rows))
+        print_json(page.rows)
+        tell_more([*words, "--json"], page, as_json=True, narrow=narrow)
         return
-    if not rows:
-        console.print(f"no {status} credit requests")
-        return
-    table = Table(title=f"credit requests ({status}), Nepal time (UTC+05:45)")
+    if not page.rows:
+        tell(f"no {status} credit requests")
+    else:
+        console.print(_requests_table(page.rows, status, Times(utc)))
+    tell_more(words, page, as_json=False, narrow=narrow)
+
+
+def _requests_table(rows: list[dict[str, Any]], status: str, times: Times) -> Table:
+    table = Table(title=f"credit requests ({status})")
 
     def widest(key: str, heading: str) -> int:
         return max(len(heading), *(len(str(row[key])) for row in rows))
@@ -136,23 +173,22 @@ def credits_requests(
     table.add_column("id", no_wrap=True, min_width=widest("id", "id"))
     table.add_column("merchant", no_wrap=True, min_width=widest("merchant_id", "merchant"))
     table.add_column("env", no_wrap=True, min_width=4)
-    table.add_column(
-        "amount (Rs)", justify="right", no_wrap=True, min_width=widest("amount", "amount (Rs)")
-    )
-    table.add_column("requested", no_wrap=True, min_width=len(MINUTE_SHOWN))
+    add_amount_column(table, "amount (Rs)")
+    times.add_column(table, "requested")
     decided = status != "pending"
     if decided:
-        table.add_column("decision", overflow="fold")
+        table.add_column(times.header("decision"), overflow="fold")
         table.add_column("transfer", overflow="fold")
     for row in rows:
-        cells = [str(row["id"]), str(row["merchant_id"]), row["env"], row["amount"]]
-        cells.append(_minute(row["requested_at"]))
+        cells = [str(row["id"]), str(row["merchant_id"]), row["env"], rupees(row["amount_paisa"])]
+        cells.append(times.cell(row["requested_at"]))
         if decided:
-            cells += [_decision(row), "" if row["transfer_id"] is None else str(row["transfer_id"])]
+            cells += [
+                _decision(row, times),
+                "" if row["transfer_id"] is None else str(row["transfer_id"]),
+            ]
         table.add_row(*cells)
-    console.print(table)
-    if len(rows) == limit:
-        console.print(f"the first {limit} shown; narrow with --merchant, --env or --status")
+    return table
 
 
 @credits_app.command("approve")
@@ -166,11 +202,11 @@ def credits_approve(
     who = _operator(operator)
     done = _run(lambda db: requests.approve(db, request_id, operator=who, note=note))
     if as_json:
-        typer.echo(json.dumps(_decided(done)))
+        print_json(_decided(done))
         return
     console.print(
         f"approved credit request {done.request_id}: loaded"
-        f" {money.format_rupees(done.amount_paisa)} to merchant {done.merchant_id}"
+        f" {rupees(done.amount_paisa)} to merchant {done.merchant_id}"
         f" ({done.env}), transfer {done.transfer_id}"
     )
 
@@ -186,9 +222,9 @@ def credits_reject(
     who = _operator(operator)
     done = _run(lambda db: requests.reject(db, request_id, operator=who, note=note))
     if as_json:
-        typer.echo(json.dumps(_decided(done)))
+        print_json(_decided(done))
         return
     console.print(
         f"rejected credit request {done.request_id} of merchant {done.merchant_id}"
-        f" ({done.env}) for {money.format_rupees(done.amount_paisa)}"
+        f" ({done.env}) for {rupees(done.amount_paisa)}"
     )

@@ -4,15 +4,26 @@ books.disputes."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from bhuktani import audit, money
-from bhuktani.cli.common import console, with_db
-from bhuktani.cli.display import shown
+from bhuktani.cli.common import AllOption, CursorOption, JsonOption, UtcOption, console, with_db
+from bhuktani.cli.display import (
+    Times,
+    add_amount_column,
+    paisa_of,
+    print_json,
+    rupees,
+    shown,
+    tell,
+)
+from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
+from bhuktani.clock import ms_of
+from bhuktani.settings import Settings
+from bhuktani.store import Database
 
 disputes_app = typer.Typer(
     help="Merchants' disputes of payments: list them, refund or reject one.",
@@ -21,7 +32,15 @@ disputes_app = typer.Typer(
 
 
 def _rupees(amount: object) -> str:
-    return "-" if amount is None else f"{amount:.2f}"
+    return rupees(paisa_of(amount))
+
+
+DISPUTES_PAGE = 100
+_NEWEST_FIRST: Order[dict[str, Any]] = Order(
+    row_id=lambda row: int(row["id"]),
+    place=lambda row: ms_of(row["created_at"]),
+    newest_first=True,
+)
 
 
 @disputes_app.command("list")
@@ -30,19 +49,56 @@ def disputes_list(
     merchant: Annotated[
         int | None, typer.Option("--merchant", help="Only this merchant's.")
     ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="Disputes on a page.")
+    ] = DISPUTES_PAGE,
+    cursor: CursorOption = None,
+    every: AllOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+    utc: UtcOption = False,
 ) -> None:
-    """Disputes, newest first (at most 1000), every merchant and environment unless told."""
+    """Disputes, newest first, every merchant and environment unless told, a page at a
+    time: a page ends with the command of the next one ("more: ...")."""
     from bhuktani.books import disputes
 
-    rows = with_db(lambda db, _: disputes.listing(db, open_only=open_only, merchant_id=merchant))
+    after = parse_cursor(cursor)
+
+    async def read(db: Database, _: Settings) -> Page[dict[str, Any]]:
+        async def prefix(count: int) -> list[dict[str, Any]]:
+            found = await disputes.listing(db, open_only=open_only, merchant_id=merchant)
+            return found[:count]
+
+        cap = disputes.OPERATOR_LIMIT
+        if every:
+            return await every_row(prefix, start=cap, cap=cap)
+        return await page_of(prefix, _NEWEST_FIRST, cursor=after, size=limit, cap=cap)
+
+    page = with_db(read)
+    words = ["bhuktani", "disputes", "list"]
+    if open_only:
+        words.append("--open")
+    if merchant is not None:
+        words += ["--merchant", str(merchant)]
+    if limit != DISPUTES_PAGE:
+        words += ["--limit", str(limit)]
+    narrow = "--merchant or --open"
     if as_json:
-        typer.echo(json.dumps(rows))
+        print_json(page.rows)
+        tell_more([*words, "--json"], page, as_json=True, narrow=narrow)
         return
-    table = Table(
-        "id", "merchant", "env", "reference", "amount", "status", "raised", "reason",
-        "refund", "resolved by", "note",
-    )  # fmt: skip
+    console.print(_table(page.rows, Times(utc)))
+    tell_more([*words, "--utc"] if utc else words, page, as_json=False, narrow=narrow)
+
+
+def _table(rows: list[dict[str, Any]], times: Times) -> Table:
+    table = Table("id", "merchant", "env", "reference")
+    add_amount_column(table, "amount (Rs)")
+    table.add_column("status")
+    times.add_column(table, "raised")
+    table.add_column("reason")
+    add_amount_column(table, "refund (Rs)")
+    table.add_column("resolved by")
+    table.add_column("note")
     for row in rows:
         table.add_row(
             str(row["id"]),
@@ -51,13 +107,13 @@ def disputes_list(
             str(row["reference"]),
             _rupees(row["amount"]),
             str(row["status"]),
-            str(row["created_at"]),
+            times.cell(row["created_at"]),
             str(row["reason"]),
             _rupees(row["refund_amount"]),
             row["resolved_by"] or "-",
             row["note"] or "-",
         )
-    console.print(table)
+    return table
 
 
 @disputes_app.command("resolve")
@@ -77,6 +133,7 @@ def disputes_resolve(
     operator: Annotated[
         str | None, typer.Option("--operator", help="Who acts; defaults to the OS user.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Refund or reject an open dispute, once: audited, and the merchant's callback URL
     gets the dispute.resolved event."""
@@ -108,9 +165,19 @@ def disputes_resolve(
             )
         )
     except disputes.DisputeError as exc:
-        typer.echo(shown(f"refused: {exc}"), err=True)
+        tell(f"refused: {exc}")
         raise typer.Exit(1) from None
     dispute = done.dispute
+    if as_json:
+        print_json(
+            {
+                "dispute": dispute,
+                "audit_id": done.audit_id,
+                "event_id": done.event_id,
+                "refund_transfer_id": done.refund_transfer_id,
+            }
+        )
+        return
     if dispute["status"] == disputes.REFUNDED:
         outcome = (
             f"refunded {_rupees(dispute['refund_amount'])} (transfer {done.refund_transfer_id})"

@@ -3,7 +3,6 @@ rate limits."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -12,8 +11,19 @@ from rich.table import Table
 
 from bhuktani import audit, money
 from bhuktani.callbacks.urls import UnsafeUrl
-from bhuktani.cli.common import console, key, paisa, with_db
-from bhuktani.cli.display import shown
+from bhuktani.cli.common import (
+    DEFAULT_ENV,
+    AllOption,
+    CursorOption,
+    JsonOption,
+    console,
+    key,
+    paisa,
+    with_db,
+)
+from bhuktani.cli.common import EnvOption as DefaultedEnvOption
+from bhuktani.cli.display import add_amount_column, print_json, rupees, tell
+from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
 from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.settings import Settings, get_settings
@@ -80,7 +90,7 @@ def merchant_create(
         "callback_secrets": secrets,
     }
     if as_json:
-        typer.echo(json.dumps(result))
+        print_json(result)
         return
     typer.echo(f"merchant {created.merchant_id} created; these are shown only now:")
     typer.echo(f"  TEST token:           {created.test_token}")
@@ -110,10 +120,10 @@ def merchant_rotate_secret(
         lambda db, _: merchants.rotate_callback_secret(db, merchant_id, env, operator=who)
     )
     if secret is None:
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps({"secret": secret}))
+        print_json({"secret": secret})
         return
     typer.echo(f"merchant {merchant_id} {env.value} callback secret, shown only now:")
     typer.echo(secret)
@@ -137,7 +147,7 @@ def merchant_set_callback(
     except UnsafeUrl as exc:
         raise typer.BadParameter(str(exc), param_hint="URL") from None
     if not changed:
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     console.print(f"merchant {merchant_id} {env.value} callbacks go to {target or 'nowhere'}")
 
@@ -166,7 +176,7 @@ def merchant_set_rate_limit(
         lambda db, _: merchants.set_rate_limit(db, merchant_id, per_s, burst, operator=who)
     )
     if not changed:
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     if default:
         settings = get_settings()
@@ -178,21 +188,68 @@ def merchant_set_rate_limit(
         console.print(f"merchant {merchant_id}: {per_s}/s with bursts of {burst}")
 
 
+MERCHANTS_PAGE = 100
+_BY_ID: Order[dict[str, Any]] = Order(
+    row_id=lambda row: int(row["id"]), place=lambda row: int(row["id"]), newest_first=False
+)
+
+
+def _merchant_view(row: dict[str, Any]) -> dict[str, Any]:
+    test_paisa, live_paisa = int(row["test_available"] or 0), int(row["live_available"] or 0)
+    return {
+        "id": int(row["id"]),
+        "name": str(row["name"]),
+        "status": str(row["status"]),
+        "services": str(row["services"]),
+        "test_available": money.format_rupees(test_paisa),
+        "test_available_paisa": test_paisa,
+        "live_available": money.format_rupees(live_paisa),
+        "live_available_paisa": live_paisa,
+    }
+
+
 @merchant_app.command("list")
-def merchant_list() -> None:
-    """List merchants and their available credits."""
-    rows: list[dict[str, Any]] = with_db(lambda db, _: merchants.list_all(db))
-    table = Table("id", "name", "status", "services", "test available", "live available")
-    for row in rows:
+def merchant_list(
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="Merchants on a page.")
+    ] = MERCHANTS_PAGE,
+    cursor: CursorOption = None,
+    every: AllOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List merchants and their available credits, by id, a page at a time.
+    JSON: {"merchants": [...], "next_cursor"}."""
+    after = parse_cursor(cursor)
+
+    async def read(db: Database, _: Settings) -> Page[dict[str, Any]]:
+        async def prefix(count: int) -> list[dict[str, Any]]:
+            return [_merchant_view(row) for row in (await merchants.list_all(db))[:count]]
+
+        if every:
+            return await every_row(prefix, start=10**9)
+        return await page_of(prefix, _BY_ID, cursor=after, size=limit)
+
+    page = with_db(read)
+    if as_json:
+        print_json({"merchants": page.rows, "next_cursor": page.next_cursor})
+        return
+    table = Table("id", "name", "status", "services")
+    add_amount_column(table, "test available (Rs)")
+    add_amount_column(table, "live available (Rs)")
+    for row in page.rows:
         table.add_row(
             str(row["id"]),
-            str(row["name"]),
-            str(row["status"]),
-            str(row["services"]),
-            money.format_rupees(int(row["test_available"] or 0)),
-            money.format_rupees(int(row["live_available"] or 0)),
+            row["name"],
+            row["status"],
+            row["services"],
+            rupees(row["test_available_paisa"]),
+            rupees(row["live_available_paisa"]),
         )
     console.print(table)
+    words = ["bhuktani", "merchant", "list"]
+    if limit != MERCHANTS_PAGE:
+        words += ["--limit", str(limit)]
+    tell_more(words, page, as_json=False, narrow="")
 
 
 @merchant_app.command("disable")
@@ -211,7 +268,7 @@ def merchant_enable(merchant_id: int, operator: OperatorOption = None) -> None:
 
 def _set_status(merchant_id: int, status: str, operator: str) -> None:
     if not with_db(lambda db, _: merchants.set_status(db, merchant_id, status, operator=operator)):
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
 
 
@@ -222,7 +279,7 @@ def token_revoke(token: str, operator: OperatorOption = None) -> None:
     if not with_db(
         lambda db, settings: merchants.revoke_token(db, token, key=key(settings), operator=who)
     ):
-        console.print("no such token")
+        tell("no such token")
         raise typer.Exit(1)
     console.print("token revoked")
 
@@ -230,12 +287,12 @@ def token_revoke(token: str, operator: OperatorOption = None) -> None:
 @token_app.command("create")
 def token_create(
     merchant_id: int,
-    env: Annotated[str, typer.Option(help="test or live.")] = "test",
+    env: DefaultedEnvOption = DEFAULT_ENV,
     operator: OperatorOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Issue a new token for a merchant (shown once)."""
-    if env not in merchants.ENVS:
-        raise typer.BadParameter("env must be test or live")
+    """Issue a new token for a merchant (shown once). JSON: {"merchant_id", "env",
+    "token"}."""
     who = operator_named(operator)
     token = with_db(
         lambda db, settings: merchants.issue_token(
@@ -243,8 +300,11 @@ def token_create(
         )
     )
     if token is None:
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
+    if as_json:
+        print_json({"merchant_id": merchant_id, "env": env.value, "token": token})
+        return
     console.print(token)
 
 
@@ -265,7 +325,7 @@ def merchant_set_services(
     if not with_db(
         lambda db, settings: merchants.set_services(db, merchant_id, wanted, operator=who)
     ):
-        typer.echo(f"refused: no merchant {merchant_id}", err=True)
+        tell(f"refused: no merchant {merchant_id}")
         raise typer.Exit(1)
     console.print(f"merchant {merchant_id} may use: {wanted}")
 
@@ -329,10 +389,10 @@ def _print_one_time(
     try:
         user, password = with_db(run)
     except users.UserError as exc:
-        typer.echo(shown(f"refused: {exc}"), err=True)
+        tell(f"refused: {exc}")
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps({"email": user.email, "password": password}))
+        print_json({"email": user.email, "password": password})
         return
     where = "/dashboard/" if user.role == "merchant" else "/console/"
     console.print(f"{user.email} may sign in at {where} with this one-time password:")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -57,19 +61,55 @@ def serve(
         keep_alive_s=settings.keep_alive_s,
         max_connections=settings.max_connections,
     )
-    status = serving.serve(
-        host,
-        port,
-        workers,
-        hung_after_s=settings.worker_hung_after_s,
-        limits=limits,
-        log_level=settings.log_level,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+    with _workers_metrics(workers):
+        status = serving.serve(
+            host,
+            port,
+            workers,
+            hung_after_s=settings.worker_hung_after_s,
+            limits=limits,
+            log_level=settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
     raise typer.Exit(status)
 
 
-def worker() -> None:
+@contextlib.contextmanager
+def _workers_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a directory of this run where each writes its metrics, so that
+    a scrape answered by any of them shows all (bhuktani.metrics); removed when the server
+    stops. A fresh one each run: files left by an earlier run would add its counts to
+    this one's. One process keeps its metrics in memory."""
+    from bhuktani.metrics import MULTIPROC_ENV
+
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="bhuktani-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = directory  # the workers, spawned, inherit it
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def worker(
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve this process's Prometheus metrics on this port, without a"
+            " credential: keep it on a private network. 0: none.",
+        ),
+    ] = 0,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics port.")] = "127.0.0.1",
+) -> None:
     """Run the background workers (reconciler, callbacks, session sweeper, the books' day
     closings, low-balance alerts and each morning's settlement) apart from the API hosts."""
     from bhuktani import runtime
@@ -77,6 +117,12 @@ def worker() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    if metrics_port:
+        # What only this process counts (status questions, callback attempts, the
+        # reconciler's failures) is seen nowhere else: the API's /metrics is other processes.
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
 
     async def main() -> None:
         gateway = await runtime.start(settings)

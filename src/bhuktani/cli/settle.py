@@ -16,11 +16,11 @@ from rich.table import Table
 from bhuktani import audit
 from bhuktani.books import settlement
 from bhuktani.cli.common import console, with_runtime
+from bhuktani.cli.display import rupees as format_rupees
 from bhuktani.cli.display import shown
 from bhuktani.clock import nepal_day, now_ms
 from bhuktani.domain import Env
 from bhuktani.isps.base import ProviderUnavailable, ReportUnreadable
-from bhuktani.money import format_rupees
 from bhuktani.runtime import Gateway
 
 CLEAN, FAILED, MISMATCHES = 0, 1, 2
@@ -35,6 +35,8 @@ def settle_command(
         str, typer.Argument(help="The ISP's slug, as a payment names it (bhuktani payment show).")
     ],
     day: Annotated[str, typer.Option("--date", help="The ISP's day, YYYY-MM-DD (Nepal time).")],
+    # LIVE by default, alone among the commands: a settlement compares with an ISP's own
+    # report, which only LIVE has (TEST's "ISP" is the sandbox), and it moves no money.
     env: Annotated[
         str, typer.Option("--env", help="live (the ISP system) or test (the sandbox).")
     ] = "live",
@@ -74,7 +76,7 @@ def _day(text: str) -> date:
 
 def _env(text: str) -> Env:
     try:
-        return Env(text)
+        return Env(text.lower())
     except ValueError:
         raise _Refused("--env must be live or test") from None
 

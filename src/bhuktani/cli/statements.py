@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import date
 from typing import Annotated
@@ -11,11 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bhuktani import money
 from bhuktani.books import statements
-from bhuktani.cli.common import console, with_db
+from bhuktani.cli.common import DEFAULT_ENV, EnvOption, console, with_db
+from bhuktani.cli.display import add_amount_column, print_json, rupees, tell
 from bhuktani.clock import nepal_time
-from bhuktani.merchants import service as merchants
 from bhuktani.settings import Settings
 from bhuktani.store import Database, query_row
 
@@ -33,13 +31,14 @@ def _table(found: statements.Statement) -> Table:
     table = Table(
         title=f"merchant {found.merchant_id} ({found.env}), {found.day.isoformat()} (Nepal time)"
     )
-    # The day is in the title: each entry shows its time of day (Nepal).
-    table.add_column("time", no_wrap=True)
+    # The day is in the title, a Nepal day (the books' day, whatever --utc elsewhere):
+    # each entry shows its time of day.
+    table.add_column("time (NPT)", no_wrap=True)
     table.add_column("kind")
     table.add_column("reference")
     table.add_column("response_id", justify="right")
     for amount in ("amount", "charge", "balance"):
-        table.add_column(amount, justify="right")
+        add_amount_column(table, amount)
     table.add_column("note")
     for entry in found.entries:
         table.add_row(
@@ -47,9 +46,9 @@ def _table(found: statements.Statement) -> Table:
             entry.kind.value,
             entry.reference or "",
             "" if entry.payment_id is None else str(entry.payment_id),
-            money.format_rupees(entry.amount_paisa),
-            money.format_rupees(entry.charge_paisa),
-            money.format_rupees(entry.balance_paisa),
+            rupees(entry.amount_paisa),
+            rupees(entry.charge_paisa),
+            rupees(entry.balance_paisa),
             entry.note,
         )
     return table
@@ -67,14 +66,14 @@ def _totals(found: statements.Statement) -> Table:
         ("+ refunds", found.refunds_paisa),
         ("= closing", found.closing_paisa),
     ):
-        totals.add_row(name, money.format_rupees(paisa))
+        totals.add_row(name, rupees(paisa))
     return totals
 
 
 def statement_command(
     merchant_id: int,
     day_text: Annotated[str, typer.Option("--date", help="The Nepal day, YYYY-MM-DD.")],
-    env: Annotated[str, typer.Option(help="live or test.")] = "live",
+    env: EnvOption = DEFAULT_ENV,
     as_csv: Annotated[
         bool, typer.Option("--csv", help="The entries as CSV, as the API gives them.")
     ] = False,
@@ -84,8 +83,6 @@ def statement_command(
 ) -> None:
     """A merchant's statement of one day: opening, loads, payments, charges, refunds,
     closing, and every entry with the balance after it."""
-    if env not in merchants.ENVS:
-        raise typer.BadParameter("env must be live or test", param_hint="--env")
     if as_csv and as_json:
         raise typer.BadParameter("give at most one of --csv or --json")
     day = _day(day_text)
@@ -93,17 +90,17 @@ def statement_command(
     async def read(db: Database, _: Settings) -> statements.Statement | None:
         if await query_row(db, "SELECT id FROM merchants WHERE id = $1", merchant_id) is None:
             return None
-        return await statements.statement(db, merchant_id, env, day)
+        return await statements.statement(db, merchant_id, env.value, day)
 
     found = with_db(read)
     if found is None:
-        console.print(f"no merchant {merchant_id}")
+        tell(f"no merchant {merchant_id}")
         raise typer.Exit(1)
     if as_csv:
         # Byte for byte the API's CSV, for the same spreadsheet.
         sys.stdout.write(statements.as_csv(found))
     elif as_json:
-        typer.echo(json.dumps(statements.as_json(found)))
+        print_json(statements.as_json(found))
     else:
         console.print(_table(found))
         console.print(_totals(found))
