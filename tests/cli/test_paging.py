@@ -1,93 +1,95 @@
-"""Pages of a prefix listing (cli/paging.py): after a cursor, every row once, whatever the
-page size; a cap that hides rows is said, never silent."""
+"""The CLI's lists walk keyset pages (store/keyset.py, cli/paging.py): after a cursor,
+every row once whatever the page size; rows added or decided during the walk never shift
+the pages after the cursor; --all walks every page; a cursor nobody printed is refused."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 import typer
 
-from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor
+from bhuktani.books import credit_requests as requests
+from bhuktani.cli.paging import Page, pages, parse_cursor
+from bhuktani.merchants import service as merchants
+from bhuktani.store import Database, keyset
+from tests.books.test_credit_requests import ask_directly
+from tests.support import new_merchant
 
-NEWEST_FIRST: Order[int] = Order(row_id=lambda r: r, place=lambda r: r, newest_first=True)
-
-
-def prefix_of(rows: list[int]):  # type: ignore[no-untyped-def]
-    """A listing of `rows` in their order that reads the first `count`, and counts reads."""
-    reads: list[int] = []
-
-    async def fetch(count: int) -> list[int]:
-        reads.append(count)
-        return rows[:count]
-
-    return fetch, reads
+AT_MS = 1_780_000_000_000
 
 
-def walk(rows: list[int], size: int, cap: int | None = None) -> tuple[list[int], list[Page[int]]]:
-    fetch, _ = prefix_of(rows)
+async def walk_requests(db: Database, merchant_id: int, size: int) -> list[int]:
     seen: list[int] = []
-    pages: list[Page[int]] = []
-    cursor = None
-    for _ in range(len(rows) + 2):
-        page = asyncio.run(page_of(fetch, NEWEST_FIRST, cursor=cursor, size=size, cap=cap))
-        pages.append(page)
-        seen += page.rows
-        if page.next_cursor is None:
+    after: keyset.Position | None = None
+    for _ in range(100):
+        rows, following = await requests.page(
+            db, status="pending", merchant_id=merchant_id, limit=size, after=after
+        )
+        assert len(rows) <= size
+        seen += [row["id"] for row in rows]
+        if following is None:
+            return seen
+        after = keyset.decode(following)
+    raise AssertionError("no last page")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+async def test_credit_request_pages_reach_every_request_once(db: Database, size: int) -> None:
+    merchant = await new_merchant(db)
+    # Some at one millisecond (a burst), some later: the order is (time, id).
+    times = [AT_MS, AT_MS, AT_MS, AT_MS + 5, AT_MS + 5, AT_MS + 9, AT_MS + 20]
+    ids = [await ask_directly(db, merchant.merchant_id, "test", 100, at) for at in times]
+    assert await walk_requests(db, merchant.merchant_id, size) == ids
+
+
+async def test_a_request_decided_or_added_during_the_walk_shifts_no_page(db: Database) -> None:
+    merchant = await new_merchant(db)
+    ids = [await ask_directly(db, merchant.merchant_id, "test", 100, AT_MS + n) for n in range(6)]
+    first, following = await requests.page(
+        db, status="pending", merchant_id=merchant.merchant_id, limit=2
+    )
+    assert [row["id"] for row in first] == ids[:2] and following is not None
+    # The first page's second request is decided (it leaves "pending"), and one is asked
+    # for later than all: the next page starts right after the first, nothing skipped.
+    await requests.reject(db, ids[1], operator="test", note="duplicate")
+    late = await ask_directly(db, merchant.merchant_id, "test", 100, AT_MS + 100)
+    rest, _ = await requests.page(
+        db,
+        status="pending",
+        merchant_id=merchant.merchant_id,
+        limit=10,
+        after=keyset.decode(following),
+    )
+    assert [row["id"] for row in rest] == [*ids[2:], late]
+
+
+async def test_merchant_pages_reach_every_merchant_once(db: Database) -> None:
+    made = [(await new_merchant(db, name=f"paged {n}")).merchant_id for n in range(5)]
+    seen: list[int] = []
+    after: keyset.Position | None = None
+    for _ in range(1000):
+        rows, following = await merchants.page(db, limit=2, after=after)
+        seen += [int(str(row["id"])) for row in rows]
+        if following is None:
             break
-        cursor = parse_cursor(page.next_cursor)
-    return seen, pages
+        after = keyset.decode(following)
+    assert [m for m in seen if m in made] == made
+    assert len(seen) == len(set(seen)) == len(await merchants.list_all(db))
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 10, 11, 50])
-def test_pages_reach_every_row_once(size: int) -> None:
-    rows = list(range(1000, 990, -1))
-    seen, pages = walk(rows, size)
-    assert seen == rows
-    assert all(len(page.rows) <= size for page in pages)
-    assert not any(page.capped for page in pages)
+async def test_all_walks_every_page_and_a_page_names_the_next() -> None:
+    rows = list(range(10))
 
+    async def fetch(after: keyset.Position | None) -> tuple[list[int], str | None]:
+        start = 0 if after is None else after[1] + 1
+        shown = rows[start : start + 3]
+        more = start + 3 < len(rows)
+        return shown, keyset.encode(shown[-1], shown[-1]) if more else None
 
-def test_a_cap_that_hides_rows_is_said_on_the_last_page() -> None:
-    rows = list(range(100, 0, -1))
-    seen, pages = walk(rows, 7, cap=20)
-    assert seen == rows[:20]
-    assert pages[-1].capped and pages[-1].next_cursor is None
-    assert not any(page.capped for page in pages[:-1])
-    # Short of its cap, the listing is read to its end: nothing is hidden.
-    _, short = walk(rows[:19], 7, cap=20)
-    assert not short[-1].capped
-
-
-def test_a_page_starts_after_the_place_of_a_row_that_left_the_listing() -> None:
-    fetch, _ = prefix_of([10, 9, 8, 7, 6, 5])
-    first = asyncio.run(page_of(fetch, NEWEST_FIRST, cursor=None, size=2))
-    assert first.rows == [10, 9] and first.next_cursor is not None
-    # Row 9 is decided (it leaves a "pending" listing) before the next page is read.
-    fetch, _ = prefix_of([10, 8, 7, 6, 5])
-    following = asyncio.run(
-        page_of(fetch, NEWEST_FIRST, cursor=parse_cursor(first.next_cursor), size=2)
-    )
-    assert following.rows == [8, 7]
-
-
-def test_new_rows_ahead_of_the_cursor_do_not_shift_the_pages() -> None:
-    fetch, _ = prefix_of([10, 9, 8, 7])
-    first = asyncio.run(page_of(fetch, NEWEST_FIRST, cursor=None, size=2))
-    fetch, _ = prefix_of([12, 11, 10, 9, 8, 7])
-    following = asyncio.run(
-        page_of(fetch, NEWEST_FIRST, cursor=parse_cursor(first.next_cursor), size=2)
-    )
-    assert following.rows == [8, 7] and following.next_cursor is None
-
-
-def test_every_row_reads_a_prefix_twice_as_long_until_the_end() -> None:
-    fetch, reads = prefix_of(list(range(50)))
-    page = asyncio.run(every_row(fetch, start=8))
-    assert page.rows == list(range(50)) and not page.capped
-    assert reads == [8, 16, 32, 64]
-    fetch, _ = prefix_of(list(range(50)))
-    assert asyncio.run(every_row(fetch, start=8, cap=40)).capped
+    assert await pages(fetch, cursor=None, every=True) == Page(rows, None)
+    first = await pages(fetch, cursor=None, every=False)
+    assert first.rows == [0, 1, 2] and first.next_cursor is not None
+    second = await pages(fetch, cursor=first.next_cursor, every=False)
+    assert second.rows == [3, 4, 5]
 
 
 @pytest.mark.parametrize("text", ["", "x", "MTIz", "bm90OmFudW1iZXI", "A" * 100])

@@ -16,7 +16,7 @@ from bhuktani.errors import BareRefusal
 from bhuktani.ledger import accounts as ledger
 from bhuktani.payments import policy
 from bhuktani.runtime import Gateway
-from bhuktani.store import Database, Row, Tx
+from bhuktani.store import Database, Row, Tx, keyset
 
 ENVS = tuple(env.value for env in Env)
 STATUSES = ("pending", "approved", "rejected")
@@ -325,6 +325,21 @@ async def listing(
     limit: int = DEFAULT_LIMIT,
 ) -> list[dict[str, Any]]:
     """Requests oldest first, as the operator works through them; `status` None is all."""
+    rows, _ = await page(db, status=status, merchant_id=merchant_id, env=env, limit=limit)
+    return rows
+
+
+async def page(
+    db: Database,
+    *,
+    status: str | None = "pending",
+    merchant_id: int | None = None,
+    env: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    after: tuple[int, int] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of `listing` after a decoded cursor (store.keyset.decode), and the cursor of
+    the next page (None: the last)."""
     if status is not None and status not in STATUSES:
         raise CreditRequestError(f"status must be one of {', '.join(STATUSES)} or all")
     if env is not None:
@@ -337,11 +352,15 @@ async def listing(
         if value is not None:
             args.append(value)
             where.append(f"{column} = ${len(args)}")
-    args.append(limit)
+    if after is not None:
+        args.extend(after)
+        at, row_id = len(args) - 1, len(args)
+        where.append(f"(created_ms > ${at} OR (created_ms = ${at} AND id > ${row_id}))")
+    args.append(limit + 1)
     sql = (
         f"SELECT {COLUMNS} FROM credit_requests"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY created_ms, id LIMIT ${len(args)}"
     )
     rows: Sequence[Row] = await db.read(lambda tx: tx.fetch(sql, *args))
-    return [_view(row) for row in rows]
+    return [_view(row) for row in rows[:limit]], keyset.next_cursor(rows, limit, "created_ms")

@@ -17,7 +17,7 @@ from bhuktani.payments import operator, policy
 from bhuktani.runtime import Gateway
 from bhuktani.services import registry
 from bhuktani.services.fields import loose_int
-from bhuktani.store import Database, Row, Tx
+from bhuktani.store import Database, Row, Tx, keyset
 
 OPEN = "open"
 REFUNDED = "refunded"
@@ -246,7 +246,23 @@ async def merchant_listing(
 async def listing(
     db: Database, *, open_only: bool = False, merchant_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """The operator's listing, newest first, every merchant and environment unless told."""
+    """The operator's first OPERATOR_LIMIT disputes (operator_page's first page)."""
+    rows, _ = await operator_page(db, open_only=open_only, merchant_id=merchant_id)
+    return rows
+
+
+async def operator_page(
+    db: Database,
+    *,
+    open_only: bool = False,
+    merchant_id: int | None = None,
+    limit: int = OPERATOR_LIMIT,
+    after: tuple[int, int] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the operator's listing, newest first, every merchant and environment
+    unless told, and the cursor of the next page (None: the last). `after` is a decoded
+    cursor (store.keyset.decode): the (created_ms, id) the previous page ended on."""
+    assert 0 < limit <= OPERATOR_LIMIT, limit
     where: list[str] = []
     args: list[object] = []
     if open_only:
@@ -254,14 +270,20 @@ async def listing(
     if merchant_id is not None:
         args.append(merchant_id)
         where.append(f"d.merchant_id = ${len(args)}")
-    args.append(OPERATOR_LIMIT)
+    if after is not None:
+        args.extend(after)
+        at, row_id = len(args) - 1, len(args)
+        where.append(f"(d.created_ms < ${at} OR (d.created_ms = ${at} AND d.id < ${row_id}))")
+    args.append(limit + 1)
     sql = (
         f"SELECT {COLUMNS} {FROM}"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY d.created_ms DESC, d.id DESC LIMIT ${len(args)}"
     )
     rows = await db.read(lambda tx: tx.fetch(sql, *args))
-    return [operator_view(row) for row in rows]
+    return [operator_view(row) for row in rows[:limit]], keyset.next_cursor(
+        rows, limit, "created_ms"
+    )
 
 
 def _text(value: str, name: str, limit: int) -> str:

@@ -9,9 +9,6 @@ history, and payments made while a client walks never shift the pages after its 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -27,7 +24,7 @@ from bhuktani.payments import lookup, policy
 from bhuktani.runtime import Gateway
 from bhuktani.services import registry
 from bhuktani.services.fields import loose_int
-from bhuktani.store import Database, Row, Tx
+from bhuktani.store import Database, Row, Tx, keyset
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -37,9 +34,6 @@ STATES = (State.SUCCESS, State.FAILED, State.PROCESSING, State.QUEUED)
 # Payments whose refunds one statement reads: a page of 500 is 5 statements, all of one
 # text (the last chunk is padded), so PostgreSQL prepares it once.
 REFUND_CHUNK = 100
-# A cursor is the last row's (created_ms, id), opaque to the client.
-_CURSOR = re.compile(r"(-?[0-9]{1,19}):([0-9]{1,19})")
-_BIGINT = 2**63
 
 _COLUMNS = (
     "id, reference, service, isp, state, isp_status, detail, amount_paisa, charge_paisa, created_ms"
@@ -56,28 +50,6 @@ class Filters:
     limit: int = DEFAULT_LIMIT
     # Rows strictly older than this (created_ms, id) in the walk's order.
     after: tuple[int, int] | None = None
-
-
-def encode_cursor(created_ms: int, payment_id: int) -> str:
-    raw = f"{created_ms}:{payment_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[int, int] | None:
-    """The position a cursor names, or None if it is not one this module wrote."""
-    if not text or len(text) > 64 or not text.isascii():
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    found = _CURSOR.fullmatch(raw)
-    if found is None:
-        return None
-    created_ms, payment_id = int(found[1]), int(found[2])
-    if not (-_BIGINT <= created_ms < _BIGINT and payment_id < _BIGINT):
-        return None
-    return created_ms, payment_id
 
 
 def _day(data: dict[str, Any], field: str) -> date | None:
@@ -118,7 +90,7 @@ def parse_filters(data: dict[str, Any]) -> Filters:
     cursor = data.get("cursor")
     after = None
     if cursor not in (None, ""):
-        after = decode_cursor(cursor) if isinstance(cursor, str) else None
+        after = keyset.decode(cursor) if isinstance(cursor, str) else None
         if after is None:
             raise field_error("cursor", "cursor is the next_cursor of a previous answer")
     return Filters(
@@ -213,11 +185,8 @@ async def page(
 
     rows, refunds = await db.read(body)
     shown = rows[: filters.limit]
-    next_cursor = None
-    if len(rows) > filters.limit:
-        last = shown[-1]
-        next_cursor = encode_cursor(int(last["created_ms"]), int(last["id"]))
-    return [render(row, refunds[int(row["id"])]) for row in shown], next_cursor
+    following = keyset.next_cursor(rows, filters.limit, "created_ms")
+    return [render(row, refunds[int(row["id"])]) for row in shown], following
 
 
 async def transactions(

@@ -17,7 +17,7 @@ from typing import Any
 from bhuktani import audit, money
 from bhuktani.callbacks import endpoints
 from bhuktani.clock import nepal_time, now_ms
-from bhuktani.store import Database, Row, Tx
+from bhuktani.store import Database, Row, Tx, keyset
 
 # A DLR's event_type (the column's default); every other type is an event.
 PAYMENT = "payment"
@@ -337,28 +337,43 @@ async def listing(db: Database, reference: str | None, limit: int = 100) -> list
     """Callbacks newest first, DLRs and events, each with its attempts; `reference` keeps
     those about that payment (its DLR, its disputes' events). An event about no payment
     (balance.low) has reference None."""
+    rows, _ = await page(db, reference, limit)
+    return rows
+
+
+async def page(
+    db: Database, reference: str | None, limit: int, after: tuple[int, int] | None = None
+) -> tuple[list[dict[str, object]], str | None]:
+    """A page of `listing` after a decoded cursor (store.keyset.decode: its place is the
+    callback's id), and the cursor of the next page (None: the last)."""
+    where: list[str] = []
+    args: list[object] = []
+    if reference is not None:
+        args.append(reference)
+        where.append(f"p.reference = ${len(args)}")
+    if after is not None:
+        args.append(after[1])
+        where.append(f"c.id < ${len(args)}")
+    args.append(limit + 1)
     query = (
         "SELECT c.id, c.event_id, c.merchant_id, c.env, c.event_type, p.reference, c.url,"
         " c.status, c.attempts, c.next_attempt_ms, c.created_ms, c.delivered_ms"
         " FROM callbacks c LEFT JOIN payments p ON p.id = c.payment_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY c.id DESC LIMIT ${len(args)}"
     )
 
-    async def read(tx: Tx) -> list[dict[str, object]]:
-        if reference is None:
-            rows = await tx.fetch(query + " ORDER BY c.id DESC LIMIT $1", limit)
-        else:
-            rows = await tx.fetch(
-                query + " WHERE p.reference = $1 ORDER BY c.id DESC LIMIT $2", reference, limit
-            )
+    async def read(tx: Tx) -> tuple[list[dict[str, object]], str | None]:
+        rows = await tx.fetch(query, *args)
         result = []
-        for row in rows:
+        for row in rows[:limit]:
             attempts = await tx.fetch(
                 "SELECT attempted_ms, http_status, latency_ms, error FROM callback_attempts"
                 " WHERE callback_id = $1 ORDER BY id",
                 int(row["id"]),
             )
             result.append({**dict(row), "attempt_log": [dict(a) for a in attempts]})
-        return result
+        return result, keyset.next_cursor(rows, limit, "id")
 
     # A read takes no write lock (db.read), so listing never holds back a payment.
     return await db.read(read)

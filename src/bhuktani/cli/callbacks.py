@@ -10,9 +10,9 @@ from rich.table import Table
 from bhuktani import audit
 from bhuktani.cli.common import AllOption, CursorOption, UtcOption, console, with_db
 from bhuktani.cli.display import Times, print_json, tell
-from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
+from bhuktani.cli.paging import Page, pages, tell_more
 from bhuktani.settings import Settings
-from bhuktani.store import Database
+from bhuktani.store import Database, keyset
 
 callbacks_app = typer.Typer(
     help="Delivery callbacks and events: attempts and retries.", no_args_is_help=True
@@ -20,11 +20,6 @@ callbacks_app = typer.Typer(
 
 
 CALLBACKS_PAGE = 100
-_NEWEST_FIRST: Order[dict[str, object]] = Order(
-    row_id=lambda row: int(str(row["id"])),
-    place=lambda row: int(str(row["id"])),
-    newest_first=True,
-)
 
 
 @callbacks_app.command("list")
@@ -42,15 +37,13 @@ def callbacks_list(
     them, a page at a time: a page ends with the command of the next one ("more: ...")."""
     from bhuktani.callbacks import outbox
 
-    after = parse_cursor(cursor)
-
     async def read(db: Database, _: Settings) -> Page[dict[str, object]]:
-        async def prefix(count: int) -> list[dict[str, object]]:
-            return await outbox.listing(db, reference, count)
+        async def fetch(
+            after: keyset.Position | None,
+        ) -> tuple[list[dict[str, object]], str | None]:
+            return await outbox.page(db, reference, limit, after)
 
-        if every:
-            return await every_row(prefix, start=limit)
-        return await page_of(prefix, _NEWEST_FIRST, cursor=after, size=limit)
+        return await pages(fetch, cursor=cursor, every=every)
 
     page = with_db(read)
     words = ["bhuktani", "callbacks", "list"]
@@ -60,10 +53,10 @@ def callbacks_list(
         words += ["--limit", str(limit)]
     if as_json:
         print_json(page.rows)
-        tell_more([*words, "--json"], page, as_json=True, narrow="")
+        tell_more([*words, "--json"], page, as_json=True)
         return
     console.print(_table(page.rows, Times(utc)))
-    tell_more([*words, "--utc"] if utc else words, page, as_json=False, narrow="")
+    tell_more([*words, "--utc"] if utc else words, page, as_json=False)
 
 
 def _table(rows: list[dict[str, object]], times: Times) -> Table:

@@ -25,9 +25,8 @@ from bhuktani.cli.common import (
     with_db,
 )
 from bhuktani.cli.display import Times, add_amount_column, print_json, rupees, tell
-from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
-from bhuktani.clock import ms_of
-from bhuktani.store import Database
+from bhuktani.cli.paging import Page, pages, tell_more
+from bhuktani.store import Database, keyset
 
 T = TypeVar("T")
 credits_app = typer.Typer(
@@ -100,14 +99,6 @@ def credits_load(
     )
 
 
-# Oldest first, as the operator works through them.
-_OLDEST_FIRST: Order[dict[str, Any]] = Order(
-    row_id=lambda row: int(row["id"]),
-    place=lambda row: ms_of(row["requested_at"]),
-    newest_first=False,
-)
-
-
 @credits_app.command("requests")
 def credits_requests(
     status: Annotated[str, typer.Option(help="pending, approved, rejected or all.")] = "pending",
@@ -128,20 +119,15 @@ def credits_requests(
             "status must be pending, approved, rejected or all", param_hint="--status"
         )
     wanted = None if status == "all" else status
-    after = parse_cursor(cursor)
     env_text = None if env is None else env.value
 
     async def read(db: Database) -> Page[dict[str, Any]]:
-        async def prefix(count: int) -> list[dict[str, Any]]:
-            return await requests.listing(
-                db, status=wanted, merchant_id=merchant, env=env_text, limit=count
+        async def fetch(after: keyset.Position | None) -> tuple[list[dict[str, Any]], str | None]:
+            return await requests.page(
+                db, status=wanted, merchant_id=merchant, env=env_text, limit=limit, after=after
             )
 
-        if every:
-            return await every_row(prefix, start=limit, cap=requests.MAX_LIMIT)
-        return await page_of(
-            prefix, _OLDEST_FIRST, cursor=after, size=limit, cap=requests.MAX_LIMIT
-        )
+        return await pages(fetch, cursor=cursor, every=every)
 
     page = _run(read)
     words = ["bhuktani", "credits", "requests", "--status", status]
@@ -151,16 +137,15 @@ def credits_requests(
         words += ["--env", env.value]
     if limit != requests.DEFAULT_LIMIT:
         words += ["--limit", str(limit)]
-    narrow = "--merchant, --env or --status"
     if as_json:
         print_json(page.rows)
-        tell_more([*words, "--json"], page, as_json=True, narrow=narrow)
+        tell_more([*words, "--json"], page, as_json=True)
         return
     if not page.rows:
         tell(f"no {status} credit requests")
     else:
         console.print(_requests_table(page.rows, status, Times(utc)))
-    tell_more(words, page, as_json=False, narrow=narrow)
+    tell_more(words, page, as_json=False)
 
 
 def _requests_table(rows: list[dict[str, Any]], status: str, times: Times) -> Table:

@@ -20,10 +20,9 @@ from bhuktani.cli.display import (
     shown,
     tell,
 )
-from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
-from bhuktani.clock import ms_of
+from bhuktani.cli.paging import Page, pages, tell_more
 from bhuktani.settings import Settings
-from bhuktani.store import Database
+from bhuktani.store import Database, keyset
 
 disputes_app = typer.Typer(
     help="Merchants' disputes of payments: list them, refund or reject one.",
@@ -36,11 +35,6 @@ def _rupees(amount: object) -> str:
 
 
 DISPUTES_PAGE = 100
-_NEWEST_FIRST: Order[dict[str, Any]] = Order(
-    row_id=lambda row: int(row["id"]),
-    place=lambda row: ms_of(row["created_at"]),
-    newest_first=True,
-)
 
 
 @disputes_app.command("list")
@@ -61,17 +55,13 @@ def disputes_list(
     time: a page ends with the command of the next one ("more: ...")."""
     from bhuktani.books import disputes
 
-    after = parse_cursor(cursor)
-
     async def read(db: Database, _: Settings) -> Page[dict[str, Any]]:
-        async def prefix(count: int) -> list[dict[str, Any]]:
-            found = await disputes.listing(db, open_only=open_only, merchant_id=merchant)
-            return found[:count]
+        async def fetch(after: keyset.Position | None) -> tuple[list[dict[str, Any]], str | None]:
+            return await disputes.operator_page(
+                db, open_only=open_only, merchant_id=merchant, limit=limit, after=after
+            )
 
-        cap = disputes.OPERATOR_LIMIT
-        if every:
-            return await every_row(prefix, start=cap, cap=cap)
-        return await page_of(prefix, _NEWEST_FIRST, cursor=after, size=limit, cap=cap)
+        return await pages(fetch, cursor=cursor, every=every)
 
     page = with_db(read)
     words = ["bhuktani", "disputes", "list"]
@@ -81,13 +71,12 @@ def disputes_list(
         words += ["--merchant", str(merchant)]
     if limit != DISPUTES_PAGE:
         words += ["--limit", str(limit)]
-    narrow = "--merchant or --open"
     if as_json:
         print_json(page.rows)
-        tell_more([*words, "--json"], page, as_json=True, narrow=narrow)
+        tell_more([*words, "--json"], page, as_json=True)
         return
     console.print(_table(page.rows, Times(utc)))
-    tell_more([*words, "--utc"] if utc else words, page, as_json=False, narrow=narrow)
+    tell_more([*words, "--utc"] if utc else words, page, as_json=False)
 
 
 def _table(rows: list[dict[str, Any]], times: Times) -> Table:

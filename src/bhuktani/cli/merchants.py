@@ -23,11 +23,11 @@ from bhuktani.cli.common import (
 )
 from bhuktani.cli.common import EnvOption as DefaultedEnvOption
 from bhuktani.cli.display import add_amount_column, print_json, rupees, tell
-from bhuktani.cli.paging import Order, Page, every_row, page_of, parse_cursor, tell_more
+from bhuktani.cli.paging import Page, pages, tell_more
 from bhuktani.domain import Env
 from bhuktani.merchants import service as merchants
 from bhuktani.settings import Settings, get_settings
-from bhuktani.store import Database
+from bhuktani.store import Database, keyset
 from bhuktani.web import users
 
 merchant_app = typer.Typer(help="Create, list and disable merchants.", no_args_is_help=True)
@@ -189,9 +189,6 @@ def merchant_set_rate_limit(
 
 
 MERCHANTS_PAGE = 100
-_BY_ID: Order[dict[str, Any]] = Order(
-    row_id=lambda row: int(row["id"]), place=lambda row: int(row["id"]), newest_first=False
-)
 
 
 def _merchant_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -219,15 +216,13 @@ def merchant_list(
 ) -> None:
     """List merchants and their available credits, by id, a page at a time.
     JSON: {"merchants": [...], "next_cursor"}."""
-    after = parse_cursor(cursor)
 
     async def read(db: Database, _: Settings) -> Page[dict[str, Any]]:
-        async def prefix(count: int) -> list[dict[str, Any]]:
-            return [_merchant_view(row) for row in (await merchants.list_all(db))[:count]]
+        async def fetch(after: keyset.Position | None) -> tuple[list[dict[str, Any]], str | None]:
+            rows, following = await merchants.page(db, limit=limit, after=after)
+            return [_merchant_view(row) for row in rows], following
 
-        if every:
-            return await every_row(prefix, start=10**9)
-        return await page_of(prefix, _BY_ID, cursor=after, size=limit)
+        return await pages(fetch, cursor=cursor, every=every)
 
     page = with_db(read)
     if as_json:
@@ -249,7 +244,7 @@ def merchant_list(
     words = ["bhuktani", "merchant", "list"]
     if limit != MERCHANTS_PAGE:
         words += ["--limit", str(limit)]
-    tell_more(words, page, as_json=False, narrow="")
+    tell_more(words, page, as_json=False)
 
 
 @merchant_app.command("disable")

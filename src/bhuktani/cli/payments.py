@@ -34,7 +34,7 @@ from bhuktani.cli.display import (
     shown,
     tell,
 )
-from bhuktani.cli.paging import Page, tell_more
+from bhuktani.cli.paging import Page, parse_cursor, tell_more
 from bhuktani.clock import NEPAL, day_end_ms, day_start_ms, ms_of, nepal_time
 from bhuktani.domain import Env, State
 from bhuktani.payments import listing, operator
@@ -342,11 +342,7 @@ def payment_list(
 ) -> None:
     """Payments, newest first, a page at a time: a page ends with the command of the next
     one ("more: ..."), or --all walks them all. JSON: {"payments": [...], "next_cursor"}."""
-    after = None
-    if cursor is not None:
-        after = listing.decode_cursor(cursor)
-        if after is None:
-            raise typer.BadParameter("not a cursor this command printed", param_hint="--cursor")
+    after = parse_cursor(cursor)
     filters = listing.Filters(
         flagged=flagged,
         state=state,
@@ -374,9 +370,7 @@ def payment_list(
                 console.print(_list_table(rows, times))
             if next_cursor is None:
                 return Page(found, None)
-            page_filters = dataclasses.replace(
-                page_filters, after=listing.decode_cursor(next_cursor)
-            )
+            page_filters = dataclasses.replace(page_filters, after=parse_cursor(next_cursor))
 
     page = with_db(walk)
     if as_json:
@@ -387,7 +381,7 @@ def payment_list(
             console.print(_list_table(page.rows, times))
         else:
             tell("no payments")
-    tell_more(_list_words(filters, as_json=False, utc=utc), page, as_json=False, narrow="")
+    tell_more(_list_words(filters, as_json=False, utc=utc), page, as_json=False)
 
 
 def _list_words(filters: listing.Filters, *, as_json: bool, utc: bool) -> list[str]:

@@ -24,7 +24,7 @@ from bhuktani.infra.ttl_cache import TtlCache
 from bhuktani.ledger import accounts as ledger
 from bhuktani.merchants import tokens
 from bhuktani.services import registry
-from bhuktani.store import Database, Tx, query_row
+from bhuktani.store import Database, Tx, keyset, query_row
 
 ENVS = tuple(env.value for env in Env)
 
@@ -363,18 +363,32 @@ async def revoke_merchant_token(
 
 
 async def list_all(db: Database) -> list[dict[str, object]]:
-    rows = await db.read(
-        lambda tx: tx.fetch(
-            "SELECT m.id, m.name, m.status, m.services,"
-            " t.balance_paisa - t.held_paisa AS test_available,"
-            " l.balance_paisa - l.held_paisa AS live_available"
-            " FROM merchants m"
-            " LEFT JOIN accounts t ON t.kind = 'merchant' AND t.env = 'test' AND t.merchant_id = m.id"
-            " LEFT JOIN accounts l ON l.kind = 'merchant' AND l.env = 'live' AND l.merchant_id = m.id"
-            " ORDER BY m.id"
-        )
+    """Every merchant by id with its available credits (for the console's few hundred)."""
+    rows, _ = await page(db, limit=None)
+    return rows
+
+
+async def page(
+    db: Database, *, limit: int | None, after: tuple[int, int] | None = None
+) -> tuple[list[dict[str, object]], str | None]:
+    """Merchants by id with their available credits, `limit` after a decoded cursor
+    (store.keyset.decode: its place is the merchant's id), and the cursor of the next page
+    (None: the last)."""
+    after_id = 0 if after is None else after[1]
+    sql = (
+        "SELECT m.id, m.name, m.status, m.services,"
+        " t.balance_paisa - t.held_paisa AS test_available,"
+        " l.balance_paisa - l.held_paisa AS live_available"
+        " FROM merchants m"
+        " LEFT JOIN accounts t ON t.kind = 'merchant' AND t.env = 'test' AND t.merchant_id = m.id"
+        " LEFT JOIN accounts l ON l.kind = 'merchant' AND l.env = 'live' AND l.merchant_id = m.id"
+        " WHERE m.id > $1 ORDER BY m.id"
     )
-    return [dict(row) for row in rows]
+    if limit is None:
+        rows = await db.read(lambda tx: tx.fetch(sql, after_id))
+        return [dict(row) for row in rows], None
+    rows = await db.read(lambda tx: tx.fetch(sql + " LIMIT $2", after_id, limit + 1))
+    return [dict(row) for row in rows[:limit]], keyset.next_cursor(rows, limit, "id")
 
 
 # Recent token checks, refusals included.

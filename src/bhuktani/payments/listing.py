@@ -2,7 +2,7 @@
 first, filtered, a page at a time.
 
 Pages are walked by keyset on (created_ms, id), as the merchant's transaction list walks
-them (books/transactions.py, whose cursor this reuses): no OFFSET, and payments made
+them (books/transactions.py; the cursor is store/keyset.py's): no OFFSET, and payments made
 while the operator walks are newer than the cursor, so they never shift the pages after
 it. Across merchants no index leads with created_ms; a merchant's list (merchant_id,
 env) reads along payments_merchant_time.
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bhuktani import money
-from bhuktani.books.transactions import decode_cursor, encode_cursor
 from bhuktani.clock import nepal_time
 from bhuktani.domain import Env, State
-from bhuktani.store import Database, Row
+from bhuktani.store import Database, Row, keyset
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -28,7 +27,7 @@ _COLUMNS = (
     " state, isp_status, flagged, flag_reason, created_ms, updated_ms"
 )
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Filters", "decode_cursor", "encode_cursor", "page"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Filters", "page"]
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,5 @@ async def page(db: Database, filters: Filters) -> tuple[list[dict[str, Any]], st
     """A page of payments, newest first, and the cursor of the next (None: the last)."""
     sql, args = page_query(filters)
     rows: Sequence[Row] = await db.read(lambda tx: tx.fetch(sql, *args))
-    shown = rows[: filters.limit]
-    next_cursor = None
-    if len(rows) > filters.limit:
-        last = shown[-1]
-        next_cursor = encode_cursor(int(last["created_ms"]), int(last["id"]))
-    return [render(row) for row in shown], next_cursor
+    following = keyset.next_cursor(rows, filters.limit, "created_ms")
+    return [render(row) for row in rows[: filters.limit]], following
