@@ -412,6 +412,9 @@ async def test_demo_prints_a_test_token_and_curls_for_every_service(
         out = await ok(db_url, "demo", "--base-url", server.base_url)
         tokens = set(PRINTED_TEST_TOKEN.findall(out))
         assert len(tokens) == 1, out
+        # The server's log follows in the same terminal: the curls go to another one.
+        assert out.rstrip().endswith("paste the curls into a second one."), out
+        assert f"{server.base_url}/docs" in out and f"{server.base_url}/redoc" in out
         assert {
             "/api/servicegroup/details/hashcnet-v2/",
             "/api/servicegroup/commit/hashcnet-v2/",

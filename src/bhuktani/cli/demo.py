@@ -53,6 +53,11 @@ def render_users(base_url: str, shown: list[tuple[str, str, str]]) -> str:
         "# The dashboard and the console (a one-time password: choose your own at sign-in)",
     ]
     lines += [f"#   {base_url}/{area}/  {email}  {password}" for area, email, password in shown]
+    lines += [
+        "# The API's documents: " + base_url + "/docs (Swagger UI), " + base_url + "/redoc",
+        "",
+        "# The server's log follows in this terminal: paste the curls into a second one.",
+    ]
     return "\n".join(lines)
 
 
