@@ -4,7 +4,6 @@ entry and the merchant's `dispute.resolved` event."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,22 +178,13 @@ async def raise_for(
 
 
 def _cursor(value: object) -> tuple[int, int] | None:
-    """The keyset of the last dispute of a page: "<created_ms>.<id>", opaque to clients."""
+    """The keyset (created_ms, id) of the last dispute of a page, opaque to clients."""
     if value in (None, ""):
         return None
-    if isinstance(value, str):
-        created, _, last_id = value.partition(".")
-        if created.isascii() and created.isdigit() and last_id.isascii() and last_id.isdigit():
-            return int(created), int(last_id)
-    raise field_error("cursor", "cursor must be a next_cursor given by this listing")
-
-
-def _next_cursor(rows: Sequence[Row], limit: int) -> str | None:
-    """Read one more than the page: a next page exists only if that one came back."""
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return f"{int(last['created_ms'])}.{int(last['id'])}"
+    after = keyset.decode(value) if isinstance(value, str) else None
+    if after is None:
+        raise field_error("cursor", "cursor must be a next_cursor given by this listing")
+    return after
 
 
 def _limit(value: object) -> int:
@@ -239,7 +229,7 @@ async def merchant_listing(
     return {
         "status": True,
         "results": [view(row) for row in rows[:limit]],
-        "next_cursor": _next_cursor(rows, limit),
+        "next_cursor": keyset.next_cursor(rows, limit, "created_ms"),
     }
 
 
