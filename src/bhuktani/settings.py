@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=10_000, ge=1)
     # `Authorization: Bearer <this>` reads GET /metrics; unset, /metrics is not served.
     metrics_token: SecretStr = SecretStr("")
+    # How often each serving process reads the operator's queues (flagged payments, the
+    # reconciler's backlog, callbacks, low balances) from the database for /metrics
+    # (books/health.py); 0 reads them never.
+    queue_gauges_every_s: float = Field(default=15.0, ge=0)
 
     # Reconciliation of payments left Processing.
     reconciler_enabled: bool = True

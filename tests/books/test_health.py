@@ -144,6 +144,39 @@ async def test_the_watch_shows_the_queues_and_this_process_on_metrics(own_db: Da
     metrics.ISP_WAITING.remove("arrownet")
 
 
+async def test_a_watch_told_0_s_asks_the_database_nothing(
+    own_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Database] = []
+
+    async def counted(db: Database) -> None:
+        reads.append(db)
+
+    monkeypatch.setattr(health, "publish", counted)
+
+    class Breakers:
+        def degraded(self) -> dict[str, tuple[bool, int]]:
+            return {}
+
+    class Gateway:
+        db = own_db
+        breakers = Breakers()
+
+        def isp_waiting(self) -> dict[str, int]:
+            return {}
+
+    for every_s, read in ((0.0, False), (60.0, True)):
+        stop = asyncio.Event()
+        watching = asyncio.create_task(
+            health.watch(Gateway(), stop, every_s=every_s, own_every_s=0.01)
+        )
+        await asyncio.sleep(0.1)
+        stop.set()
+        await watching
+        # With an interval the watch reads at once; with 0, never.
+        assert bool(reads) is read, every_s
+
+
 async def test_a_failed_read_shows_the_database_down_and_keeps_the_last_counts(
     own_db: Database,
 ) -> None:

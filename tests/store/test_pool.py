@@ -16,8 +16,8 @@ from tests.conftest import only_postgresql
 from tests.support import METRICS_AUTH, fast_settings
 
 pytestmark = only_postgresql
-# No background statements: the reconciler and the callback worker off.
-QUIET = {"reconciler_enabled": False, "callbacks_enabled": False}
+# No background statements: the reconciler, the callback worker and the queue gauges off.
+QUIET = {"reconciler_enabled": False, "callbacks_enabled": False, "queue_gauges_every_s": 0}
 
 
 @pytest.mark.parametrize("size", [1, 3])

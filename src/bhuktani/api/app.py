@@ -188,7 +188,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         ]
         # /metrics: this worker's own state and the operator's queues, off the scrape's path.
-        workers.append(asyncio.create_task(health.watch(gateway, stop)))
+        workers.append(
+            asyncio.create_task(health.watch(gateway, stop, settings.queue_gauges_every_s))
+        )
         try:
             yield
         finally:

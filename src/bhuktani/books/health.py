@@ -135,11 +135,11 @@ async def watch(
     own_every_s: float = metrics.PUBLISH_EVERY_S,
 ) -> None:
     """Until stop is set: this process's own gauges every `own_every_s`, the database's
-    every `every_s` (and at once)."""
+    every `every_s` (and at once; never when it is 0)."""
     due = 0.0
     while not stop.is_set():
         metrics.publish(gateway.breakers.degraded(), gateway.db.waiting(), gateway.isp_waiting())
-        if time.monotonic() >= due:
+        if every_s > 0 and time.monotonic() >= due:
             due = time.monotonic() + every_s
             await publish(gateway.db)
         with contextlib.suppress(TimeoutError):
