@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bhuktani import audit
+from bhuktani.clock import nepal_time
 from bhuktani.domain import Env
 from bhuktani.isps.base import Paid, Refused, Subscriber
 from bhuktani.ledger import accounts as ledger
@@ -170,7 +171,16 @@ async def test_show_lists_the_payment_with_its_transfers(db: Database) -> None:
     assert view["amount"] == "1695.00"
     assert (view["state"], view["isp_status"], view["flagged"]) == ("Success", "Paid", False)
     assert view["detail"] == "RCPT-1"
-    assert view["created_at"] and view["updated_at"]
+    # Times as every list shows them: Nepal time to the millisecond, the instant stored.
+    stored = await db.read(
+        lambda tx: tx.fetchrow(
+            "SELECT created_ms, updated_ms FROM payments WHERE id = $1", made.payment_id
+        )
+    )
+    assert stored is not None
+    assert view["created_at"] == nepal_time(int(stored["created_ms"]))
+    assert view["updated_at"] == nepal_time(int(stored["updated_ms"]))
+    assert view["created_at"].endswith("+05:45")
     kinds = [(t["kind"], t["amount"], t["debit"], t["credit"]) for t in view["transfers"]]
     merchant_code = f"merchant:{merchant.merchant_id}"
     # The ISP's payable is sharded by payment id (ledger.ISP_SHARDS).

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bhuktani import audit, money
-from bhuktani.clock import now_ms
+from bhuktani.clock import nepal_time, now_ms
 from bhuktani.domain import Env, State
 from bhuktani.ledger import accounts as ledger
 from bhuktani.ledger.book import Final, PaymentBook
@@ -71,9 +70,8 @@ class Refunded:
 
 
 def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+    """A time as every list shows it: Nepal time to the millisecond, with its offset."""
+    return None if ms is None else nepal_time(int(ms))
 
 
 def _text(value: str, name: str, limit: int) -> str:
