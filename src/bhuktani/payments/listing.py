@@ -86,7 +86,8 @@ def page_query(filters: Filters) -> tuple[str, list[Any]]:
 
 
 def render(row: Row) -> dict[str, Any]:
-    """A payment as the operator's list shows it: JSON-ready, amounts in rupees as text
+    """A payment as the operator's list shows it (and the first part of `payment show`,
+    operator.show): JSON-ready, amounts in rupees as text
     and in paisa, times in Nepal with their offset."""
     return {
         "id": int(row["id"]),
@@ -102,6 +103,7 @@ def render(row: Row) -> dict[str, Any]:
         "state": str(row["state"]),
         "isp_status": str(row["isp_status"]),
         "flagged": bool(row["flagged"]),
+        # Why the payment waits for an operator (records.flag); None when not flagged.
         "flag_reason": None if row["flag_reason"] is None else str(row["flag_reason"]),
         "created_at": nepal_time(int(row["created_ms"])),
         "updated_at": nepal_time(int(row["updated_ms"])),

@@ -18,7 +18,7 @@ from bhuktani.clock import nepal_time, now_ms
 from bhuktani.domain import Env, State
 from bhuktani.ledger import accounts as ledger
 from bhuktani.ledger.book import Final, PaymentBook
-from bhuktani.payments import records
+from bhuktani.payments import listing, records
 from bhuktani.store import Database, Row, Tx
 
 MAX_NOTE_CHARS = 500
@@ -428,25 +428,12 @@ async def _view(tx: Tx, row: Row) -> dict[str, Any]:
     transfers = await _transfers(tx, payment_id)
     refund_ids = await _refund_ids(tx, payment_id)
     return {
-        "id": payment_id,
-        "merchant_id": int(row["merchant_id"]),
-        "env": str(row["env"]),
-        "reference": str(row["reference"]),
-        "service": str(row["service"]),
-        "isp": str(row["isp"]),
-        "username": str(row["username"]),
+        # What `payment list` shows of it, then what only its own page shows.
+        **listing.render(row),
         "plan": f"{row['package_title']} ({row['days']} days)",
-        "amount": money.format_rupees(int(row["amount_paisa"])),
         # The merchant's service charge, held and paid with the amount.
         "charge": money.format_rupees(int(row["charge_paisa"])),
-        "state": str(row["state"]),
-        "isp_status": str(row["isp_status"]),
-        "flagged": bool(row["flagged"]),
-        # Why the payment waits for an operator (records.flag); None when not flagged.
-        "flag_reason": None if row["flag_reason"] is None else str(row["flag_reason"]),
         "checks": int(row["checks"]),
-        "created_at": _iso(row["created_ms"]),
-        "updated_at": _iso(row["updated_ms"]),
         "detail": str(row["detail"]),
         "transfers": transfers,
         "refunded_amount": money.format_rupees(await _refunded_paisa(tx, payment_id)),
