@@ -38,16 +38,26 @@ def parse_cursor(text: str | None) -> keyset.Position | None:
 Fetch = Callable[[keyset.Position | None], Awaitable[tuple[list[R], str | None]]]
 
 
-async def pages(fetch: Fetch[R], *, cursor: str | None, every: bool) -> Page[R]:
-    """The page after `cursor`, or with `every` all the pages from the first."""
+async def pages(
+    fetch: Fetch[R],
+    *,
+    cursor: str | None,
+    every: bool,
+    each: Callable[[list[R]], None] | None = None,
+) -> Page[R]:
+    """The page after `cursor`, or with `every` all the pages from there: gathered, or
+    given to `each` as they come (a table a page, nothing held)."""
+    after = parse_cursor(cursor)
     if not every:
-        rows, following = await fetch(parse_cursor(cursor))
+        rows, following = await fetch(after)
         return Page(rows, following)
     found: list[R] = []
-    after: keyset.Position | None = None
     for _ in range(MAX_PAGES):
         rows, following = await fetch(after)
-        found += rows
+        if each is None:
+            found += rows
+        else:
+            each(rows)
         if following is None:
             return Page(found, None)
         after = keyset.decode(following)

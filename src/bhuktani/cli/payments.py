@@ -34,13 +34,13 @@ from bhuktani.cli.display import (
     shown,
     tell,
 )
-from bhuktani.cli.paging import Page, parse_cursor, tell_more
+from bhuktani.cli.paging import Page, pages, tell_more
 from bhuktani.clock import NEPAL, day_end_ms, day_start_ms, ms_of, nepal_time
 from bhuktani.domain import Env, State
 from bhuktani.payments import listing, operator
 from bhuktani.runtime import Gateway
 from bhuktani.settings import Settings
-from bhuktani.store import Database
+from bhuktani.store import Database, keyset
 
 T = TypeVar("T")
 payment_app = typer.Typer(
@@ -342,7 +342,6 @@ def payment_list(
 ) -> None:
     """Payments, newest first, a page at a time: a page ends with the command of the next
     one ("more: ..."), or --all walks them all. JSON: {"payments": [...], "next_cursor"}."""
-    after = parse_cursor(cursor)
     filters = listing.Filters(
         flagged=flagged,
         state=state,
@@ -352,25 +351,20 @@ def payment_list(
         since_ms=_instant(since, end=False, hint="--since"),
         until_ms=_instant(until, end=True, hint="--until"),
         limit=limit,
-        after=after,
     )
     times = Times(utc)
 
+    def show(rows: list[dict[str, Any]]) -> None:
+        if rows:
+            console.print(_list_table(rows, times))
+
     async def walk(db: Database, _: Settings) -> Page[dict[str, Any]]:
         """One page, or with --all every page (a table each as it comes, unless --json)."""
-        found: list[dict[str, Any]] = []
-        page_filters = filters
-        while True:
-            rows, next_cursor = await listing.page(db, page_filters)
-            if not every:
-                return Page(rows, next_cursor)
-            if as_json:
-                found += rows
-            elif rows:
-                console.print(_list_table(rows, times))
-            if next_cursor is None:
-                return Page(found, None)
-            page_filters = dataclasses.replace(page_filters, after=parse_cursor(next_cursor))
+
+        async def fetch(after: keyset.Position | None) -> tuple[list[dict[str, Any]], str | None]:
+            return await listing.page(db, dataclasses.replace(filters, after=after))
+
+        return await pages(fetch, cursor=cursor, every=every, each=None if as_json else show)
 
     page = with_db(walk)
     if as_json:
